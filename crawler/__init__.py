@@ -1,0 +1,22 @@
+"""crawler: a fast, polite, crash-safe asynchronous web crawler.
+
+The public surface is ``__all__``; see docs in README.md and DESIGN.md §3.
+"""
+
+from crawler.api import Crawler, crawl, run
+from crawler.config import CrawlConfig
+from crawler.errors import ConfigError, CrawlerError, OutputLocked
+from crawler.records import BrokenLink, CrawlStats, PageRecord
+
+__all__ = [
+    "BrokenLink",
+    "ConfigError",
+    "CrawlConfig",
+    "CrawlStats",
+    "Crawler",
+    "CrawlerError",
+    "OutputLocked",
+    "PageRecord",
+    "crawl",
+    "run",
+]

@@ -1,0 +1,24 @@
+"""Exception hierarchy of the crawler.
+
+Layer 0: imports nothing from crawler. Per-URL failures are never exceptions
+(they are records with an ``error`` reason); these are the errors that stop a
+run, and ``cli.py`` maps each to its exit code.
+"""
+
+
+class CrawlerError(Exception):
+    """Base of every error the crawler raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(CrawlerError):
+    """A setting, flag or config file a person must fix (exit 2)."""
+
+    exit_code = 2
+
+
+class OutputLocked(CrawlerError):
+    """Another live run holds the output directory's lock (exit 3)."""
+
+    exit_code = 3

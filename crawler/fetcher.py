@@ -1,0 +1,189 @@
+"""The fetcher: one aiohttp session, the global semaphore, one request at a time.
+
+Layer 2: imports nothing from crawler. ``fetch()`` makes exactly one request
+(redirects are not followed here: each hop goes back through the frontier so
+that it passes its host's politeness slot and joins the seen set). It bounds
+the request by a total deadline and the body by a byte count, counted after
+decompression while streaming, so a large body is never held whole. Every
+network and protocol failure is caught here, by type, and becomes a short
+reason; nothing else in the crawler catches network errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ssl
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from types import TracebackType
+
+import aiohttp
+from yarl import URL
+
+from crawler.parser import HTML_TYPES
+
+# An unread body up to this size is drained so the connection can be reused.
+_DRAIN_BYTES = 64 * 1024
+_CHUNK_BYTES = 64 * 1024
+_ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The outcome of one request: an answer (status set) or a failure (error set)."""
+
+    url: str
+    status: int | None
+    content_type: str | None = None
+    charset: str | None = None
+    location: str | None = None
+    retry_after: float | None = None
+    x_robots_tag: str | None = None
+    body: bytes = b""
+    error: str | None = None
+    elapsed_ms: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3: seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def failure_reason(error: BaseException) -> str:
+    """The one place that names network failures; order matters (subclasses first)."""
+    if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ClientConnectorDNSError):
+        return "dns"
+    if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
+        return "tls"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return "connection-refused"
+    if isinstance(
+        error,
+        aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | ConnectionResetError,
+    ):
+        return "connection-reset"
+    if isinstance(error, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return "invalid-url"
+    if isinstance(error, aiohttp.ClientResponseError):
+        return "bad-response"
+    return "connection"
+
+
+def _media_type(header: str | None) -> str | None:
+    if not header:
+        return None
+    return header.split(";", 1)[0].strip().lower() or None
+
+
+class Fetcher:
+    """Owns the crawl's single ClientSession; use as an async context manager."""
+
+    def __init__(self, *, concurrency: int, timeout: float, user_agent: str) -> None:
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._timeout = timeout
+        self._concurrency = concurrency
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        connector = aiohttp.TCPConnector(
+            limit=self._concurrency, limit_per_host=0, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": self._user_agent, "Accept": _ACCEPT},
+            timeout=aiohttp.ClientTimeout(total=None),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        any_type: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """One GET of ``url``. The body is read for 2xx HTML answers (any 2xx if ``any_type``).
+
+        A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
+        """
+        assert self._session is not None, "Fetcher used outside 'async with'"
+        started = time.monotonic()
+        async with self._semaphore:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    response = await self._request(url, max_bytes, any_type, headers)
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+                response = Response(url, None, error=failure_reason(error))
+        return replace(response, elapsed_ms=int((time.monotonic() - started) * 1000))
+
+    async def _request(
+        self, url: str, max_bytes: int, any_type: bool, headers: dict[str, str] | None
+    ) -> Response:
+        assert self._session is not None
+        async with self._session.get(
+            URL(url, encoded=True), allow_redirects=False, headers=headers
+        ) as answer:
+            content_type = _media_type(answer.headers.get("Content-Type"))
+            wanted = 200 <= answer.status < 300 and (any_type or content_type in HTML_TYPES)
+            body, error = b"", None
+            if wanted:
+                body, error = await _read_capped(answer, max_bytes)
+            elif (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
+                await answer.read()
+            return Response(
+                url,
+                answer.status,
+                content_type=content_type,
+                charset=answer.charset,
+                location=answer.headers.get("Location"),
+                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+                x_robots_tag=answer.headers.get("X-Robots-Tag"),
+                body=body,
+                error=error,
+                etag=answer.headers.get("ETag"),
+                last_modified=answer.headers.get("Last-Modified"),
+            )
+
+
+async def _read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, str | None]:
+    """The decompressed body; past ``max_bytes`` its first ``max_bytes`` and "too-large".
+
+    Reading stops there: the rest is never downloaded (the connection is closed).
+    """
+    body = bytearray()
+    async for chunk in answer.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > max_bytes:
+            return bytes(body[:max_bytes]), "too-large"
+    return bytes(body), None

@@ -1,0 +1,222 @@
+"""The Frontier protocol and the in-memory frontier.
+
+Layer 2: imports politeness and urls. The frontier owns the seen set, the
+queued entries (one FIFO per host) and, through the politeness slots, the
+schedule: ``lease()`` hands out an entry only when its host may take another
+request now, so no worker ever sits waiting on one host's gap while another
+host has work. This is the same contract as the Redis frontier's LEASE/ACK.
+
+Invariants:
+1. Every ``lease()`` that returns an entry is matched by exactly one ``ack()``
+   or ``requeue()`` (which acks), in a ``finally`` of the caller.
+2. A host is in the ready heap iff its queue is non-empty, its slot is not
+   full, and (after --max-pages is reached) its first entry is a continuation.
+   Heap times may be stale; ``lease()`` recomputes before trusting one.
+3. The crawl is finished when nothing is leased and nothing leasable is queued;
+   then ``lease()`` returns None to every caller, as it does after ``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from crawler.politeness import Politeness
+from crawler.urls import host_key
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A URL waiting in the frontier, with what its record needs to carry."""
+
+    url: str
+    depth: int
+    referrer: str | None = None
+    # Failed requests so far (for --retries).
+    attempts: int = 0
+    # Times this entry's record has been leased before (deferred after robots.txt, retried).
+    leases: int = 0
+    # For a redirect hop: the URL the record is for, and the hops requested so far.
+    origin: str | None = None
+    hops: tuple[str, ...] = ()
+    elapsed_ms: int = 0
+
+    def is_fresh(self) -> bool:
+        """Never leased before and not a redirect hop: it counts toward --max-pages."""
+        return self.leases == 0 and self.origin is None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    entry: Entry
+    host: str
+
+
+class Frontier(Protocol):
+    async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
+        """Queue the entries not seen before; return those."""
+
+    async def lease(self) -> Lease | None:
+        """The next entry whose host is ready; None when the crawl is finished or closed."""
+
+    async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
+        """The leased entry is done; its outcome feeds the host's politeness."""
+
+    async def requeue(
+        self, lease: Lease, entry: Entry, status: int | None, retry_after: float | None
+    ) -> None:
+        """Ack ``lease`` and queue ``entry`` (its continuation) first in its host's queue."""
+
+    def close(self) -> None:
+        """Lease nothing more; in-flight entries may still be acked."""
+
+    def pending(self) -> int: ...
+
+    def in_flight(self) -> int: ...
+
+
+class MemoryFrontier:
+    """A frontier held in this process: FIFO per host, a heap of ready hosts."""
+
+    def __init__(
+        self,
+        politeness: Politeness,
+        *,
+        max_pages: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._politeness = politeness
+        self._max_pages = max_pages
+        self._clock = clock
+        self._queues: dict[str, deque[Entry]] = {}
+        self._seen: set[str] = set()
+        self._heap: list[tuple[float, int, str]] = []
+        self._scheduled: set[str] = set()
+        self._order = itertools.count()
+        self._pending = 0
+        self._continuations = 0
+        self._leased = 0
+        self._fresh_leased = 0
+        self._closed = False
+        self._changed = asyncio.Event()
+
+    def pending(self) -> int:
+        return self._pending
+
+    def in_flight(self) -> int:
+        return self._leased
+
+    def close(self) -> None:
+        self._closed = True
+        self._changed.set()
+
+    def is_finished(self) -> bool:
+        if self._leased:
+            return False
+        return self._pending == 0 or (self._limit_reached() and self._continuations == 0)
+
+    def _limit_reached(self) -> bool:
+        return self._max_pages is not None and self._fresh_leased >= self._max_pages
+
+    def _ready_time(self, host: str) -> float:
+        queue = self._queues.get(host)
+        if not queue or (self._limit_reached() and queue[0].is_fresh()):
+            return math.inf
+        return self._politeness.slot(host).ready_at()
+
+    def _schedule(self, host: str) -> None:
+        if host in self._scheduled:
+            return
+        ready = self._ready_time(host)
+        if ready != math.inf:
+            heapq.heappush(self._heap, (ready, next(self._order), host))
+            self._scheduled.add(host)
+
+    def _push(self, entry: Entry, front: bool) -> None:
+        host = host_key(entry.url)
+        queue = self._queues.get(host)
+        if queue is None:
+            queue = self._queues[host] = deque()
+        if front:
+            queue.appendleft(entry)
+        else:
+            queue.append(entry)
+        self._pending += 1
+        if not entry.is_fresh():
+            self._continuations += 1
+        self._schedule(host)
+
+    async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
+        added = []
+        for entry in entries:
+            if entry.url in self._seen:
+                continue
+            self._seen.add(entry.url)
+            self._push(entry, front)
+            added.append(entry)
+        if added:
+            self._changed.set()
+        return added
+
+    def _earliest(self) -> tuple[float, str] | None:
+        """The ready heap's top after dropping and re-timing stale items (invariant 2)."""
+        while self._heap:
+            when, _, host = self._heap[0]
+            actual = self._ready_time(host)
+            if actual == when:
+                return when, host
+            heapq.heappop(self._heap)
+            self._scheduled.discard(host)
+            self._schedule(host)
+        return None
+
+    def _take(self, host: str, now: float) -> Lease:
+        heapq.heappop(self._heap)
+        self._scheduled.discard(host)
+        entry = self._queues[host].popleft()
+        if not self._queues[host]:
+            del self._queues[host]
+        self._pending -= 1
+        if entry.is_fresh():
+            self._fresh_leased += 1
+        else:
+            self._continuations -= 1
+        self._leased += 1
+        self._politeness.slot(host).start(now)
+        self._schedule(host)
+        return Lease(entry, host)
+
+    async def lease(self) -> Lease | None:
+        while not (self._closed or self.is_finished()):
+            now = self._clock()
+            earliest = self._earliest()
+            if earliest is not None and earliest[0] <= now:
+                return self._take(earliest[1], now)
+            self._changed.clear()
+            wait = None if earliest is None else earliest[0] - now
+            try:
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+        self._changed.set()
+        return None
+
+    async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
+        self._leased -= 1
+        self._politeness.slot(lease.host).finish(self._clock(), status, retry_after)
+        self._schedule(lease.host)
+        self._changed.set()
+
+    async def requeue(
+        self, lease: Lease, entry: Entry, status: int | None, retry_after: float | None
+    ) -> None:
+        self._push(entry, front=True)
+        await self.ack(lease, status, retry_after)

@@ -1,0 +1,147 @@
+"""Pure HTML parsing: bytes in, title, links, base and robots directives out.
+
+Layer 0: imports nothing from crawler and does no I/O. The character set comes
+from, in order: a byte-order mark, the Content-Type header, the document's own
+<meta> (prescanned in the first 1024 bytes, as browsers do), strict UTF-8, and
+finally detection by charset-normalizer. Links are returned as written (after
+whitespace clean-up by the URL layer), with the base URL they resolve against.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import charset_normalizer
+from bs4 import BeautifulSoup, Tag
+from bs4.filter import SoupStrainer
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+MAX_TITLE_CHARS = 1000
+_LINK_ATTRIBUTES = {"a": "href", "area": "href", "frame": "src", "iframe": "src"}
+_STRAINER = SoupStrainer(["a", "area", "frame", "iframe", "base", "meta", "title"])
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE
+)
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_DETECT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    """What the crawler needs from one HTML page."""
+
+    title: str | None
+    base: str
+    links: tuple[str, ...]
+    nofollow: bool
+    noindex: bool
+
+
+def is_html(content_type: str | None) -> bool:
+    return content_type is not None and content_type in HTML_TYPES
+
+
+def _try_decode(body: bytes, encoding: str | None) -> str | None:
+    if not encoding:
+        return None
+    try:
+        return body.decode(encoding)
+    except (LookupError, UnicodeDecodeError):
+        return None
+
+
+def decode_html(body: bytes, header_charset: str | None) -> str:
+    """The page's text; never raises, undecodable bytes become U+FFFD."""
+    for bom, encoding in _BOMS:
+        if body.startswith(bom):
+            return body.decode(encoding, errors="replace")
+    text = _try_decode(body, header_charset)
+    if text is None:
+        declared = _META_CHARSET.search(body[:1024])
+        text = _try_decode(body, declared.group(1).decode("ascii") if declared else None)
+    if text is None:
+        text = _try_decode(body, "utf-8")
+    if text is None:
+        guess = charset_normalizer.from_bytes(body[:_DETECT_BYTES]).best()
+        encoding = guess.encoding if guess is not None else "utf-8"
+        text = body.decode(encoding, errors="replace")
+    # HTML §13.2.5: a NUL in text is a parse error replaced by U+FFFD.
+    return text.replace("\x00", "\ufffd")
+
+
+def _directive_words(content: str) -> set[str]:
+    directives = {part.strip() for part in content.lower().split(",")}
+    if "none" in directives:
+        directives.update(("nofollow", "noindex"))
+    return directives
+
+
+def header_directives(value: str | None) -> set[str]:
+    """Directives of an X-Robots-Tag header for every crawler ("googlebot: ..." lines skipped)."""
+    if not value:
+        return set()
+    directives: set[str] = set()
+    for part in value.split(","):
+        word = part.strip().lower()
+        if ":" in word:
+            continue
+        directives |= _directive_words(word)
+    return directives
+
+
+def _robots_directives(soup: BeautifulSoup) -> set[str]:
+    directives: set[str] = set()
+    for meta in soup.find_all("meta"):
+        name = str(meta.get("name") or "").lower()
+        if name == "robots":
+            directives |= _directive_words(str(meta.get("content") or ""))
+    return directives
+
+
+def _title(soup: BeautifulSoup) -> str | None:
+    title = soup.find("title")
+    if not isinstance(title, Tag):
+        return None
+    text = " ".join(title.get_text().split())
+    return text[:MAX_TITLE_CHARS] or None
+
+
+def _links(soup: BeautifulSoup, honour_nofollow: bool) -> list[str]:
+    links: list[str] = []
+    for tag in soup.find_all(list(_LINK_ATTRIBUTES)):
+        value = tag.get(_LINK_ATTRIBUTES[tag.name])
+        if not isinstance(value, str) or not value:
+            continue
+        if honour_nofollow and "nofollow" in (tag.get("rel") or ()):
+            continue
+        links.append(value)
+    return links
+
+
+def parse_html(
+    body: bytes, url: str, header_charset: str | None, *, honour_nofollow: bool = True
+) -> ParsedPage:
+    """Parse one page. Never raises on any bytes."""
+    soup = BeautifulSoup(decode_html(body, header_charset), "lxml", parse_only=_STRAINER)
+    base_tag = soup.find("base", href=True)
+    base = url
+    if isinstance(base_tag, Tag) and isinstance(base_tag.get("href"), str):
+        base = _join_base(url, str(base_tag["href"]))
+    directives = _robots_directives(soup)
+    nofollow = honour_nofollow and "nofollow" in directives
+    links = () if nofollow else tuple(_links(soup, honour_nofollow))
+    return ParsedPage(_title(soup), base, links, nofollow, "noindex" in directives)
+
+
+def _join_base(url: str, href: str) -> str:
+    try:
+        return urljoin(url, href.strip())
+    except ValueError:
+        return url

@@ -1,0 +1,94 @@
+"""Frozen values that cross modules; their field names are the output schema.
+
+Layer 0: imports nothing from crawler. Writing a record is turning its fields
+into a dict; ``RECORD_FIELDS`` fixes the column order of pages.jsonl and CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# Reasons that mean "the link does not work" for broken.jsonl, as opposed to
+# reasons that mean "we chose not to fetch it" (robots, too-large, ...).
+BROKEN_ERRORS = frozenset(
+    {
+        "timeout",
+        "dns",
+        "tls",
+        "connection-refused",
+        "connection",
+        "connection-reset",
+        "bad-response",
+        "redirect-loop",
+        "too-many-redirects",
+        "bad-redirect",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """One line of pages.jsonl: the outcome of one URL taken from the frontier."""
+
+    url: str
+    final_url: str | None
+    status: int | None
+    depth: int
+    referrer: str | None
+    content_type: str | None
+    title: str | None
+    links: int
+    bytes: int
+    elapsed_ms: int
+    fetched_at: str
+    error: str | None
+    redirects: int = 0
+    noindex: bool = False
+
+    def is_broken(self) -> bool:
+        """A 4xx/5xx answer or a network failure: something a link checker reports."""
+        if self.status is not None:
+            return self.status >= 400
+        return self.error in BROKEN_ERRORS
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RECORD_FIELDS}
+
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(PageRecord))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenLink:
+    """One line of broken.jsonl: a broken URL and the pages that link to it."""
+
+    url: str
+    status: int | None
+    error: str | None
+    referrers: tuple[str, ...]
+    referrer_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlStats:
+    """A snapshot of a crawl's counters; stats.json is this object."""
+
+    pages: int = 0
+    ok: int = 0
+    errors: int = 0
+    broken: int = 0
+    redirects: int = 0
+    retries: int = 0
+    robots_refused: int = 0
+    offsite_links: int = 0
+    dropped_links: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    error_counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    queued: int = 0
+    in_flight: int = 0
+    duration_s: float = 0.0
+    pages_per_s: float = 0.0
+    finished: bool = False

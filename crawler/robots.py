@@ -1,0 +1,72 @@
+"""Pure robots.txt policy from a fetch outcome (RFC 9309), parsed by protego.
+
+Layer 0: imports nothing from crawler and does no I/O; the engine fetches
+/robots.txt through the fetcher and hands the outcome here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protego import Protego
+
+# RFC 9309 §2.5: crawlers must parse at least the first 500 KiB.
+MAX_ROBOTS_BYTES = 500 * 1024
+# RFC 9309 §2.3.1.2: follow at least five consecutive redirects.
+MAX_ROBOTS_REDIRECTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsPolicy:
+    """What one host's robots.txt allows a user agent to do."""
+
+    user_agent: str
+    rules: Protego | None = field(default=None, compare=False)
+    # None: no restrictions. A reason: every URL of the host is refused with it.
+    refuse_all: str | None = None
+
+    def allows(self, url: str) -> bool:
+        if self.refuse_all is not None:
+            return False
+        if self.rules is None:
+            return True
+        return bool(self.rules.can_fetch(url, self.user_agent))
+
+    def crawl_delay(self) -> float:
+        if self.rules is None:
+            return 0.0
+        delay = self.rules.crawl_delay(self.user_agent)
+        return float(delay) if delay else 0.0
+
+    def sitemaps(self) -> tuple[str, ...]:
+        return tuple(self.rules.sitemaps) if self.rules is not None else ()
+
+
+def allow_all(user_agent: str) -> RobotsPolicy:
+    return RobotsPolicy(user_agent)
+
+
+def policy_from(
+    status: int | None, body: bytes, user_agent: str, failure: str | None = None
+) -> RobotsPolicy:
+    """The policy for a robots.txt fetch that ended with ``status``, or with ``failure``.
+
+    RFC 9309 §2.3.1.3: a 4xx (or a 3xx left unfollowed) means no restrictions.
+    §2.3.1.4: a 5xx or an unreachable server means complete disallow. The
+    host's pages then carry "robots-unavailable" for a 5xx, and the network
+    failure itself ("dns", "timeout", ...) when the host could not be reached,
+    so that a dead host shows as broken rather than as a robots refusal.
+    """
+    if status is None:
+        return RobotsPolicy(user_agent, refuse_all=failure or "robots-unavailable")
+    if status >= 500:
+        return RobotsPolicy(user_agent, refuse_all="robots-unavailable")
+    if status >= 400:
+        return allow_all(user_agent)
+    if not 200 <= status < 300:
+        # §2.3.1.2: past five redirects the file "MAY be assumed unavailable",
+        # and unavailable (§2.3.1.3) means no restrictions.
+        return allow_all(user_agent)
+    # Garbage bytes are decoded leniently; protego skips lines it cannot read.
+    text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+    return RobotsPolicy(user_agent, rules=Protego.parse(text))
