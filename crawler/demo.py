@@ -63,7 +63,9 @@ def build_app(pages: int = DEFAULT_PAGES) -> web.Application:
         return web.Response(text=html, content_type="text/html")
 
     async def about(_: web.Request) -> web.Response:
-        return web.Response(text=_html("About the demo", ["/"]), content_type="text/html")
+        links = ["/", "/private/report", "/files/report.pdf", "/old-home", _BROKEN[3]]
+        links += ["https://example.invalid/elsewhere", "mailto:team@example.invalid"]
+        return web.Response(text=_html("About the demo", links), content_type="text/html")
 
     async def old_home(_: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently("/")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
 from aiohttp import web
-
 from conftest import SiteFactory, html_page, read_jsonl, static_site
+
 from crawler import CrawlConfig, Crawler, crawl
 
 
@@ -86,9 +87,7 @@ async def test_max_time_stops_scheduling(serve: SiteFactory, tmp_path: Path) -> 
     assert json.loads((tmp_path / "stats.json").read_text())["finished"] is True
 
 
-async def test_redirects_are_followed_inside_one_record(
-    serve: SiteFactory, tmp_path: Path
-) -> None:
+async def test_redirects_are_followed_inside_one_record(serve: SiteFactory, tmp_path: Path) -> None:
     async def hop(request: web.Request) -> web.StreamResponse:
         number = int(request.match_info["n"])
         raise web.HTTPFound(f"/hop/{number + 1}" if number < 3 else "/target")
@@ -108,7 +107,10 @@ async def test_redirects_are_followed_inside_one_record(
 
     await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
 
-    records = {record["url"].removeprefix(site.url): record for record in read_jsonl(tmp_path / "pages.jsonl")}
+    records = {
+        record["url"].removeprefix(site.url): record
+        for record in read_jsonl(tmp_path / "pages.jsonl")
+    }
     assert set(records) == {"/", "/hop/0", "/loop-a", "/away"}
     assert records["/hop/0"]["final_url"] == site.url + "/target"
     assert records["/hop/0"]["status"] == 200
@@ -128,7 +130,10 @@ async def test_robots_txt_is_obeyed(serve: SiteFactory, tmp_path: Path) -> None:
 
     await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
 
-    records = {record["url"].removeprefix(site.url): record for record in read_jsonl(tmp_path / "pages.jsonl")}
+    records = {
+        record["url"].removeprefix(site.url): record
+        for record in read_jsonl(tmp_path / "pages.jsonl")
+    }
     assert records["/secret/page"]["error"] == "robots"
     assert records["/secret/page"]["status"] is None
     assert site.count("/secret/page") == 0
@@ -146,13 +151,15 @@ async def test_retries_honour_retry_after(serve: SiteFactory, tmp_path: Path) ->
 
     site = await serve({"/": flaky})
 
-    stats = await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, retries=2, ignore_robots=True))
+    stats = await crawl(
+        CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, retries=2, ignore_robots=True)
+    )
 
     [record] = read_jsonl(tmp_path / "pages.jsonl")
     assert record["status"] == 200
     assert stats.retries == 2
     times = [when for path, when in site.arrivals if path == "/"]
-    assert all(later - earlier >= 0.95 for earlier, later in zip(times, times[1:]))
+    assert all(later - earlier >= 0.95 for earlier, later in itertools.pairwise(times))
 
 
 async def test_scope_is_the_seed_hosts_unless_allowed(serve: SiteFactory, tmp_path: Path) -> None:
@@ -212,8 +219,12 @@ async def test_leaving_the_block_early_stops_the_crawl(serve: SiteFactory, tmp_p
     assert json.loads((tmp_path / "stats.json").read_text())["pages"] == len(written)
 
 
-async def test_save_html_mirrors_pages_inside_the_output(serve: SiteFactory, tmp_path: Path) -> None:
-    site = await serve(static_site({"/": ["/a/b", "/a/b/", "/q?x=1", "/q?x=2"], "/a/b": [], "/a/b/": [], "/q": []}))
+async def test_save_html_mirrors_pages_inside_the_output(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(
+        static_site({"/": ["/a/b", "/a/b/", "/q?x=1", "/q?x=2"], "/a/b": [], "/a/b/": [], "/q": []})
+    )
 
     await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, save_html=True))
 

@@ -1,0 +1,203 @@
+"""The command line as a user runs it: a subprocess, its output and exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from conftest import SiteFactory, html_page, read_jsonl, static_site
+
+from crawler.output import OutputLock
+
+Result = tuple[int, str, str]
+
+
+async def run_cli(*args: str, cwd: Path, wait: float = 60.0) -> Result:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(wait):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def assert_one_line_error(result: Result, code: int, text: str) -> None:
+    returncode, _, err = result
+    assert returncode == code
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert text in err
+
+
+async def test_bad_flag_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    result = await run_cli("crawl", "--max-pagez", "3", "http://127.0.0.1/", cwd=tmp_path)
+    assert_one_line_error(result, 2, "unrecognized arguments: --max-pagez")
+
+
+async def test_bad_values_and_files_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(
+        await run_cli("crawl", "--max-pages", "0", "http://127.0.0.1/", cwd=tmp_path),
+        2,
+        "max_pages must be greater than 0",
+    )
+    assert_one_line_error(await run_cli("crawl", "ftp://x/", cwd=tmp_path), 2, "not an http(s) URL")
+    assert_one_line_error(await run_cli("crawl", cwd=tmp_path), 2, "no seed URLs")
+    (tmp_path / "config.toml").write_text("[crawl]\nmax_pages = 'many'\n")
+    assert_one_line_error(
+        await run_cli("crawl", "http://127.0.0.1/", cwd=tmp_path),
+        2,
+        "max_pages must be a whole number",
+    )
+    (tmp_path / "config.toml").write_text("[crawl\n")
+    assert_one_line_error(
+        await run_cli("crawl", "http://127.0.0.1/", cwd=tmp_path), 2, "not valid TOML"
+    )
+
+
+async def test_crawl_writes_output_and_exit_codes(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site({"/": ["/a", "/missing"], "/a": []}))
+
+    code, out, err = await run_cli("crawl", site.url + "/", "--output", "out", cwd=tmp_path)
+    assert code == 0, err
+    assert "crawl summary" in out
+    assert len(read_jsonl(tmp_path / "out" / "pages.jsonl")) == 3
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["broken"] == 1
+
+    code, out, err = await run_cli(
+        "crawl", site.url + "/", "--output", "out", "--fail-on-broken", "--quiet", cwd=tmp_path
+    )
+    assert (code, out, err) == (1, "", "")
+
+    code, out, _ = await run_cli("report", "out", cwd=tmp_path)
+    assert code == 0
+    assert f"404 {site.url}/missing" in out and f"linked from {site.url}/" in out
+
+
+async def test_config_file_is_read_and_flags_win(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site({"/": ["/1"], "/1": ["/2"], "/2": []}))
+    (tmp_path / "config.toml").write_text(
+        f'[crawl]\nseeds = ["{site.url}/"]\nmax_depth = 1\noutput = "fromfile"\nquiet = true\n'
+    )
+    code, out, _ = await run_cli("crawl", cwd=tmp_path)
+    assert code == 0 and out == ""
+    assert len(read_jsonl(tmp_path / "fromfile" / "pages.jsonl")) == 2
+    code, _, _ = await run_cli("crawl", "--max-depth", "2", "--output", "flag", cwd=tmp_path)
+    assert code == 0
+    assert len(read_jsonl(tmp_path / "flag" / "pages.jsonl")) == 3
+
+
+async def test_a_locked_output_folder_exits_3(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site({"/": []}))
+    (tmp_path / "out").mkdir()
+    lock = OutputLock(tmp_path / "out")
+    lock.acquire()
+    try:
+        result = await run_cli("crawl", site.url + "/", "--output", "out", cwd=tmp_path)
+    finally:
+        lock.release()
+    assert_one_line_error(result, 3, "is in use by pid")
+    code, _, _ = await run_cli("crawl", site.url + "/", "--output", "out", "--quiet", cwd=tmp_path)
+    assert code == 0
+
+
+async def test_sigint_stops_cleanly_with_130(serve: SiteFactory, tmp_path: Path) -> None:
+    answered = 0
+    under_way = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        nonlocal answered
+        await asyncio.sleep(0.1)
+        answered += 1
+        if answered >= 5:
+            under_way.set()
+        number = int(request.match_info["n"])
+        return html_page(str(number), [f"/{number + 1}", f"/{number + 2}"])
+
+    site = await serve({r"/{n:\d+}": slow})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        site.url + "/0",
+        "--output",
+        "out",
+        "--quiet",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        pages = tmp_path / "out" / "pages.jsonl"
+        async with asyncio.timeout(30):
+            await under_way.wait()
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130, err
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["pages"] == len(read_jsonl(pages)) >= 3
+
+
+async def test_demo_crawls_the_bundled_site(tmp_path: Path) -> None:
+    code, out, err = await run_cli("demo", "--pages", "40", cwd=tmp_path, wait=120)
+    assert code == 0, err
+    assert "demo site: http://127.0.0.1:" in err
+    assert "crawl summary" in out
+    records = read_jsonl(tmp_path / "output" / "pages.jsonl")
+    urls = {record["url"].split("/", 3)[3] for record in records}
+    assert {f"page/{n}" for n in range(1, 41)} <= urls
+    assert "private/report" in urls
+    broken = read_jsonl(tmp_path / "output" / "broken.jsonl")
+    assert broken and all(link["referrers"] for link in broken)
+
+
+async def test_demo_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "demo",
+        "--serve",
+        "--pages",
+        "5",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            url = (await process.stdout.readline()).decode().strip()
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session, session.get(url + "robots.txt") as answer:
+            assert answer.status == 200
+            assert "Disallow: /private/" in await answer.text()
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0

@@ -1,0 +1,70 @@
+"""CrawlConfig validation and config.toml loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.config import CrawlConfig, build_config, load_toml
+from crawler.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_repository_config_toml_lists_every_setting_with_its_default() -> None:
+    settings = load_toml(REPO / "config.toml")
+    assert build_config(settings) == CrawlConfig(output_dir=Path("output"))
+    text = (REPO / "config.toml").read_text()
+    from crawler.config import CONFIG_KEYS
+
+    for key in CONFIG_KEYS:
+        assert f"{key} =" in text, f"config.toml does not document {key}"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_pages": 0}, "max_pages must be greater than 0"),
+        ({"concurrency": -1}, "concurrency must be greater than 0"),
+        ({"delay": -0.5}, "delay must not be negative"),
+        ({"max_pages": True}, "max_pages must be a whole number"),
+        ({"timeout": "fast"}, "timeout must be a number"),
+        ({"seeds": ("ftp://a.org/",)}, r"not an http\(s\) URL"),
+        ({"format": "xml"}, "format must be one of"),
+        ({"allow_domain": "a.org"}, "allow_domain must be a list"),
+    ],
+)
+def test_bad_values_are_config_errors(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CrawlConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[crawl]\nmax_pages = ", "not valid TOML"),
+        ("[crawl]\nmax_pagez = 3\n", "unknown setting"),
+        ("[other]\n", "unknown table"),
+    ],
+)
+def test_bad_files_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_toml(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_toml(tmp_path / "nope.toml")
+
+
+def test_file_values_build_a_config() -> None:
+    config = build_config(
+        {"seeds": ["http://a.org/"], "output": "out", "quiet": True, "max_pages": 5}
+    )
+    assert config.seeds == ("http://a.org/",)
+    assert config.output_dir == Path("out")
+    assert config.max_pages == 5

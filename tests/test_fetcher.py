@@ -1,0 +1,146 @@
+"""The fetcher's failure handling, with aioresponses standing in for the network."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aioresponses import aioresponses
+from conftest import SiteFactory
+
+from crawler.fetcher import Fetcher, failure_reason, parse_retry_after
+
+URL = "http://a.org/page"
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[Fetcher]:
+    async with Fetcher(concurrency=4, timeout=5.0, user_agent="test-agent") as instance:
+        yield instance
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (TimeoutError(), "timeout"),
+        (aiohttp.ServerTimeoutError(), "timeout"),
+        (
+            aiohttp.ClientConnectorDNSError(
+                aiohttp.client_reqrep.ConnectionKey("a.org", 80, False, True, None, None, None),
+                OSError(-2, "Name or service not known"),
+            ),
+            "dns",
+        ),
+        (
+            aiohttp.ClientConnectorError(
+                aiohttp.client_reqrep.ConnectionKey("a.org", 80, False, True, None, None, None),
+                OSError(111, "refused"),
+            ),
+            "connection-refused",
+        ),
+        (ssl.SSLError("bad cert"), "tls"),
+        (aiohttp.ServerDisconnectedError(), "connection-reset"),
+        (aiohttp.ClientPayloadError("cut"), "connection-reset"),
+        (ConnectionResetError(), "connection-reset"),
+        (aiohttp.InvalidURL("http://"), "invalid-url"),
+        (aiohttp.ClientResponseError(None, (), status=400), "bad-response"),  # type: ignore[arg-type]
+        (OSError("other"), "connection"),
+    ],
+)
+def test_failure_reasons(error: BaseException, reason: str) -> None:
+    assert failure_reason(error) == reason
+
+
+async def test_network_failures_become_records(fetcher: Fetcher) -> None:
+    with aioresponses() as mocked:
+        mocked.get(URL, exception=aiohttp.ServerDisconnectedError())
+        response = await fetcher.fetch(URL, max_bytes=1000)
+    assert response.status is None
+    assert response.error == "connection-reset"
+
+
+async def test_timeout_is_a_record(fetcher: Fetcher) -> None:
+    with aioresponses() as mocked:
+        mocked.get(URL, exception=TimeoutError())
+        response = await fetcher.fetch(URL, max_bytes=1000)
+    assert response.error == "timeout"
+
+
+async def test_html_body_is_read_and_capped(serve: SiteFactory, fetcher: Fetcher) -> None:
+    async def big(_: web.Request) -> web.StreamResponse:
+        return web.Response(text="<p>" + "x" * 5000, content_type="text/html")
+
+    async def small(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"<p>small</p>", content_type="text/html", charset="latin-1")
+
+    site = await serve({"/big": big, "/small": small})
+    cut = await fetcher.fetch(site.url + "/big", max_bytes=1000)
+    whole = await fetcher.fetch(site.url + "/small", max_bytes=1000)
+    assert cut.error == "too-large" and len(cut.body) == 1000
+    assert whole.error is None and whole.body == b"<p>small</p>"
+    assert whole.content_type == "text/html" and whole.charset == "latin-1"
+
+
+async def test_other_types_and_error_pages_are_not_read(
+    serve: SiteFactory, fetcher: Fetcher
+) -> None:
+    async def pdf(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"%PDF" * 100, content_type="application/pdf")
+
+    async def missing(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=404, text="<p>not found</p>", content_type="text/html")
+
+    site = await serve({"/doc.pdf": pdf, "/missing": missing})
+    document = await fetcher.fetch(site.url + "/doc.pdf", max_bytes=1000)
+    absent = await fetcher.fetch(site.url + "/missing", max_bytes=1000)
+    assert document.status == 200 and document.body == b""
+    assert document.content_type == "application/pdf"
+    assert absent.status == 404 and absent.body == b""
+
+
+async def test_redirects_are_not_followed_and_headers_are_read(
+    serve: SiteFactory, fetcher: Fetcher
+) -> None:
+    async def moved(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("/elsewhere")
+
+    async def busy(_: web.Request) -> web.StreamResponse:
+        headers = {"Retry-After": "7", "ETag": '"v1"', "X-Robots-Tag": "nofollow"}
+        return web.Response(status=429, headers=headers)
+
+    site = await serve({"/moved": moved, "/busy": busy})
+    redirect = await fetcher.fetch(site.url + "/moved", max_bytes=1000)
+    throttled = await fetcher.fetch(site.url + "/busy", max_bytes=1000)
+    assert redirect.status == 301 and redirect.location == "/elsewhere"
+    assert throttled.retry_after == 7.0
+    assert throttled.etag == '"v1"' and throttled.x_robots_tag == "nofollow"
+
+
+async def test_the_deadline_covers_the_whole_body(serve: SiteFactory) -> None:
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/html"})
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b"<p>x</p>")
+            await asyncio.sleep(0.05)
+        return response
+
+    site = await serve({"/trickle": trickle})
+    async with Fetcher(concurrency=1, timeout=0.5, user_agent="t") as fetcher:
+        response = await fetcher.fetch(site.url + "/trickle", max_bytes=100_000)
+    assert response.error == "timeout"
+    assert response.elapsed_ms < 5000
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None

@@ -1,0 +1,120 @@
+"""The in-memory frontier and politeness slots: scheduling without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from crawler.frontier import Entry, MemoryFrontier
+from crawler.politeness import BACKOFF_FLOOR, HostSlot, Politeness
+
+
+def frontier(per_host: int = 2, delay: float = 0.0, max_pages: int | None = None) -> MemoryFrontier:
+    return MemoryFrontier(Politeness(per_host, delay, robots_first=False), max_pages=max_pages)
+
+
+async def lease_now(front: MemoryFrontier, wait: float = 0.05):  # type: ignore[no-untyped-def]
+    """The next lease if one comes within ``wait`` seconds, else None."""
+    try:
+        return await asyncio.wait_for(front.lease(), wait)
+    except TimeoutError:
+        return None
+
+
+async def test_duplicates_are_dropped() -> None:
+    front = frontier()
+    added = await front.add([Entry("http://a.org/", 0), Entry("http://a.org/", 1)])
+    assert len(added) == 1
+    assert await front.add([Entry("http://a.org/", 0)]) == []
+    assert front.pending() == 1
+
+
+async def test_per_host_limit_holds_until_ack() -> None:
+    front = frontier(per_host=2)
+    await front.add(Entry(f"http://a.org/{n}", 0) for n in range(4))
+    first, second = await front.lease(), await front.lease()
+    assert first and second
+    assert await lease_now(front) is None
+    await front.ack(first, 200, None)
+    third = await lease_now(front)
+    assert third is not None and third.entry.url == "http://a.org/2"
+
+
+async def test_gap_between_starts_to_one_host() -> None:
+    front = frontier(per_host=4, delay=0.2)
+    await front.add(Entry(f"http://a.org/{n}", 0) for n in range(2))
+    started = time.monotonic()
+    await front.lease()
+    await front.lease()
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_a_waiting_host_does_not_hold_up_others() -> None:
+    front = frontier(per_host=1)
+    await front.add([Entry("http://slow.org/1", 0), Entry("http://slow.org/2", 0)])
+    lease = await front.lease()
+    assert lease is not None
+    await front.ack(lease, 503, 30.0)  # the slow host must now wait 30 s
+    await front.add([Entry("http://fast.org/1", 0)])
+    other = await lease_now(front, 1.0)
+    assert other is not None and other.host == "fast.org"
+
+
+async def test_max_pages_leases_only_continuations_after_the_limit() -> None:
+    front = frontier(per_host=4, max_pages=1)
+    await front.add([Entry("http://a.org/1", 0), Entry("http://a.org/2", 0)])
+    first = await front.lease()
+    assert first is not None
+    hop = Entry("http://a.org/moved", 0, origin=first.entry.url)
+    await front.add([hop], front=True)
+    await front.ack(first, 301, None)
+    continuation = await lease_now(front)
+    assert continuation is not None and continuation.entry == hop
+    await front.ack(continuation, 200, None)
+    assert await lease_now(front) is None or front.is_finished()
+    assert await front.lease() is None
+    assert front.pending() == 1
+
+
+async def test_lease_returns_none_when_finished_or_closed() -> None:
+    front = frontier()
+    assert await front.lease() is None
+    await front.add([Entry("http://a.org/", 0)])
+    front.close()
+    assert await front.lease() is None
+
+
+async def test_requeue_puts_the_entry_first() -> None:
+    front = frontier(per_host=1)
+    await front.add([Entry("http://a.org/1", 0), Entry("http://a.org/2", 0)])
+    lease = await front.lease()
+    assert lease is not None
+    await front.requeue(lease, Entry("http://a.org/1", 0, attempts=1, leases=1), 500, None)
+    again = await lease_now(front)
+    assert again is not None and again.entry.attempts == 1
+
+
+def test_backoff_doubles_on_throttling_and_decays_on_success() -> None:
+    slot = HostSlot(limit=1, delay=0.0)
+    for expected in (BACKOFF_FLOOR, BACKOFF_FLOOR * 2, BACKOFF_FLOOR * 4):
+        slot.start(0.0)
+        slot.finish(0.0, 429, None)
+        assert slot.backoff == expected
+    slot.start(0.0)
+    slot.finish(0.0, 200, None)
+    assert slot.backoff == BACKOFF_FLOOR * 2
+    slot.start(0.0)
+    slot.finish(10.0, 503, 7.0)
+    assert slot.not_before == 17.0
+    assert slot.ready_at() == 17.0
+
+
+@pytest.mark.parametrize("robots_first", [True, False])
+def test_one_request_at_a_time_until_robots_is_known(robots_first: bool) -> None:
+    politeness = Politeness(per_host=4, delay=0.0, robots_first=robots_first)
+    assert politeness.slot("a.org").limit == (1 if robots_first else 4)
+    politeness.robots_known("a.org", crawl_delay=2.0)
+    assert politeness.slot("a.org").limit == 4
+    assert politeness.slot("a.org").gap() == 2.0

@@ -1,0 +1,94 @@
+"""HTML parsing and decoding: pure functions on tricky bytes, no loop."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crawler.parser import decode_html, header_directives, parse_html
+
+URL = "http://a.org/dir/page"
+
+
+def test_title_links_and_base() -> None:
+    page = parse_html(
+        b"<html><head><base href='/base/'><title>  Two\n words </title></head>"
+        b"<body><a href='x'>x</a><area href='y'><iframe src='f'></iframe><a>no href</a>"
+        b"<a href=''>empty</a></body></html>",
+        URL,
+        None,
+    )
+    assert page.title == "Two words"
+    assert page.base == "http://a.org/base/"
+    assert page.links == ("x", "y", "f")
+
+
+def test_nofollow_links_and_meta_robots() -> None:
+    page = parse_html(b"<a rel='external nofollow' href='a'></a><a href='b'></a>", URL, None)
+    assert page.links == ("b",)
+    page = parse_html(b"<meta name='robots' content='NoFollow'><a href='b'></a>", URL, None)
+    assert page.nofollow and page.links == ()
+    page = parse_html(b"<meta name='robots' content='noindex'><a href='b'></a>", URL, None)
+    assert page.noindex and page.links == ("b",)
+    page = parse_html(b"<meta name='robots' content='none'><a href='b'></a>", URL, None)
+    assert page.noindex and page.nofollow
+
+
+def test_x_robots_tag_header() -> None:
+    assert header_directives("noindex, nofollow") == {"noindex", "nofollow"}
+    assert header_directives("googlebot: nofollow") == set()
+    assert header_directives(None) == set()
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "expected"),
+    [
+        ("<p>é</p>".encode(), "utf-8", "é"),
+        ("<p>é</p>".encode("latin-1"), "iso-8859-1", "é"),
+        ("<meta charset='shift_jis'><p>日本</p>".encode("shift_jis"), None, "日本"),
+        (
+            '<meta http-equiv="Content-Type" content="text/html; charset=windows-1251"><p>Ж</p>'.encode(
+                "cp1251"
+            ),
+            None,
+            "Ж",
+        ),
+        ("<p>é</p>".encode("utf-16"), None, "é"),
+        (codecs.BOM_UTF8 + "<p>é</p>".encode(), "latin-1", "é"),
+        # The header lies (says UTF-8, bytes are Latin-1): the meta is tried next.
+        ("<meta charset='latin-1'><p>é</p>".encode("latin-1"), "utf-8", "é"),
+        # An unknown charset name falls through to UTF-8.
+        ("<p>é</p>".encode(), "no-such-charset", "é"),
+    ],
+)
+def test_decoding_order(body: bytes, header: str | None, expected: str) -> None:
+    assert expected in decode_html(body, header)
+
+
+def test_links_are_found_in_shift_jis_and_utf16_pages() -> None:
+    sjis = "<meta charset='shift_jis'><title>日本語</title><a href='/ページ'>x</a>".encode(
+        "shift_jis"
+    )
+    page = parse_html(sjis, URL, None)
+    assert page.title == "日本語" and page.links == ("/ページ",)
+    utf16 = "<title>t</title><a href='/ü'>x</a>".encode("utf-16")
+    assert parse_html(utf16, URL, None).links == ("/ü",)
+
+
+def test_broken_and_hostile_html() -> None:
+    deep = b"<div>" * 50_000 + b"<a href='/deep'>x</a>"
+    assert parse_html(deep, URL, None).links in ((), ("/deep",))
+    garbage = bytes(range(256)) * 20 + b"<a href='/g'>\x00x</a>"
+    assert parse_html(garbage, URL, "utf-8").links == ("/g",)
+    unclosed = b"<html><title>t<a href='/u'>x<a href=/v>y"
+    assert parse_html(unclosed, URL, None).title is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000), st.sampled_from([None, "utf-8", "latin-1", "utf-16", "bogus"]))
+def test_parser_never_raises(body: bytes, charset: str | None) -> None:
+    page = parse_html(body, URL, charset)
+    assert isinstance(page.links, tuple)
