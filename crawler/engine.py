@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -43,13 +43,28 @@ log = logging.getLogger(__name__)
 MAX_REDIRECTS = 10
 # A robots.txt Crawl-delay above this is honoured only up to it.
 MAX_CRAWL_DELAY = 60.0
+# First wait before retrying a failed URL; it doubles with each attempt.
+RETRY_DELAY = 0.5
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connection-refused"})
 
 RecordSink = Callable[[PageRecord], Awaitable[None]]
-# What a processed lease leaves for the frontier: a continuation entry (or
-# None), and the status and Retry-After for the host's politeness slot.
-Outcome = tuple[Entry | None, int | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a processed lease tells the frontier."""
+
+    # The entry that carries the record on (a retry, a deferred page), if any.
+    continuation: Entry | None = None
+    # The answer's status and Retry-After, for the host's politeness slot.
+    status: int | None = None
+    retry_after: float | None = None
+    # Seconds the continuation alone waits (its host is not held back).
+    delay: float = 0.0
+
+
+DONE = Outcome()
 
 
 class Engine:
@@ -143,14 +158,16 @@ class Engine:
                 self._idle.release()
 
     async def _handle(self, lease: Lease) -> None:
-        continuation, status, retry_after = None, None, None
+        outcome = DONE
         try:
-            continuation, status, retry_after = await self._process(lease)
+            outcome = await self._process(lease)
         finally:
-            if continuation is None:
-                await self._frontier.ack(lease, status, retry_after)
+            if outcome.continuation is None:
+                await self._frontier.ack(lease, outcome.status, outcome.retry_after)
             else:
-                await self._frontier.requeue(lease, continuation, status, retry_after)
+                await self._frontier.requeue(
+                    lease, outcome.continuation, outcome.status, outcome.retry_after, outcome.delay
+                )
 
     async def _process(self, lease: Lease) -> Outcome:
         entry = lease.entry
@@ -159,7 +176,7 @@ class Engine:
         policy = self._robots.get(lease.host)
         if policy is not None and not policy.allows(entry.url):
             await self._emit(self._record(entry, None, error=policy.refuse_all or "robots"))
-            return None, None, None
+            return DONE
         assert self._fetcher is not None
         response = await self._fetcher.fetch(entry.url, max_bytes=self.config.max_bytes)
         return await self._after_fetch(entry, response)
@@ -179,7 +196,8 @@ class Engine:
             self._robots[lease.host] = policy
             delay = min(policy.crawl_delay(), MAX_CRAWL_DELAY)
             self._politeness.robots_known(lease.host, delay)
-        return replace(lease.entry, leases=lease.entry.leases + 1), answer.status, retry_after
+        deferred = replace(lease.entry, leases=lease.entry.leases + 1)
+        return Outcome(deferred, answer.status, retry_after)
 
     async def _fetch_robots(self, url: str) -> Response:
         """robots.txt, following up to five redirects (RFC 9309 §2.3.1.2), cut at 500 KiB."""
@@ -200,7 +218,7 @@ class Engine:
         status = response.status
         if status is not None and 300 <= status < 400 and response.location:
             await self._redirect(entry, response, elapsed_ms)
-            return None, status, None
+            return Outcome(status=status)
         parsed = None
         if _is_parseable(response):
             parsed = await self._parse(response)
@@ -208,21 +226,21 @@ class Engine:
             if self._output is not None:
                 await self._output.save_html(response.url, response.body)
         await self._emit(self._record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms))
-        return None, status, None
+        return Outcome(status=status)
 
     def _retry(self, entry: Entry, response: Response, elapsed_ms: int) -> Outcome | None:
         retryable = response.status in RETRY_STATUSES or response.error in RETRY_ERRORS
         if not retryable or entry.attempts >= self.config.retries:
             return None
         self._tally.retries += 1
-        wait = response.retry_after
-        if wait is None:
-            wait = 0.5 * 2**entry.attempts
-        wait = min(wait, self.config.max_retry_after)
         again = replace(
             entry, attempts=entry.attempts + 1, leases=entry.leases + 1, elapsed_ms=elapsed_ms
         )
-        return again, response.status, wait
+        if response.retry_after is not None:
+            # The server asked the whole host to wait (RFC 9110 §10.2.3).
+            wait = min(response.retry_after, self.config.max_retry_after)
+            return Outcome(again, response.status, retry_after=wait)
+        return Outcome(again, response.status, delay=RETRY_DELAY * 2**entry.attempts)
 
     async def _redirect(self, entry: Entry, response: Response, elapsed_ms: int) -> None:
         hops = (*entry.hops, response.url)

@@ -70,9 +70,18 @@ class Frontier(Protocol):
         """The leased entry is done; its outcome feeds the host's politeness."""
 
     async def requeue(
-        self, lease: Lease, entry: Entry, status: int | None, retry_after: float | None
+        self,
+        lease: Lease,
+        entry: Entry,
+        status: int | None,
+        retry_after: float | None,
+        delay: float = 0.0,
     ) -> None:
-        """Ack ``lease`` and queue ``entry`` (its continuation) first in its host's queue."""
+        """Ack ``lease``; queue ``entry`` (its continuation) first in its host's queue.
+
+        ``retry_after`` holds back the whole host (the server asked for it);
+        ``delay`` holds back only this entry.
+        """
 
     def close(self) -> None:
         """Lease nothing more; in-flight entries may still be acked."""
@@ -98,6 +107,8 @@ class MemoryFrontier:
         self._queues: dict[str, deque[Entry]] = {}
         self._seen: set[str] = set()
         self._heap: list[tuple[float, int, str]] = []
+        # Entries held back on their own (a retry after a failure): (due, order, entry).
+        self._delayed: list[tuple[float, int, Entry]] = []
         self._scheduled: set[str] = set()
         self._order = itertools.count()
         self._pending = 0
@@ -140,6 +151,12 @@ class MemoryFrontier:
             self._scheduled.add(host)
 
     def _push(self, entry: Entry, front: bool) -> None:
+        self._pending += 1
+        if not entry.is_fresh():
+            self._continuations += 1
+        self._enqueue(entry, front)
+
+    def _enqueue(self, entry: Entry, front: bool) -> None:
         host = host_key(entry.url)
         queue = self._queues.get(host)
         if queue is None:
@@ -148,10 +165,14 @@ class MemoryFrontier:
             queue.appendleft(entry)
         else:
             queue.append(entry)
-        self._pending += 1
-        if not entry.is_fresh():
-            self._continuations += 1
         self._schedule(host)
+
+    def _release_delayed(self, now: float) -> float:
+        """Queue the delayed entries that are due; return when the next one is."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, entry = heapq.heappop(self._delayed)
+            self._enqueue(entry, front=True)
+        return self._delayed[0][0] if self._delayed else math.inf
 
     async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
         added = []
@@ -196,11 +217,13 @@ class MemoryFrontier:
     async def lease(self) -> Lease | None:
         while not (self._closed or self.is_finished()):
             now = self._clock()
+            next_delayed = self._release_delayed(now)
             earliest = self._earliest()
             if earliest is not None and earliest[0] <= now:
                 return self._take(earliest[1], now)
             self._changed.clear()
-            wait = None if earliest is None else earliest[0] - now
+            due = min(next_delayed, earliest[0] if earliest is not None else math.inf)
+            wait = None if due == math.inf else due - now
             try:
                 async with asyncio.timeout(wait):
                     await self._changed.wait()
@@ -216,7 +239,18 @@ class MemoryFrontier:
         self._changed.set()
 
     async def requeue(
-        self, lease: Lease, entry: Entry, status: int | None, retry_after: float | None
+        self,
+        lease: Lease,
+        entry: Entry,
+        status: int | None,
+        retry_after: float | None,
+        delay: float = 0.0,
     ) -> None:
-        self._push(entry, front=True)
+        if delay > 0:
+            self._pending += 1
+            self._continuations += 1
+            due = self._clock() + delay
+            heapq.heappush(self._delayed, (due, next(self._order), entry))
+        else:
+            self._push(entry, front=True)
         await self.ack(lease, status, retry_after)

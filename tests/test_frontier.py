@@ -118,3 +118,21 @@ def test_one_request_at_a_time_until_robots_is_known(robots_first: bool) -> None
     politeness.robots_known("a.org", crawl_delay=2.0)
     assert politeness.slot("a.org").limit == 4
     assert politeness.slot("a.org").gap() == 2.0
+
+
+async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
+    front = frontier(per_host=1)
+    await front.add([Entry("http://a.org/1", 0), Entry("http://a.org/2", 0)])
+    lease = await front.lease()
+    assert lease is not None
+    retry = Entry("http://a.org/1", 0, attempts=1, leases=1)
+    await front.requeue(lease, retry, 500, None, delay=0.3)
+    started = time.monotonic()
+    second = await lease_now(front)
+    assert second is not None and second.entry.url == "http://a.org/2"
+    await front.ack(second, 200, None)
+    third = await front.lease()
+    assert third is not None and third.entry == retry
+    assert time.monotonic() - started >= 0.3
+    await front.ack(third, 200, None)
+    assert await front.lease() is None
