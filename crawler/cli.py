@@ -55,6 +55,18 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--delay", type=float, help="minimum gap in seconds between request starts to a host")
     flag("--allow-domain", action="append", help="also crawl this domain and its subdomains")
     flag("--ignore-robots", action="store_true", default=None, help="do not obey robots.txt")
+    flag(
+        "--ignore-nofollow",
+        action="store_true",
+        default=None,
+        help="follow links marked nofollow (rel, meta robots, X-Robots-Tag)",
+    )
+    flag(
+        "--no-sitemaps",
+        action="store_true",
+        default=None,
+        help="do not read robots.txt Sitemap: lines and /sitemap.xml",
+    )
     flag("--user-agent", help="User-Agent header, matched against robots.txt")
     flag("--retries", type=int, help="retries for timeouts, connection errors, 429, 5xx")
     flag("--max-retry-after", type=float, help="longest Retry-After honoured, in seconds")

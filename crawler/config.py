@@ -36,6 +36,8 @@ class CrawlConfig:
     delay: float = 0.0
     allow_domain: tuple[str, ...] = ()
     ignore_robots: bool = False
+    ignore_nofollow: bool = False
+    no_sitemaps: bool = False
     user_agent: str = DEFAULT_USER_AGENT
     retries: int = 2
     max_retry_after: float = 120.0

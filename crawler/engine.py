@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -35,12 +35,15 @@ from crawler.parser import ParsedPage, header_directives, is_html, parse_html
 from crawler.politeness import Politeness
 from crawler.records import CrawlStats, PageRecord
 from crawler.robots import MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS, RobotsPolicy, policy_from
+from crawler.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, is_trap, normalize
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 10
+# Sitemap indexes may list indexes; this many levels are read, no deeper.
+MAX_SITEMAP_NESTING = 2
 # A robots.txt Crawl-delay above this is honoured only up to it.
 MAX_CRAWL_DELAY = 60.0
 # First wait before retrying a failed URL; it doubles with each attempt.
@@ -82,6 +85,7 @@ class Engine:
         self._frontier = MemoryFrontier(self._politeness, max_pages=config.max_pages)
         self._robots: dict[str, RobotsPolicy] = {}
         self._robots_failures: dict[str, int] = {}
+        self._sitemap_hosts: set[str] = set()
         self._tally = Tally()
         self._output = (
             Output(config.output_dir, format=config.format, save_html=config.save_html)
@@ -173,6 +177,10 @@ class Engine:
         entry = lease.entry
         if not self.config.ignore_robots and lease.host not in self._robots:
             return await self._learn_robots(lease)
+        if not self.config.no_sitemaps and lease.host not in self._sitemap_hosts:
+            await self._queue_sitemaps(lease)
+        if entry.kind == "sitemap":
+            return await self._read_sitemap(entry)
         policy = self._robots.get(lease.host)
         if policy is not None and not policy.allows(entry.url):
             await self._emit(self._record(entry, None, error=policy.refuse_all or "robots"))
@@ -209,6 +217,53 @@ class Engine:
                 return response
             url = target
         return replace(response, body=b"")
+
+    async def _queue_sitemaps(self, lease: Lease) -> None:
+        """The host's sitemaps: its robots.txt Sitemap: lines and /sitemap.xml."""
+        self._sitemap_hosts.add(lease.host)
+        origin = f"{urlsplit(lease.entry.url).scheme}://{lease.host}"
+        policy = self._robots.get(lease.host)
+        listed = policy.sitemaps() if policy is not None else ()
+        urls = (normalize(url, origin) for url in (*listed, "/sitemap.xml"))
+        entries = [
+            Entry(url, 0, kind="sitemap")
+            for url in urls
+            if url is not None and self._scope.allows(host_of(url))
+        ]
+        await self._frontier.add(entries)
+
+    async def _read_sitemap(self, entry: Entry) -> Outcome:
+        """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
+        assert self._fetcher is not None
+        response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
+        if response.status is None or not 200 <= response.status < 300 or not response.body:
+            return Outcome(status=response.status)
+        sitemap = parse_sitemap(response.body)
+        self._tally.sitemaps += 1
+        pages = self._in_scope(sitemap.pages, entry.url)
+        self._tally.sitemap_urls += len(pages)
+        if self._output is not None:
+            self._output.note_links(entry.url, pages)
+        children = self._in_scope(sitemap.sitemaps, entry.url)
+        await self._frontier.add(Entry(url, 0, entry.url) for url in pages)
+        if entry.depth < MAX_SITEMAP_NESTING:
+            await self._frontier.add(
+                Entry(url, entry.depth + 1, entry.url, kind="sitemap") for url in children
+            )
+        return Outcome(status=response.status)
+
+    def _in_scope(self, links: Iterable[str], base: str) -> list[str]:
+        """Normalised, requestable, in-scope URLs of ``links``; the rest are counted."""
+        urls: list[str] = []
+        for link in links:
+            url = normalize(link, base, sort_query=self._sort_query)
+            if url is None or is_trap(url):
+                self._tally.dropped_links += 1
+            elif not self._scope.allows(host_of(url)):
+                self._tally.offsite_links += 1
+            else:
+                urls.append(url)
+        return urls
 
     async def _after_fetch(self, entry: Entry, response: Response) -> Outcome:
         elapsed_ms = entry.elapsed_ms + response.elapsed_ms
@@ -283,21 +338,14 @@ class Engine:
         while (job := await self._parse_jobs.get()) is not None:
             response, future = job
             if not future.cancelled():
-                future.set_result(_parse_response(response))
+                honour = not self.config.ignore_nofollow
+                future.set_result(_parse_response(response, honour_nofollow=honour))
 
     async def _queue_links(self, entry: Entry, page_url: str, parsed: ParsedPage) -> None:
         if parsed.nofollow:
             return
         depth = entry.depth + 1
-        targets: list[str] = []
-        for link in parsed.links:
-            url = normalize(link, parsed.base, sort_query=self._sort_query)
-            if url is None or is_trap(url):
-                self._tally.dropped_links += 1
-            elif not self._scope.allows(host_of(url)):
-                self._tally.offsite_links += 1
-            else:
-                targets.append(url)
+        targets = self._in_scope(parsed.links, parsed.base)
         if self._output is not None:
             self._output.note_links(page_url, targets)
         if self.config.max_depth is not None and depth > self.config.max_depth:
@@ -345,13 +393,15 @@ def _is_parseable(response: Response) -> bool:
     return ok and is_html(response.content_type) and bool(response.body)
 
 
-def _parse_response(response: Response) -> ParsedPage:
+def _parse_response(response: Response, *, honour_nofollow: bool) -> ParsedPage:
     """Parse an HTML answer; an X-Robots-Tag header adds to the page's own directives."""
-    parsed = parse_html(response.body, response.url, response.charset)
+    parsed = parse_html(
+        response.body, response.url, response.charset, honour_nofollow=honour_nofollow
+    )
     directives = header_directives(response.x_robots_tag)
     if not directives:
         return parsed
-    nofollow = parsed.nofollow or "nofollow" in directives
+    nofollow = parsed.nofollow or (honour_nofollow and "nofollow" in directives)
     return replace(
         parsed,
         links=() if nofollow else parsed.links,

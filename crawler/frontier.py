@@ -10,7 +10,8 @@ Invariants:
 1. Every ``lease()`` that returns an entry is matched by exactly one ``ack()``
    or ``requeue()`` (which acks), in a ``finally`` of the caller.
 2. A host is in the ready heap iff its queue is non-empty, its slot is not
-   full, and (after --max-pages is reached) its first entry is a continuation.
+   full, and (after --max-pages is reached) its first entry is a continuation:
+   past the limit only records already started are carried on.
    Heap times may be stale; ``lease()`` recomputes before trusting one.
 3. The crawl is finished when nothing is leased and nothing leasable is queued;
    then ``lease()`` returns None to every caller, as it does after ``close()``.
@@ -39,6 +40,8 @@ class Entry:
     url: str
     depth: int
     referrer: str | None = None
+    # "page", or "sitemap" for a sitemap to read (it gets no record of its own).
+    kind: str = "page"
     # Failed requests so far (for --retries).
     attempts: int = 0
     # Times this entry's record has been leased before (deferred after robots.txt, retried).
@@ -48,9 +51,13 @@ class Entry:
     hops: tuple[str, ...] = ()
     elapsed_ms: int = 0
 
-    def is_fresh(self) -> bool:
-        """Never leased before and not a redirect hop: it counts toward --max-pages."""
-        return self.leases == 0 and self.origin is None
+    def is_continuation(self) -> bool:
+        """Carries on a record already started (retry, deferral, redirect hop)."""
+        return self.leases > 0 or self.origin is not None
+
+    def counts_as_page(self) -> bool:
+        """Leasing it starts a new record: it counts toward --max-pages."""
+        return self.kind == "page" and not self.is_continuation()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +121,7 @@ class MemoryFrontier:
         self._pending = 0
         self._continuations = 0
         self._leased = 0
-        self._fresh_leased = 0
+        self._pages_leased = 0
         self._closed = False
         self._changed = asyncio.Event()
 
@@ -134,11 +141,11 @@ class MemoryFrontier:
         return self._pending == 0 or (self._limit_reached() and self._continuations == 0)
 
     def _limit_reached(self) -> bool:
-        return self._max_pages is not None and self._fresh_leased >= self._max_pages
+        return self._max_pages is not None and self._pages_leased >= self._max_pages
 
     def _ready_time(self, host: str) -> float:
         queue = self._queues.get(host)
-        if not queue or (self._limit_reached() and queue[0].is_fresh()):
+        if not queue or (self._limit_reached() and not queue[0].is_continuation()):
             return math.inf
         return self._politeness.slot(host).ready_at()
 
@@ -152,7 +159,7 @@ class MemoryFrontier:
 
     def _push(self, entry: Entry, front: bool) -> None:
         self._pending += 1
-        if not entry.is_fresh():
+        if entry.is_continuation():
             self._continuations += 1
         self._enqueue(entry, front)
 
@@ -205,10 +212,10 @@ class MemoryFrontier:
         if not self._queues[host]:
             del self._queues[host]
         self._pending -= 1
-        if entry.is_fresh():
-            self._fresh_leased += 1
-        else:
+        if entry.is_continuation():
             self._continuations -= 1
+        elif entry.counts_as_page():
+            self._pages_leased += 1
         self._leased += 1
         self._politeness.slot(host).start(now)
         self._schedule(host)

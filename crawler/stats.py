@@ -23,6 +23,8 @@ class Tally:
         self.robots_refused = 0
         self.offsite_links = 0
         self.dropped_links = 0
+        self.sitemaps = 0
+        self.sitemap_urls = 0
         self.bytes = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
@@ -59,6 +61,8 @@ class Tally:
             robots_refused=self.robots_refused,
             offsite_links=self.offsite_links,
             dropped_links=self.dropped_links,
+            sitemaps=self.sitemaps,
+            sitemap_urls=self.sitemap_urls,
             status_counts=dict(sorted(self.status_counts.items())),
             error_counts=dict(sorted(self.error_counts.items())),
             bytes=self.bytes,

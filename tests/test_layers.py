@@ -18,6 +18,7 @@ LAYERS = {
     "robots": 0,
     "parser": 0,
     "stats": 0,
+    "sitemaps": 0,
     "config": 1,
     "fetcher": 2,
     "politeness": 2,

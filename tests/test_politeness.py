@@ -1,0 +1,214 @@
+"""Politeness end to end, measured on the server side: robots.txt, Crawl-delay,
+back-off, Retry-After, nofollow and sitemaps against real loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import itertools
+from pathlib import Path
+
+from aiohttp import web
+from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
+
+from crawler import CrawlConfig, crawl
+
+
+def robots_route(text: str, status: int = 200) -> dict[str, Handler]:
+    async def robots(_: web.Request) -> web.StreamResponse:
+        return web.Response(text=text, status=status)
+
+    return {"/robots.txt": robots}
+
+
+def by_path(site_url: str, directory: Path) -> dict[str, dict[str, object]]:
+    records = read_jsonl(directory / "pages.jsonl")
+    return {str(record["url"]).removeprefix(site_url): record for record in records}
+
+
+async def test_crawl_delay_spaces_every_request_to_the_host(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    pages = {"/": ["/1", "/2", "/3"], "/1": [], "/2": [], "/3": []}
+    site = await serve(static_site(pages) | robots_route("User-agent: *\nCrawl-delay: 0.3\n"))
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, per_host=4))
+
+    times = [when for _, when in site.arrivals]
+    assert len(times) == 6  # robots.txt, /sitemap.xml (404) and four pages
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(gaps) >= 0.28, gaps
+
+
+async def test_delay_flag_spaces_requests(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site({"/": ["/1", "/2"], "/1": [], "/2": []}))
+
+    config = CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, delay=0.2, no_sitemaps=True)
+    await crawl(config)
+
+    times = [when for _, when in site.arrivals]
+    assert len(times) == 4
+    assert all(later - earlier >= 0.18 for earlier, later in itertools.pairwise(times))
+
+
+async def test_a_throttled_host_backs_off_while_another_keeps_flowing(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    async def overloaded(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=503)
+
+    healthy = await serve(
+        static_site({"/": [f"/{n}" for n in range(15)]} | {f"/{n}": [] for n in range(15)}),
+        host="127.0.0.2",
+    )
+    busy = await serve(static_site({"/": ["/a", "/b"]}) | {"/a": overloaded, "/b": overloaded})
+    config = CrawlConfig(
+        seeds=(busy.url + "/", healthy.url + "/"),
+        output_dir=tmp_path,
+        retries=1,
+        per_host=1,
+        no_sitemaps=True,
+        ignore_robots=True,
+    )
+
+    stats = await crawl(config)
+
+    assert stats.pages == 1 + 2 + 1 + 15
+    failing = [when for path, when in busy.arrivals if path in ("/a", "/b")]
+    assert len(failing) == 4  # two URLs, two attempts each
+    gaps = [later - earlier for earlier, later in itertools.pairwise(failing)]
+    assert min(gaps) >= 0.45, gaps  # the back-off floor, doubling from there
+    assert max(when for _, when in healthy.arrivals) < max(failing)
+    records = read_jsonl(tmp_path / "pages.jsonl")
+    assert sorted(r["status"] for r in records if r["url"].endswith(("/a", "/b"))) == [503, 503]
+    assert stats.retries == 2
+
+
+async def test_robots_404_allows_everything(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site({"/": ["/x"], "/x": []}))
+
+    stats = await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
+
+    assert stats.ok == 2
+    assert site.count("/robots.txt") == 1
+
+
+async def test_robots_500_refuses_the_host_after_a_few_tries(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site({"/": ["/x"], "/x": []}) | robots_route("oops", status=500))
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, retries=1))
+
+    assert site.count("/robots.txt") == 2
+    assert site.count("/") == 0
+    assert by_path(site.url, tmp_path)["/"]["error"] == "robots-unavailable"
+
+
+async def test_robots_timeout_refuses_the_host(serve: SiteFactory, tmp_path: Path) -> None:
+    async def stuck(_: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(5)
+        return web.Response(text="")
+
+    site = await serve(static_site({"/": []}) | {"/robots.txt": stuck})
+
+    config = CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, timeout=0.3, retries=0)
+    await crawl(config)
+
+    assert site.count("/") == 0
+    assert by_path(site.url, tmp_path)["/"]["error"] == "timeout"
+
+
+async def test_robots_body_is_read_up_to_500_kib(serve: SiteFactory, tmp_path: Path) -> None:
+    padding = "# " + "x" * 100 + "\n"
+    text = "User-agent: *\nDisallow: /early\n" + padding * 50_000 + "Disallow: /late\n"
+    assert len(text) > 5_000_000
+    pages = {"/": ["/early", "/late"], "/early": [], "/late": []}
+    site = await serve(static_site(pages) | robots_route(text))
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
+
+    records = by_path(site.url, tmp_path)
+    assert records["/early"]["error"] == "robots"
+    assert records["/late"]["status"] == 200
+
+
+async def test_retry_after_as_an_http_date(serve: SiteFactory, tmp_path: Path) -> None:
+    import time
+    from email.utils import formatdate
+
+    answers = iter([True, False])
+
+    async def later(_: web.Request) -> web.StreamResponse:
+        if next(answers):
+            when = formatdate(time.time() + 2, usegmt=True)
+            return web.Response(status=429, headers={"Retry-After": when})
+        return html_page("ok")
+
+    site = await serve({"/": later})
+
+    config = CrawlConfig(
+        seeds=(site.url + "/",), output_dir=tmp_path, ignore_robots=True, no_sitemaps=True
+    )
+    await crawl(config)
+
+    times = [when for _, when in site.arrivals]
+    assert len(times) == 2
+    assert times[1] - times[0] >= 1.0  # the HTTP date has one-second resolution
+
+
+async def test_nofollow_noindex_and_x_robots_tag(serve: SiteFactory, tmp_path: Path) -> None:
+    async def tagged(_: web.Request) -> web.StreamResponse:
+        response = html_page("tagged", ["/via-header"])
+        response.headers["X-Robots-Tag"] = "nofollow"
+        return response
+
+    async def noindex(_: web.Request) -> web.StreamResponse:
+        return html_page(
+            "noindex", ["/after-noindex"], extra='<meta name="robots" content="noindex">'
+        )
+
+    async def home(_: web.Request) -> web.StreamResponse:
+        return html_page(
+            "home", ["/tagged", "/noindex"], extra='<a rel="nofollow" href="/via-rel">x</a>'
+        )
+
+    routes = static_site({"/via-header": [], "/after-noindex": [], "/via-rel": []})
+    site = await serve(routes | {"/": home, "/tagged": tagged, "/noindex": noindex})
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "polite"))
+    records = by_path(site.url, tmp_path / "polite")
+    assert set(records) == {"/", "/tagged", "/noindex", "/after-noindex"}
+    assert records["/noindex"]["noindex"] is True
+
+    config = CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "all", ignore_nofollow=True)
+    await crawl(config)
+    assert {"/via-header", "/via-rel"} <= set(by_path(site.url, tmp_path / "all"))
+
+
+async def test_sitemap_index_with_a_gzipped_child(serve: SiteFactory, tmp_path: Path) -> None:
+    namespace = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        base = f"http://{request.host}"
+        xml = f"<sitemapindex {namespace}><sitemap><loc>{base}/child.xml.gz</loc></sitemap></sitemapindex>"
+        return web.Response(text=xml, content_type="application/xml")
+
+    async def child(request: web.Request) -> web.StreamResponse:
+        base = f"http://{request.host}"
+        xml = f"<urlset {namespace}><url><loc>{base}/orphan</loc></url><url><loc>http://elsewhere.invalid/</loc></url></urlset>"
+        return web.Response(body=gzip.compress(xml.encode()), content_type="application/gzip")
+
+    routes = static_site({"/": [], "/orphan": []}) | {"/index.xml": index, "/child.xml.gz": child}
+    site = await serve(routes | robots_route("User-agent: *\nSitemap: /index.xml\n"))
+
+    stats = await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
+
+    records = by_path(site.url, tmp_path)
+    assert set(records) == {"/", "/orphan"}
+    assert records["/orphan"]["referrer"] == site.url + "/child.xml.gz"
+    assert stats.sitemaps == 2 and stats.sitemap_urls == 1
+    assert site.count("/sitemap.xml") == 1
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "off", no_sitemaps=True))
+    assert set(by_path(site.url, tmp_path / "off")) == {"/"}
