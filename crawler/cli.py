@@ -29,9 +29,10 @@ from rich.text import Text
 from crawler import demo
 from crawler.api import Crawler
 from crawler.config import CrawlConfig, build_config, load_toml
-from crawler.errors import ConfigError, CrawlerError
+from crawler.errors import ConfigError, CrawlerError, NothingToDo
 from crawler.records import BROKEN_ERRORS, CrawlStats
 
+log = logging.getLogger("crawler")
 DEFAULT_OUTPUT = "output"
 STATUS_LINE_SECONDS = 5.0
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -75,6 +76,18 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--save-html", action="store_true", default=None, help="mirror pages under OUTPUT/html/")
     flag("--format", choices=("jsonl", "csv"), help="pages file format")
     flag("--keep-query-order", action="store_true", default=None, help="do not sort query params")
+    flag(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue the unfinished crawl whose state is in the output folder",
+    )
+    flag(
+        "--incremental",
+        action="store_true",
+        default=None,
+        help="recrawl a finished crawl with conditional requests",
+    )
     flag("--fail-on-broken", action="store_true", default=None, help="exit 1 on broken links")
     flag("--quiet", action="store_true", default=None, help="no progress or summary")
     flag("--log-file", type=Path, help="write a readable log of the crawl here")
@@ -108,7 +121,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _setup_logging(log_file: str | Path | None, quiet: bool) -> None:
+def _setup_logging(log_file: str | Path | None) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     stderr = logging.StreamHandler()
@@ -216,7 +229,7 @@ async def _crawl(config: CrawlConfig, quiet: bool) -> tuple[CrawlStats, int | No
                 async for record in crawl:
                     progress.update(crawl)
                     if record.is_broken():
-                        logging.getLogger("crawler").info(
+                        log.info(
                             "broken: %s %s (linked from %s)",
                             record.status or record.error,
                             record.url,
@@ -233,10 +246,17 @@ def _finish(
 ) -> int:
     if not settings.get("quiet"):
         Console().print(summary_table(dataclasses.asdict(stats), config.output_dir))
-    logging.getLogger("crawler").info(
-        "finished: %d pages, %d broken, %.1f pages/s", stats.pages, stats.broken, stats.pages_per_s
+    state = "finished" if stats.finished else "stopped, --resume continues"
+    log.info(
+        "%s: %d pages, %d broken, %d queued, %.1f pages/s",
+        state,
+        stats.pages,
+        stats.broken,
+        stats.queued,
+        stats.pages_per_s,
     )
     if stopped_by is not None:
+        log.info("stopped by signal (exit %d)", stopped_by)
         return stopped_by
     if settings.get("fail_on_broken") and stats.broken:
         return 1
@@ -246,10 +266,19 @@ def _finish(
 def run_crawl(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     config = build_config(settings)
-    if not config.seeds:
+    if not config.seeds and not (config.resume or config.incremental):
         raise ConfigError("no seed URLs: give at least one URL (or seeds in config.toml)")
-    _setup_logging(settings.get("log_file"), bool(settings.get("quiet")))
-    stats, stopped_by = asyncio.run(_crawl(config, bool(settings.get("quiet"))))
+    quiet = bool(settings.get("quiet"))
+    _setup_logging(settings.get("log_file"))
+    mode = "resume" if config.resume else "incremental" if config.incremental else "new crawl"
+    seeds = " ".join(config.seeds) or "(from the saved state)"
+    log.info("%s into %s: %s", mode, config.output_dir, seeds)
+    try:
+        stats, stopped_by = asyncio.run(_crawl(config, quiet))
+    except NothingToDo as done:
+        if not quiet:
+            print(f"crawler: {done}", file=sys.stderr)
+        return done.exit_code
     return _finish(stats, stopped_by, config, settings)
 
 
@@ -265,7 +294,7 @@ async def _demo(pages: int) -> tuple[CrawlStats, int | None, CrawlConfig]:
         if not url:
             raise CrawlerError("the demo site did not start")
         Console(stderr=True).print(f"demo site: {url} ({pages} pages)")
-        config = CrawlConfig(seeds=(url,), output_dir=Path(DEFAULT_OUTPUT))
+        config = CrawlConfig(seeds=(url,), output_dir=Path(DEFAULT_OUTPUT) / "demo")
         stats, stopped_by = await _crawl(config, quiet=False)
         return stats, stopped_by, config
     finally:
@@ -279,7 +308,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ConfigError("--pages must be at least 1")
     if args.serve:
         return demo.main(["--pages", str(args.pages)])
-    _setup_logging(None, quiet=False)
+    _setup_logging(None)
     stats, stopped_by, config = asyncio.run(_demo(args.pages))
     return _finish(stats, stopped_by, config, {})
 

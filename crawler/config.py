@@ -46,6 +46,8 @@ class CrawlConfig:
     save_html: bool = False
     format: str = "jsonl"
     keep_query_order: bool = False
+    resume: bool = False
+    incremental: bool = False
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -53,6 +55,8 @@ class CrawlConfig:
         for seed in self.seeds:
             if normalize(seed) is None:
                 raise ConfigError(f"not an http(s) URL: {seed!r}")
+        if self.resume and self.incremental:
+            raise ConfigError("--resume and --incremental do not go together")
         if self.format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
 

@@ -18,6 +18,12 @@ class ConfigError(CrawlerError):
     exit_code = 2
 
 
+class NothingToDo(CrawlerError):
+    """--resume on a crawl that is already finished: said, and exit 0."""
+
+    exit_code = 0
+
+
 class OutputLocked(CrawlerError):
     """Another live run holds the output directory's lock (exit 3)."""
 

@@ -181,6 +181,15 @@ class MemoryFrontier:
             self._enqueue(entry, front=True)
         return self._delayed[0][0] if self._delayed else math.inf
 
+    def restore(self, seen: Iterable[str], pending: Iterable[Entry], pages_done: int) -> None:
+        """Start from a saved crawl: its seen set, its pending entries, its page count."""
+        self._seen.update(seen)
+        for entry in pending:
+            self._seen.add(entry.url)
+            self._push(entry, front=False)
+        self._pages_leased = pages_done
+        self._changed.set()
+
     async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
         added = []
         for entry in entries:

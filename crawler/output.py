@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -99,39 +100,68 @@ class Output:
         self._referrers: dict[str, list[str]] = {}
         self._referrer_counts: dict[str, int] = {}
         self._fine: set[str] = set()
-        self._broken: dict[str, PageRecord] = {}
+        self._broken: dict[str, tuple[int | None, str | None]] = {}
         self._mirrored: dict[PurePosixPath, str] = {}
 
     @property
     def pages_path(self) -> Path:
         return self.directory / f"pages.{self._format}"
 
-    def open(self) -> None:
-        """Create the directory, take the lock, start a fresh pages file."""
+    def lock(self) -> None:
+        """Create the directory and take its lock (OutputLocked if another run has it)."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             message = f"cannot create output folder {self.directory}: {error.strerror}"
             raise ConfigError(message) from None
         self._lock.acquire()
-        self._pages = self.pages_path.open("w", encoding="utf-8", newline="")
+
+    def open_pages(self, *, append: bool) -> int:
+        """Open the pages file; return how many records it holds.
+
+        Appending first cuts a torn last line (a crash mid-write) back to the
+        last complete one.
+        """
+        path = self.pages_path
+        if not append or not path.exists():
+            self._pages = path.open("w", encoding="utf-8", newline="")
+            if self._format == "csv":
+                self._csv = csv.DictWriter(self._pages, fieldnames=RECORD_FIELDS)
+                self._csv.writeheader()
+                self._pages.flush()
+            return 0
+        complete = _cut_torn_line(path)
+        self._pages = path.open("a", encoding="utf-8", newline="")
         if self._format == "csv":
             self._csv = csv.DictWriter(self._pages, fieldnames=RECORD_FIELDS)
-            self._csv.writeheader()
+            return max(complete - 1, 0)
+        return complete
 
-    def write(self, record: PageRecord) -> None:
+    def write_records(self, lines: Iterable[str]) -> None:
+        """Append records given as JSON lines (the form state.sqlite keeps them in)."""
         assert self._pages is not None
-        if self._csv is not None:
-            self._csv.writerow(record.as_dict())
-        else:
-            self._pages.write(json.dumps(record.as_dict(), ensure_ascii=False) + "\n")
+        for line in lines:
+            if self._csv is not None:
+                self._csv.writerow(json.loads(line))
+            else:
+                self._pages.write(line + "\n")
         self._pages.flush()
+
+    def track(self, record: PageRecord) -> BrokenLink | None:
+        """Note whether a record's URL works; a broken one is returned with its referrers."""
         if record.is_broken():
-            self._broken[record.url] = record
-        else:
-            self._fine.add(record.url)
-            self._referrers.pop(record.url, None)
-            self._referrer_counts.pop(record.url, None)
+            self._broken[record.url] = (record.status, record.error)
+            return self._broken_link(record.url)
+        self._fine.add(record.url)
+        self._referrers.pop(record.url, None)
+        self._referrer_counts.pop(record.url, None)
+        return None
+
+    def restore_broken(self, links: Iterable[BrokenLink]) -> None:
+        for link in links:
+            self._broken[link.url] = (link.status, link.error)
+            self._referrers[link.url] = list(link.referrers)
+            self._referrer_counts[link.url] = link.referrer_count
 
     def note_links(self, page: str, targets: list[str]) -> None:
         """Remember who links to each URL not yet known to work (for broken.jsonl)."""
@@ -143,17 +173,13 @@ class Output:
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
 
+    def _broken_link(self, url: str) -> BrokenLink:
+        status, error = self._broken[url]
+        referrers = tuple(self._referrers.get(url, ()))
+        return BrokenLink(url, status, error, referrers, self._referrer_counts.get(url, 0))
+
     def broken_links(self) -> list[BrokenLink]:
-        return [
-            BrokenLink(
-                url,
-                record.status,
-                record.error,
-                tuple(self._referrers.get(url, ())),
-                self._referrer_counts.get(url, 0),
-            )
-            for url, record in self._broken.items()
-        ]
+        return [self._broken_link(url) for url in self._broken]
 
     async def save_html(self, url: str, body: bytes) -> None:
         """Mirror ``body`` under html/; a path taken by another URL falls back to a hashed name."""
@@ -180,7 +206,7 @@ class Output:
                 await file.write(body)
 
     def finish(self, stats: CrawlStats) -> None:
-        """Write broken.jsonl and stats.json, close pages, release the lock."""
+        """Write broken.jsonl and stats.json, close the pages file."""
         if self._pages is not None:
             self._pages.close()
             self._pages = None
@@ -189,4 +215,16 @@ class Output:
                 file.write(json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n")
         stats_path = self.directory / "stats.json"
         stats_path.write_text(json.dumps(dataclasses.asdict(stats), indent=2) + "\n")
+
+    def release(self) -> None:
         self._lock.release()
+
+
+def _cut_torn_line(path: Path) -> int:
+    """Truncate ``path`` after its last newline; return the number of complete lines."""
+    with path.open("rb+") as file:
+        data = file.read()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            file.truncate(end)
+    return data.count(b"\n", 0, end)

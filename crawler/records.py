@@ -46,6 +46,8 @@ class PageRecord:
     error: str | None
     redirects: int = 0
     noindex: bool = False
+    # --incremental only: "new", "changed", "unchanged" or "removed" since the last crawl.
+    change: str | None = None
 
     def is_broken(self) -> bool:
         """A 4xx/5xx answer or a network failure: something a link checker reports."""
@@ -89,6 +91,10 @@ class CrawlStats:
     status_counts: dict[str, int] = field(default_factory=dict)
     error_counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
     queued: int = 0
     in_flight: int = 0
     duration_s: float = 0.0

@@ -1,14 +1,35 @@
 """Tally: the counters of one crawl, turned into a frozen CrawlStats on demand.
 
-Layer 0: imports only records.
+Layer 0: imports only records. The counters survive a stop: ``counters()``
+is what state.sqlite keeps, ``restore()`` takes it back on --resume, so
+stats.json covers the whole crawl however many runs it took.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 from crawler.records import CrawlStats, PageRecord
+
+_COUNTS = (
+    "pages",
+    "ok",
+    "broken",
+    "redirects",
+    "retries",
+    "robots_refused",
+    "offsite_links",
+    "dropped_links",
+    "sitemaps",
+    "sitemap_urls",
+    "bytes",
+    "new",
+    "changed",
+    "unchanged",
+    "removed",
+)
 
 
 class Tally:
@@ -26,8 +47,13 @@ class Tally:
         self.sitemaps = 0
         self.sitemap_urls = 0
         self.bytes = 0
+        self.new = 0
+        self.changed = 0
+        self.unchanged = 0
+        self.removed = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
+        self._earlier_duration = 0.0
         self._started = time.monotonic()
 
     def start(self) -> None:
@@ -48,24 +74,34 @@ class Tally:
             self.redirects += 1
         if record.is_broken():
             self.broken += 1
+        if record.change is not None:
+            setattr(self, record.change, getattr(self, record.change) + 1)
+
+    def duration(self) -> float:
+        return self._earlier_duration + time.monotonic() - self._started
+
+    def counters(self) -> dict[str, Any]:
+        """Everything needed to carry the tally on in a later run."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in _COUNTS}
+        values["status_counts"] = dict(self.status_counts)
+        values["error_counts"] = dict(self.error_counts)
+        values["duration_s"] = self.duration()
+        return values
+
+    def restore(self, counters: dict[str, Any]) -> None:
+        for name in _COUNTS:
+            setattr(self, name, int(counters.get(name, 0)))
+        self.status_counts = Counter(counters.get("status_counts", {}))
+        self.error_counts = Counter(counters.get("error_counts", {}))
+        self._earlier_duration = float(counters.get("duration_s", 0.0))
 
     def snapshot(self, queued: int, in_flight: int, *, finished: bool = False) -> CrawlStats:
-        duration = time.monotonic() - self._started
+        duration = self.duration()
         return CrawlStats(
-            pages=self.pages,
-            ok=self.ok,
+            **{name: getattr(self, name) for name in _COUNTS},
             errors=self.pages - self.ok,
-            broken=self.broken,
-            redirects=self.redirects,
-            retries=self.retries,
-            robots_refused=self.robots_refused,
-            offsite_links=self.offsite_links,
-            dropped_links=self.dropped_links,
-            sitemaps=self.sitemaps,
-            sitemap_urls=self.sitemap_urls,
             status_counts=dict(sorted(self.status_counts.items())),
             error_counts=dict(sorted(self.error_counts.items())),
-            bytes=self.bytes,
             queued=queued,
             in_flight=in_flight,
             duration_s=round(duration, 3),

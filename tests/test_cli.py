@@ -80,9 +80,21 @@ async def test_crawl_writes_output_and_exit_codes(serve: SiteFactory, tmp_path: 
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["broken"] == 1
 
     code, out, err = await run_cli(
-        "crawl", site.url + "/", "--output", "out", "--fail-on-broken", "--quiet", cwd=tmp_path
+        "crawl",
+        site.url + "/",
+        "--output",
+        "out",
+        "--fail-on-broken",
+        "--quiet",
+        "--log-file",
+        "crawl.log",
+        cwd=tmp_path,
     )
     assert (code, out, err) == (1, "", "")
+    log = (tmp_path / "crawl.log").read_text()
+    assert f"new crawl into out: {site.url}/" in log
+    assert f"broken: 404 {site.url}/missing (linked from {site.url}/)" in log
+    assert "finished: 3 pages, 1 broken" in log
 
     code, out, _ = await run_cli("report", "out", cwd=tmp_path)
     assert code == 0
@@ -164,11 +176,11 @@ async def test_demo_crawls_the_bundled_site(tmp_path: Path) -> None:
     assert code == 0, err
     assert "demo site: http://127.0.0.1:" in err
     assert "crawl summary" in out
-    records = read_jsonl(tmp_path / "output" / "pages.jsonl")
+    records = read_jsonl(tmp_path / "output" / "demo" / "pages.jsonl")
     urls = {record["url"].split("/", 3)[3] for record in records}
     assert {f"page/{n}" for n in range(1, 41)} <= urls
     assert "private/report" in urls
-    broken = read_jsonl(tmp_path / "output" / "broken.jsonl")
+    broken = read_jsonl(tmp_path / "output" / "demo" / "broken.jsonl")
     assert broken and all(link["referrers"] for link in broken)
 
 

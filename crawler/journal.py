@@ -1,0 +1,185 @@
+"""The durable side of one crawl: the output folder and state.sqlite, in the right order.
+
+Layer 2: imports config, errors, frontier, output, records, state and stats.
+The engine tells the journal what happened (entries queued, records done);
+the journal batches it into state.sqlite and, only once a batch is committed,
+appends its records to the pages file, so a stop at any instant leaves the
+two consistent (state.py's invariants 1 and 2).
+
+How a run starts, by mode:
+- new crawl: lock, a new state (an unfinished one is refused), fresh pages file;
+- --resume: lock, the existing unfinished state, the pages file repaired and
+  completed from the state, seen set, pending entries and counters restored;
+- --incremental: lock, the existing finished state turned into a new
+  generation (every URL pending again, its validators kept), fresh pages file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from crawler.config import CrawlConfig
+from crawler.errors import ConfigError, NothingToDo
+from crawler.frontier import Entry
+from crawler.output import Output
+from crawler.records import CrawlStats, PageRecord
+from crawler.state import Completion, CrawlState, Validators
+from crawler.stats import Tally
+
+log = logging.getLogger(__name__)
+
+# A batch is committed this long after its first change, or when it is this big.
+FLUSH_SECONDS = 0.5
+FLUSH_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The settings a crawl keeps for its whole life: a resumed run uses these."""
+
+    seeds: tuple[str, ...]
+    allow_domain: tuple[str, ...]
+    keep_query_order: bool
+
+    @classmethod
+    def of(cls, config: CrawlConfig) -> Settings:
+        return cls(config.seeds, config.allow_domain, config.keep_query_order)
+
+
+@dataclass(slots=True)
+class Restored:
+    """What a resumed or incremental run starts from."""
+
+    settings: Settings
+    seen: list[str] = field(default_factory=list)
+    pending: list[Entry] = field(default_factory=list)
+
+
+class Journal:
+    """Owns the Output and the CrawlState of one run; every write goes through here."""
+
+    def __init__(self, config: CrawlConfig, tally: Tally) -> None:
+        assert config.output_dir is not None
+        self._config = config
+        self._tally = tally
+        self.output = Output(config.output_dir, format=config.format, save_html=config.save_html)
+        self._state: CrawlState | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def incremental(self) -> bool:
+        return self._config.incremental
+
+    def start(self) -> Restored:
+        """Lock the folder and open the state for this run's mode."""
+        path = self.output.directory / "state.sqlite"
+        if (self._config.resume or self._config.incremental) and not path.is_file():
+            raise ConfigError(f"no crawl state in {self.output.directory} (no {path.name})")
+        self.output.lock()
+        try:
+            return self._open()
+        except BaseException:
+            if self._state is not None:
+                self._state.close()
+            self.output.release()
+            raise
+
+    def _open(self) -> Restored:
+        path = self.output.directory / "state.sqlite"
+        config = self._config
+        if not (config.resume or config.incremental):
+            settings = Settings.of(config)
+            self._state = CrawlState.create(path, _as_json(settings))
+            self.output.open_pages(append=False)
+            return Restored(settings)
+        state = self._state = CrawlState.open(path)
+        settings = Settings(**_from_json(state.meta("settings")))
+        finished = state.meta("status") == "finished"
+        if config.resume:
+            if finished:
+                raise NothingToDo(f"the crawl in {path.parent} is finished; nothing to resume")
+            written = self.output.open_pages(append=True)
+            self.output.write_records(state.records_after(written))
+            self.output.restore_broken(state.broken_links())
+            self._tally.restore(state.meta("counters") or {})
+        else:
+            if not finished:
+                raise ConfigError(
+                    f"the crawl in {path.parent} is not finished: --resume it before --incremental"
+                )
+            state.start_generation()
+            self.output.open_pages(append=False)
+        return Restored(settings, list(state.seen()), list(state.pending()))
+
+    def added(self, entries: Iterable[Entry]) -> None:
+        assert self._state is not None
+        self._state.added(entries)
+        self._schedule_flush()
+
+    def record(self, record: PageRecord, completion: Completion) -> None:
+        assert self._state is not None
+        self._state.completed(completion)
+        broken = self.output.track(record)
+        if broken is not None:
+            self._state.broken(broken)
+        self._schedule_flush()
+
+    def sitemap_done(self, url: str) -> None:
+        assert self._state is not None
+        self._state.completed(Completion(url, None))
+        self._schedule_flush()
+
+    def validators(self, url: str) -> Validators | None:
+        assert self._state is not None
+        return self._state.validators(url)
+
+    def _schedule_flush(self) -> None:
+        assert self._state is not None
+        if self._state.buffered() >= FLUSH_BATCH:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Commit the batch, then append its records to the pages file."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        assert self._state is not None
+        self.output.write_records(self._state.flush(self._tally.counters()))
+
+    def finish(self, stats: CrawlStats, *, finished: bool) -> None:
+        """The last flush; broken.jsonl and stats.json; the state marked finished or not."""
+        try:
+            if self._state is not None:
+                for link in self.output.broken_links():
+                    self._state.broken(link)
+                self.flush()
+                self._state.set_meta("status", "finished" if finished else "stopped")
+                self._state.close()
+                self._state = None
+            self.output.finish(stats)
+        finally:
+            self.output.release()
+
+
+def _as_json(settings: Settings) -> dict[str, Any]:
+    return {
+        "seeds": list(settings.seeds),
+        "allow_domain": list(settings.allow_domain),
+        "keep_query_order": settings.keep_query_order,
+    }
+
+
+def _from_json(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError("state.sqlite holds no crawl settings; it was left untouched")
+    return {
+        "seeds": tuple(value.get("seeds", ())),
+        "allow_domain": tuple(value.get("allow_domain", ())),
+        "keep_query_order": bool(value.get("keep_query_order", False)),
+    }

@@ -1,0 +1,272 @@
+"""state.sqlite: the crawl's durable state, so that any stop can be resumed.
+
+Layer 2: imports errors and frontier (for Entry). stdlib sqlite3 in WAL mode;
+every change is buffered and written in one transaction per batch, so the
+cost per page stays small and the event loop is held for a few milliseconds
+at most.
+
+What it holds: every URL seen (the seen set), whether each is done (the
+pending frontier is what is not), its depth, referrer and kind; for pages
+done, the validators of the last answer (ETag, Last-Modified, a content
+hash) and its in-scope links (for --incremental); the records themselves in
+completion order (pages.jsonl is written from them after each commit, and
+repaired from them on --resume); the referrers of broken links; the crawl's
+settings and counters.
+
+Invariants:
+1. A record and the links of its page are committed in the same transaction:
+   after any stop, a page is either done with all its links queued, or not
+   done (and fetched again on --resume).
+2. pages.jsonl never holds a record that is not committed here; on --resume
+   the records it lacks are appended from here.
+3. A file that is not ours (application_id), of another schema version, or
+   corrupt is never written to: ConfigError, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crawler.errors import ConfigError
+from crawler.frontier import Entry
+from crawler.records import BrokenLink
+
+APPLICATION_ID = 0x63726177  # "craw"
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE urls (
+    url TEXT NOT NULL UNIQUE,
+    depth INTEGER NOT NULL,
+    referrer TEXT,
+    kind TEXT NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    status INTEGER,
+    previous_status INTEGER,
+    etag TEXT,
+    last_modified TEXT,
+    content_hash TEXT,
+    links BLOB
+);
+CREATE TABLE records (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE broken (
+    url TEXT PRIMARY KEY,
+    status INTEGER,
+    error TEXT,
+    referrers TEXT NOT NULL,
+    referrer_count INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What the last crawl knew of a page, for a conditional request."""
+
+    previous_status: int | None
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    links: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A URL done: its record (None for a sitemap) and what --incremental needs later."""
+
+    url: str
+    record_json: str | None
+    status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    links: tuple[str, ...] = ()
+
+
+def _pack_links(links: tuple[str, ...]) -> bytes | None:
+    return zlib.compress("\n".join(links).encode("utf-8")) if links else None
+
+
+def _unpack_links(blob: bytes | None) -> tuple[str, ...]:
+    return tuple(zlib.decompress(blob).decode("utf-8").split("\n")) if blob else ()
+
+
+class CrawlState:
+    """One output folder's state.sqlite."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+        self._added: list[tuple[str, int, str | None, str]] = []
+        self._completed: list[Completion] = []
+        self._broken: dict[str, BrokenLink] = {}
+
+    @classmethod
+    def create(cls, path: Path, settings: dict[str, Any]) -> CrawlState:
+        """A new state for a new crawl; an unfinished or foreign one is never replaced."""
+        if path.exists():
+            existing = cls.open(path)
+            finished = existing.meta("status") == "finished"
+            existing.close()
+            if not finished:
+                raise ConfigError(
+                    f"{path.parent} holds an unfinished crawl: continue it with --resume, "
+                    f"or remove {path} to start over"
+                )
+            path.unlink()
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        connection = sqlite3.connect(path, isolation_level="DEFERRED")
+        _configure(connection)
+        with connection:
+            connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.executescript(_SCHEMA)
+        state = cls(connection, path)
+        state.set_meta("settings", settings)
+        state.set_meta("status", "running")
+        state.set_meta("generation", 1)
+        return state
+
+    @classmethod
+    def open(cls, path: Path) -> CrawlState:
+        """The existing state at ``path``; ConfigError if missing, foreign or corrupt."""
+        if not path.is_file():
+            raise ConfigError(f"no crawl state in {path.parent} (no {path.name})")
+        try:
+            connection = sqlite3.connect(path, isolation_level="DEFERRED")
+            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if application_id != APPLICATION_ID:
+                connection.close()
+                raise ConfigError(f"{path} is not a crawler state file; it was left untouched")
+            if version != SCHEMA_VERSION:
+                connection.close()
+                raise ConfigError(f"{path} has state version {version}, expected {SCHEMA_VERSION}")
+            connection.execute("SELECT count(*) FROM meta").fetchone()
+            check = connection.execute("PRAGMA quick_check").fetchone()[0]
+            _configure(connection)
+        except sqlite3.DatabaseError as error:
+            raise ConfigError(f"{path} is corrupt ({error}); it was left untouched") from None
+        if check != "ok":
+            connection.close()
+            raise ConfigError(f"{path} is corrupt ({check}); it was left untouched")
+        return cls(connection, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._db:
+            self._write_meta(key, value)
+
+    def _write_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def added(self, entries: Iterable[Entry]) -> None:
+        """Entries the frontier took in (new to the seen set); written at the next flush."""
+        self._added.extend((e.url, e.depth, e.referrer, e.kind) for e in entries)
+
+    def completed(self, completion: Completion) -> None:
+        self._completed.append(completion)
+
+    def broken(self, link: BrokenLink) -> None:
+        self._broken[link.url] = link
+
+    def buffered(self) -> int:
+        return len(self._added) + len(self._completed)
+
+    def flush(self, counters: dict[str, Any]) -> list[str]:
+        """Commit everything buffered in one transaction; return the records it committed."""
+        records = [c.record_json for c in self._completed if c.record_json is not None]
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO urls (url, depth, referrer, kind) VALUES (?, ?, ?, ?)",
+                self._added,
+            )
+            self._db.executemany(
+                "UPDATE urls SET done = 1, status = ?, etag = ?, last_modified = ?, "
+                "content_hash = ?, links = ? WHERE url = ?",
+                [
+                    (c.status, c.etag, c.last_modified, c.content_hash, _pack_links(c.links), c.url)
+                    for c in self._completed
+                ],
+            )
+            self._db.executemany("INSERT INTO records (json) VALUES (?)", [(r,) for r in records])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?, ?)",
+                [
+                    (b.url, b.status, b.error, json.dumps(b.referrers), b.referrer_count)
+                    for b in self._broken.values()
+                ],
+            )
+            self._write_meta("counters", counters)
+        self._added.clear()
+        self._completed.clear()
+        self._broken.clear()
+        return records
+
+    def seen(self) -> Iterator[str]:
+        for (url,) in self._db.execute("SELECT url FROM urls"):
+            yield url
+
+    def pending(self) -> Iterator[Entry]:
+        """The entries not done, in the order they were first queued."""
+        query = "SELECT url, depth, referrer, kind FROM urls WHERE done = 0 ORDER BY rowid"
+        for url, depth, referrer, kind in self._db.execute(query):
+            yield Entry(url, depth, referrer, kind=kind)
+
+    def records_after(self, count: int) -> Iterator[str]:
+        query = "SELECT json FROM records ORDER BY seq LIMIT -1 OFFSET ?"
+        for (record,) in self._db.execute(query, (count,)):
+            yield record
+
+    def broken_links(self) -> Iterator[BrokenLink]:
+        query = "SELECT url, status, error, referrers, referrer_count FROM broken"
+        for url, status, error, referrers, count in self._db.execute(query):
+            yield BrokenLink(url, status, error, tuple(json.loads(referrers)), count)
+
+    def validators(self, url: str) -> Validators | None:
+        row = self._db.execute(
+            "SELECT previous_status, etag, last_modified, content_hash, links "
+            "FROM urls WHERE url = ? AND previous_status IS NOT NULL",
+            (url,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]))
+
+    def start_generation(self) -> None:
+        """--incremental: every URL becomes pending again, remembering its last status."""
+        with self._db:
+            self._db.execute(
+                "UPDATE urls SET previous_status = status, status = NULL, done = 0 "
+                "WHERE done = 1 AND kind = 'page'"
+            )
+            self._db.execute("UPDATE urls SET done = 0")
+            self._db.execute("DELETE FROM records")
+            self._db.execute("DELETE FROM broken")
+            self._write_meta("generation", (self.meta("generation") or 1) + 1)
+            self._write_meta("status", "running")
+            self._write_meta("counters", None)
+
+
+def _configure(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode = WAL")
+    # WAL + NORMAL: a process crash loses nothing committed; a power loss may
+    # lose the last transactions but never corrupts the file (sqlite.org/wal.html).
+    connection.execute("PRAGMA synchronous = NORMAL")

@@ -1,0 +1,383 @@
+"""What one lease does: robots.txt first, sitemaps, then fetch, retry, redirect, record.
+
+Layer 3: imports layers 0-2; the engine (same layer) owns the loop and hands
+each lease to ``Visitor.visit()``, which returns an Outcome for the frontier.
+
+Invariants:
+1. Every page lease ends in exactly one record, or in a continuation (a
+   retry, a redirect hop, a deferral after robots.txt) that carries the
+   record on; never both, never neither.
+2. A page's in-scope links are queued before its record is emitted, so its
+   record and its links are journaled together.
+3. Network failures are already short reasons (fetcher.py); nothing here
+   catches exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from crawler.config import CrawlConfig
+from crawler.fetcher import Fetcher, Response
+from crawler.frontier import Entry, Lease
+from crawler.journal import Journal
+from crawler.parser import ParsedPage, is_html
+from crawler.politeness import Politeness
+from crawler.records import PageRecord
+from crawler.robots import MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS, RobotsPolicy, policy_from
+from crawler.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
+from crawler.state import Completion, Validators
+from crawler.stats import Tally
+from crawler.urls import Scope, host_of, is_trap, normalize
+
+MAX_REDIRECTS = 10
+# Sitemap indexes may list indexes; this many levels are read, no deeper.
+MAX_SITEMAP_NESTING = 2
+# A robots.txt Crawl-delay above this is honoured only up to it.
+MAX_CRAWL_DELAY = 60.0
+# First wait before retrying a failed URL; it doubles with each attempt.
+RETRY_DELAY = 0.5
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connection-refused"})
+REMOVED_STATUSES = frozenset({404, 410})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a processed lease tells the frontier."""
+
+    # The entry that carries the record on (a retry, a deferred page), if any.
+    continuation: Entry | None = None
+    # The answer's status and Retry-After, for the host's politeness slot.
+    status: int | None = None
+    retry_after: float | None = None
+    # Seconds the continuation alone waits (its host is not held back).
+    delay: float = 0.0
+
+
+DONE = Outcome()
+Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
+Parse = Callable[[Response], Awaitable[ParsedPage]]
+RecordSink = Callable[[PageRecord], Awaitable[None]]
+
+
+class Visitor:
+    """Turns leases into requests, records and new entries for one crawl."""
+
+    def __init__(
+        self,
+        config: CrawlConfig,
+        *,
+        fetcher: Fetcher,
+        politeness: Politeness,
+        scope: Scope,
+        tally: Tally,
+        journal: Journal | None,
+        enqueue: Enqueue,
+        parse: Parse,
+        on_record: RecordSink | None,
+    ) -> None:
+        self.config = config
+        self._fetcher = fetcher
+        self._politeness = politeness
+        self._scope = scope
+        self._tally = tally
+        self._journal = journal
+        self._enqueue = enqueue
+        self._parse = parse
+        self._on_record = on_record
+        self._sort_query = not config.keep_query_order
+        self._robots: dict[str, RobotsPolicy] = {}
+        self._robots_failures: dict[str, int] = {}
+        self._sitemap_hosts: set[str] = set()
+
+    async def visit(self, lease: Lease) -> Outcome:
+        entry = lease.entry
+        if not self.config.ignore_robots and lease.host not in self._robots:
+            return await self._learn_robots(lease)
+        if not self.config.no_sitemaps and lease.host not in self._sitemap_hosts:
+            await self._queue_sitemaps(lease)
+        if entry.kind == "sitemap":
+            return await self._read_sitemap(entry)
+        policy = self._robots.get(lease.host)
+        if policy is not None and not policy.allows(entry.url):
+            await self._emit(self._record(entry, None, error=policy.refuse_all or "robots"))
+            return DONE
+        validators = self._validators(entry)
+        response = await self._fetcher.fetch(
+            entry.url, max_bytes=self.config.max_bytes, headers=_conditional(validators)
+        )
+        return await self._after_fetch(entry, response, validators)
+
+    def _validators(self, entry: Entry) -> Validators | None:
+        if self._journal is None or not self._journal.incremental or entry.origin is not None:
+            return None
+        return self._journal.validators(entry.url)
+
+    async def _learn_robots(self, lease: Lease) -> Outcome:
+        """Fetch the host's robots.txt with this lease; the entry goes back, first in line."""
+        scheme = urlsplit(lease.entry.url).scheme
+        answer = await self._fetch_robots(f"{scheme}://{lease.host}/robots.txt")
+        policy = policy_from(answer.status, answer.body, self.config.user_agent, answer.error)
+        failures = self._robots_failures.get(lease.host, 0)
+        retry_after = None
+        if policy.refuse_all is not None and failures < self.config.retries:
+            # RFC 9309 §2.3.1.4: unreachable means disallow all, but not forever.
+            self._robots_failures[lease.host] = failures + 1
+            retry_after = min(2.0**failures, self.config.max_retry_after)
+        else:
+            self._robots[lease.host] = policy
+            delay = min(policy.crawl_delay(), MAX_CRAWL_DELAY)
+            self._politeness.robots_known(lease.host, delay)
+        deferred = replace(lease.entry, leases=lease.entry.leases + 1)
+        return Outcome(deferred, answer.status, retry_after)
+
+    async def _fetch_robots(self, url: str) -> Response:
+        """robots.txt, following up to five redirects (RFC 9309 §2.3.1.2), cut at 500 KiB."""
+        for _ in range(MAX_ROBOTS_REDIRECTS + 1):
+            response = await self._fetcher.fetch(url, max_bytes=MAX_ROBOTS_BYTES, any_type=True)
+            target = normalize(response.location or "", url) if response.location else None
+            if response.status is None or not 300 <= response.status < 400 or target is None:
+                return response
+            url = target
+        return replace(response, body=b"")
+
+    async def _queue_sitemaps(self, lease: Lease) -> None:
+        """The host's sitemaps: its robots.txt Sitemap: lines and /sitemap.xml."""
+        self._sitemap_hosts.add(lease.host)
+        origin = f"{urlsplit(lease.entry.url).scheme}://{lease.host}"
+        policy = self._robots.get(lease.host)
+        listed = policy.sitemaps() if policy is not None else ()
+        urls = (normalize(url, origin) for url in (*listed, "/sitemap.xml"))
+        entries = [
+            Entry(url, 0, kind="sitemap")
+            for url in urls
+            if url is not None and self._scope.allows(host_of(url))
+        ]
+        await self._enqueue(entries, False)
+
+    async def _read_sitemap(self, entry: Entry) -> Outcome:
+        """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
+        response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
+        if self._journal is not None:
+            self._journal.sitemap_done(entry.url)
+        if response.status is None or not 200 <= response.status < 300 or not response.body:
+            return Outcome(status=response.status)
+        sitemap = parse_sitemap(response.body)
+        self._tally.sitemaps += 1
+        pages = self._in_scope(sitemap.pages, entry.url)
+        self._tally.sitemap_urls += len(pages)
+        if self._journal is not None:
+            self._journal.output.note_links(entry.url, pages)
+        await self._enqueue((Entry(url, 0, entry.url) for url in pages), False)
+        if entry.depth < MAX_SITEMAP_NESTING:
+            children = self._in_scope(sitemap.sitemaps, entry.url)
+            nested = (Entry(url, entry.depth + 1, entry.url, kind="sitemap") for url in children)
+            await self._enqueue(nested, False)
+        return Outcome(status=response.status)
+
+    def _in_scope(self, links: Iterable[str], base: str) -> list[str]:
+        """Normalised, requestable, in-scope URLs of ``links``; the rest are counted."""
+        urls: list[str] = []
+        for link in links:
+            url = normalize(link, base, sort_query=self._sort_query)
+            if url is None or is_trap(url):
+                self._tally.dropped_links += 1
+            elif not self._scope.allows(host_of(url)):
+                self._tally.offsite_links += 1
+            else:
+                urls.append(url)
+        return urls
+
+    async def _after_fetch(
+        self, entry: Entry, response: Response, validators: Validators | None
+    ) -> Outcome:
+        elapsed_ms = entry.elapsed_ms + response.elapsed_ms
+        retry = self._retry(entry, response, elapsed_ms)
+        if retry is not None:
+            return retry
+        status = response.status
+        if status == 304 and validators is not None:
+            await self._unchanged(entry, response, validators, elapsed_ms)
+            return Outcome(status=status)
+        if status is not None and 300 <= status < 400 and response.location:
+            await self._redirect(entry, response, elapsed_ms)
+            return Outcome(status=status)
+        parsed, links = None, []
+        if _is_parseable(response):
+            parsed = await self._parse(response)
+            links = await self._queue_links(entry, response.url, parsed)
+            if self._journal is not None:
+                await self._journal.output.save_html(response.url, response.body)
+        record = self._record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms)
+        content_hash = _content_hash(response.body)
+        if validators is not None or (self._journal is not None and self._journal.incremental):
+            record = replace(record, change=_change(record, validators, content_hash))
+        completion = Completion(
+            record.url,
+            _as_json(record),
+            record.status,
+            response.etag,
+            response.last_modified,
+            content_hash,
+            tuple(links),
+        )
+        await self._emit(record, completion)
+        return Outcome(status=status)
+
+    async def _unchanged(
+        self, entry: Entry, response: Response, validators: Validators, elapsed_ms: int
+    ) -> None:
+        """A 304: the page is as it was; its stored links are followed, so new pages are found."""
+        links = await self._queue_targets(entry, entry.url, list(validators.links))
+        record = replace(self._record(entry, response, elapsed_ms=elapsed_ms), change="unchanged")
+        completion = Completion(
+            record.url,
+            _as_json(record),
+            validators.previous_status,
+            response.etag or validators.etag,
+            response.last_modified or validators.last_modified,
+            validators.content_hash,
+            tuple(links),
+        )
+        await self._emit(record, completion)
+
+    def _retry(self, entry: Entry, response: Response, elapsed_ms: int) -> Outcome | None:
+        retryable = response.status in RETRY_STATUSES or response.error in RETRY_ERRORS
+        if not retryable or entry.attempts >= self.config.retries:
+            return None
+        self._tally.retries += 1
+        again = replace(
+            entry, attempts=entry.attempts + 1, leases=entry.leases + 1, elapsed_ms=elapsed_ms
+        )
+        if response.retry_after is not None:
+            # The server asked the whole host to wait (RFC 9110 §10.2.3).
+            wait = min(response.retry_after, self.config.max_retry_after)
+            return Outcome(again, response.status, retry_after=wait)
+        return Outcome(again, response.status, delay=RETRY_DELAY * 2**entry.attempts)
+
+    async def _redirect(self, entry: Entry, response: Response, elapsed_ms: int) -> None:
+        hops = (*entry.hops, response.url)
+        target = normalize(response.location or "", response.url, sort_query=self._sort_query)
+        error = None
+        if target is None or is_trap(target):
+            error = "bad-redirect"
+        elif target in hops:
+            error = "redirect-loop"
+        elif len(hops) > MAX_REDIRECTS:
+            error = "too-many-redirects"
+        elif self._scope.allows(host_of(target)):
+            hop = Entry(
+                target,
+                entry.depth,
+                entry.referrer,
+                origin=entry.origin or entry.url,
+                hops=hops,
+                elapsed_ms=elapsed_ms,
+            )
+            if await self._enqueue([hop], True):
+                return
+        else:
+            self._tally.offsite_links += 1
+        record = self._record(entry, response, elapsed_ms=elapsed_ms, error=error)
+        final_url = target or response.location
+        record = replace(record, final_url=final_url, redirects=len(hops))
+        await self._emit(record, Completion(record.url, _as_json(record), record.status))
+
+    async def _queue_links(self, entry: Entry, page_url: str, parsed: ParsedPage) -> list[str]:
+        """Queue the page's in-scope links; return them (for --incremental's next run)."""
+        if parsed.nofollow:
+            return []
+        return await self._queue_targets(entry, page_url, self._in_scope(parsed.links, parsed.base))
+
+    async def _queue_targets(self, entry: Entry, page_url: str, targets: list[str]) -> list[str]:
+        if self._journal is not None:
+            self._journal.output.note_links(page_url, targets)
+        depth = entry.depth + 1
+        if self.config.max_depth is None or depth <= self.config.max_depth:
+            await self._enqueue((Entry(url, depth, page_url) for url in targets), False)
+        return targets
+
+    def _record(
+        self,
+        entry: Entry,
+        response: Response | None,
+        *,
+        parsed: ParsedPage | None = None,
+        elapsed_ms: int = 0,
+        error: str | None = None,
+    ) -> PageRecord:
+        return PageRecord(
+            url=entry.origin or entry.url,
+            final_url=response.url if response is not None else None,
+            status=response.status if response is not None else None,
+            depth=entry.depth,
+            referrer=entry.referrer,
+            content_type=response.content_type if response is not None else None,
+            title=parsed.title if parsed is not None else None,
+            links=len(parsed.links) if parsed is not None else 0,
+            bytes=len(response.body) if response is not None else 0,
+            elapsed_ms=elapsed_ms,
+            fetched_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            error=error or (response.error if response is not None else None),
+            redirects=len(entry.hops),
+            noindex=parsed is not None and parsed.noindex,
+        )
+
+    async def _emit(self, record: PageRecord, completion: Completion | None = None) -> None:
+        self._tally.add(record)
+        if self._journal is not None:
+            self._journal.record(record, completion or Completion(record.url, _as_json(record)))
+        if self._on_record is not None:
+            await self._on_record(record)
+
+
+def _as_json(record: PageRecord) -> str:
+    return json.dumps(record.as_dict(), ensure_ascii=False)
+
+
+def _conditional(validators: Validators | None) -> dict[str, str] | None:
+    """If-None-Match / If-Modified-Since from what the last crawl saw (RFC 9110 §13.1)."""
+    if validators is None:
+        return None
+    headers = {}
+    if validators.etag:
+        headers["If-None-Match"] = validators.etag
+    if validators.last_modified:
+        headers["If-Modified-Since"] = validators.last_modified
+    return headers or None
+
+
+def _content_hash(body: bytes) -> str | None:
+    return hashlib.blake2b(body, digest_size=16).hexdigest() if body else None
+
+
+def _change(
+    record: PageRecord, validators: Validators | None, content_hash: str | None
+) -> str | None:
+    """new / changed / unchanged / removed, against the last crawl.
+
+    A body that was not read (not HTML) has no hash: its status decides.
+    """
+    if validators is None:
+        return "new"
+    previous = validators.previous_status
+    if record.status in REMOVED_STATUSES and previous is not None and previous < 400:
+        return "removed"
+    if record.status is None or not 200 <= record.status < 300:
+        return None
+    if content_hash is None or validators.content_hash is None:
+        return "unchanged" if previous == record.status else "changed"
+    return "unchanged" if content_hash == validators.content_hash else "changed"
+
+
+def _is_parseable(response: Response) -> bool:
+    """A complete 2xx HTML body: the only answers whose links are followed."""
+    status = response.status
+    ok = status is not None and 200 <= status < 300 and response.error is None
+    return ok and is_html(response.content_type) and bool(response.body)
