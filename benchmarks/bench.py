@@ -1,0 +1,283 @@
+"""Benchmark: our crawler against Scrapy on the same generated static site, served by nginx.
+
+    python3 benchmarks/bench.py                       # 20,000 pages, 5-15 KB, 20 links, 1 host
+    python3 benchmarks/bench.py --pages 2000 --runs 1 # a quick look
+    python3 benchmarks/bench.py --page-kb 200 2000 --pages 2000   # large pages
+    python3 benchmarks/bench.py --hosts 4 --processes 1 2         # several loopback hosts
+
+What it does: generates a deterministic site (pages, page size, links per
+page, hosts on 127.0.0.2, 127.0.0.3, ...) into a temporary folder; serves it
+with nginx (one worker; apt-get installs nginx if it is missing) on a free
+port with its own config; installs Scrapy into a virtual environment under
+~/.cache/crawler-bench the first time; then runs each crawler on the same
+site with the same settings (64 requests in flight, robots.txt off), in
+alternation, --runs times each, and prints for each: pages/s (median), CPU
+seconds per 1,000 pages, peak RSS, and the ratio to Scrapy. nginx is
+stopped by its pid at the end. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+CACHE = Path.home() / ".cache" / "crawler-bench"
+SCRAPY_VENV = CACHE / "scrapy-venv"
+WORDS = [
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetur",
+    "adipiscing",
+    "elit",
+    "sed",
+    "do",
+    "eiusmod",
+    "tempor",
+]
+
+SCRAPY_SPIDER = textwrap.dedent(
+    """
+    import scrapy
+    from scrapy.linkextractors import LinkExtractor
+    from scrapy.spiders import CrawlSpider, Rule
+
+
+    class BenchSpider(CrawlSpider):
+        name = "bench"
+        rules = (Rule(LinkExtractor(), callback="parse_page", follow=True),)
+
+        def __init__(self, seeds="", domains="", **kwargs):
+            self.start_urls = seeds.split(",")
+            self.allowed_domains = domains.split(",")
+            super().__init__(**kwargs)
+
+        def parse_start_url(self, response):
+            return self.parse_page(response)
+
+        def parse_page(self, response):
+            yield {"url": response.url, "status": response.status}
+    """
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    pages: int
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def host_of(page: int, hosts: int) -> str:
+    return f"127.0.0.{2 + page % hosts}"
+
+
+def generate(
+    root: Path, pages: int, kb: tuple[int, int], links: int, hosts: int, port: int
+) -> None:
+    """Page i lives on host i % hosts; it links to page i+1 (so all are reachable) and others."""
+    chooser = random.Random(20261126)
+    (root / "p").mkdir(parents=True)
+    for number in range(pages):
+        targets = [(number + 1) % pages] + [chooser.randrange(pages) for _ in range(links - 1)]
+        anchors = "".join(
+            f'<li><a href="http://{host_of(t, hosts)}:{port}/p/{t}.html">page {t}</a></li>'
+            for t in targets
+        )
+        size = chooser.randint(kb[0], kb[1]) * 1024
+        words = " ".join(chooser.choices(WORDS, k=max(size // 6, 1)))[:size]
+        html = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>Page {number}</title>"
+            f"</head><body><h1>Page {number}</h1><ul>{anchors}</ul><p>{words}</p></body></html>"
+        )
+        (root / "p" / f"{number}.html").write_text(html)
+
+
+def ensure_nginx() -> str:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True)
+    return nginx
+
+
+def start_nginx(root: Path, work: Path, port: int, hosts: int) -> subprocess.Popen[bytes]:
+    listens = "\n".join(f"    listen 127.0.0.{2 + h}:{port};" for h in range(hosts))
+    config = work / "nginx.conf"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            worker_processes 1;
+            daemon off;
+            pid {work}/nginx.pid;
+            error_log {work}/error.log;
+            events {{ worker_connections 4096; }}
+            http {{
+              access_log off;
+              default_type text/html;
+              keepalive_requests 100000;
+              server {{
+            {listens}
+                root {root};
+              }}
+            }}
+            """
+        )
+    )
+    server = subprocess.Popen([ensure_nginx(), "-c", str(config), "-p", str(work)])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.2", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit("nginx did not start")
+
+
+def ensure_scrapy() -> Path:
+    python = SCRAPY_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SCRAPY_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "scrapy"], check=True)
+    return python
+
+
+def measured(name: str, command: list[str], cwd: Path, count_pages: callable) -> Run:  # type: ignore[valid-type]
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"{name} failed: {command}")
+    pages = count_pages()
+    return Run(name, pages, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def run_ours(seeds: list[str], work: Path, processes: int, extra: list[str]) -> Run:
+    out = work / "ours"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "crawler", "crawl", *seeds, "--output", str(out)]
+    command += ["--quiet", "--concurrency", "64", "--per-host", "64", "--ignore-robots"]
+    command += ["--no-sitemaps", "--timeout", "60", *extra]
+    if processes > 1:
+        command += ["--processes", str(processes)]
+    name = f"crawler --processes {processes}"
+
+    def count() -> int:
+        return sum(1 for _ in (out / "pages.jsonl").open())
+
+    return measured(name, command, work, count)
+
+
+def run_scrapy(seeds: list[str], hosts: list[str], work: Path) -> Run:
+    spider = work / "bench_spider.py"
+    spider.write_text(SCRAPY_SPIDER)
+    items = work / "scrapy-items.jsonl"
+    items.unlink(missing_ok=True)
+    command = [str(ensure_scrapy()), "-m", "scrapy", "runspider", str(spider), "-o", str(items)]
+    command += ["-a", f"seeds={','.join(seeds)}", "-a", f"domains={','.join(hosts)}"]
+    for setting in (
+        "CONCURRENT_REQUESTS=64",
+        "CONCURRENT_REQUESTS_PER_DOMAIN=64",
+        "ROBOTSTXT_OBEY=False",
+        "LOG_LEVEL=ERROR",
+        "TELNETCONSOLE_ENABLED=False",
+        "DOWNLOAD_TIMEOUT=60",
+    ):
+        command += ["-s", setting]
+
+    def count() -> int:
+        return sum(1 for _ in items.open())
+
+    return measured("scrapy", command, work, count)
+
+
+def report(runs: list[Run]) -> None:
+    names = list(dict.fromkeys(run.name for run in runs))
+    medians = {
+        name: statistics.median(run.pages_per_s for run in runs if run.name == name)
+        for name in names
+    }
+    header = ("pages", "pages/s", "CPU s/1k", "peak RSS MB", "vs scrapy")
+    print(f"{'crawler':<24}" + "".join(f"{column:>12}" for column in header))
+    for name in names:
+        mine = [run for run in runs if run.name == name]
+        cpu = statistics.median(run.cpu_seconds / run.pages * 1000 for run in mine)
+        rss = max(run.peak_rss_mb for run in mine)
+        ratio = medians[name] / medians["scrapy"] if "scrapy" in medians else float("nan")
+        values = (f"{mine[0].pages}", f"{medians[name]:.1f}", f"{cpu:.2f}", f"{rss:.1f}")
+        print(f"{name:<24}" + "".join(f"{v:>12}" for v in values) + f"{ratio:>11.2f}x")
+    print("raw runs (pages/s):")
+    for name in names:
+        print(f"  {name}: " + ", ".join(f"{r.pages_per_s:.1f}" for r in runs if r.name == name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pages", type=int, default=20_000)
+    parser.add_argument("--page-kb", type=int, nargs=2, default=(5, 15), metavar=("MIN", "MAX"))
+    parser.add_argument("--links", type=int, default=20)
+    parser.add_argument("--hosts", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1])
+    parser.add_argument("--no-scrapy", action="store_true", help="measure only our crawler")
+    args = parser.parse_args()
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="crawler-bench-") as folder:
+        work = Path(folder)
+        work.chmod(0o755)  # nginx's worker runs as an unprivileged user
+        print(f"generating {args.pages} pages on {args.hosts} host(s)...", flush=True)
+        generate(work / "site", args.pages, tuple(args.page_kb), args.links, args.hosts, port)
+        hosts = [f"127.0.0.{2 + h}" for h in range(args.hosts)]
+        seeds = [f"http://{host_of(h, args.hosts)}:{port}/p/{h}.html" for h in range(args.hosts)]
+        server = start_nginx(work / "site", work, port, args.hosts)
+        runs: list[Run] = []
+        try:
+            for number in range(args.runs):
+                for processes in args.processes:
+                    runs.append(run_ours(seeds, work, processes, []))
+                    print(
+                        f"run {number + 1}: {runs[-1].name}: {runs[-1].pages_per_s:.1f} pages/s",
+                        flush=True,
+                    )
+                if not args.no_scrapy:
+                    runs.append(run_scrapy(seeds, hosts, work))
+                    print(
+                        f"run {number + 1}: scrapy: {runs[-1].pages_per_s:.1f} pages/s", flush=True
+                    )
+        finally:
+            server.terminate()
+            server.wait(10)
+        report(runs)
+
+
+if __name__ == "__main__":
+    main()
