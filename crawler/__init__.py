@@ -6,6 +6,7 @@ The public surface is ``__all__``; see docs in README.md and DESIGN.md §3.
 from crawler.api import Crawler, crawl, run
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, CrawlerError, OutputLocked
+from crawler.extract import Item, Page
 from crawler.records import BrokenLink, CrawlStats, PageRecord
 
 __all__ = [
@@ -15,7 +16,9 @@ __all__ = [
     "CrawlStats",
     "Crawler",
     "CrawlerError",
+    "Item",
     "OutputLocked",
+    "Page",
     "PageRecord",
     "crawl",
     "run",

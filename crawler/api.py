@@ -11,6 +11,7 @@ from types import TracebackType
 
 from crawler.config import CrawlConfig
 from crawler.engine import Engine
+from crawler.extract import Item
 from crawler.records import CrawlStats, PageRecord
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
@@ -28,7 +29,7 @@ class Crawler:
     def __init__(self, config: CrawlConfig) -> None:
         self.config = config
         self._engine = Engine(config, on_record=self._deliver)
-        self._records: asyncio.Queue[PageRecord | None] = asyncio.Queue(maxsize=_BACKLOG)
+        self._records: asyncio.Queue[PageRecord | Item | None] = asyncio.Queue(maxsize=_BACKLOG)
         self._task: asyncio.Task[CrawlStats] | None = None
         self._reading = True
 
@@ -65,14 +66,14 @@ class Crawler:
             elif not self._records.full():
                 self._records.put_nowait(None)
 
-    async def _deliver(self, record: PageRecord) -> None:
+    async def _deliver(self, record: PageRecord | Item) -> None:
         if self._reading:
             await self._records.put(record)
 
     def __aiter__(self) -> Crawler:
         return self
 
-    async def __anext__(self) -> PageRecord:
+    async def __anext__(self) -> PageRecord | Item:
         if self._task is None:
             raise RuntimeError("iterate inside 'async with Crawler(...)'")
         record = await self._records.get()

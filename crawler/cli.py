@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -30,7 +29,8 @@ from crawler import demo
 from crawler.api import Crawler
 from crawler.config import CrawlConfig, build_config, load_toml
 from crawler.errors import ConfigError, CrawlerError, NothingToDo
-from crawler.records import BROKEN_ERRORS, CrawlStats
+from crawler.records import BROKEN_ERRORS, CrawlStats, PageRecord
+from crawler.report import summarize, write_report
 
 log = logging.getLogger("crawler")
 DEFAULT_OUTPUT = "output"
@@ -88,6 +88,9 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="recrawl a finished crawl with conditional requests",
     )
+    flag("--allow", action="append", help="follow only URLs matching (glob, or re:REGEX)")
+    flag("--deny", action="append", help="never follow URLs matching (glob, or re:REGEX)")
+    flag("--extract", metavar="MOD:FUNC", help="extractor; its items go to OUTPUT/items.jsonl")
     flag("--fail-on-broken", action="store_true", default=None, help="exit 1 on broken links")
     flag("--quiet", action="store_true", default=None, help="no progress or summary")
     flag("--log-file", type=Path, help="write a readable log of the crawl here")
@@ -100,8 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pages", type=int, default=500, help="pages on the demo site")
     demo.add_argument("--serve", action="store_true", help="only serve it, until Ctrl-C")
     _crawl_flags(commands.add_parser("crawl", help="crawl from seed URLs"))
-    report = commands.add_parser("report", help="summary of a finished crawl")
+    report = commands.add_parser("report", help="summary of a crawl; writes DIR/report.html")
     report.add_argument("directory", type=Path, metavar="DIR")
+    report.add_argument(
+        "--broken", action="store_true", help="only the broken links, one a line, with referrers"
+    )
     return parser
 
 
@@ -181,7 +187,9 @@ class _Progress:
         return Text(line)
 
 
-def summary_table(stats: dict[str, Any], directory: Path | None) -> Table:
+def summary_table(
+    stats: dict[str, Any], directory: Path | None, slowest_hosts: Sequence[tuple[str, float]] = ()
+) -> Table:
     codes = {int(code): count for code, count in stats.get("status_counts", {}).items()}
     errors = stats.get("error_counts", {})
     table = Table(title="crawl summary", show_header=False, title_justify="left")
@@ -199,6 +207,7 @@ def summary_table(stats: dict[str, Any], directory: Path | None) -> Table:
         ("duration", f"{stats['duration_s']:.1f} s"),
         ("pages/s", f"{stats['pages_per_s']:.1f}"),
     ]
+    rows += [("slow host", f"{host} ({ms:.0f} ms on average)") for host, ms in slowest_hosts]
     if directory is not None:
         rows.append(("output", str(directory)))
     for name, value in rows:
@@ -228,7 +237,7 @@ async def _crawl(config: CrawlConfig, quiet: bool) -> tuple[CrawlStats, int | No
             async with crawl:
                 async for record in crawl:
                     progress.update(crawl)
-                    if record.is_broken():
+                    if isinstance(record, PageRecord) and record.is_broken():
                         log.info(
                             "broken: %s %s (linked from %s)",
                             record.status or record.error,
@@ -245,7 +254,8 @@ def _finish(
     stats: CrawlStats, stopped_by: int | None, config: CrawlConfig, settings: dict[str, Any]
 ) -> int:
     if not settings.get("quiet"):
-        Console().print(summary_table(dataclasses.asdict(stats), config.output_dir))
+        slowest = summarize(config.output_dir).slowest_hosts(3) if config.output_dir else []
+        Console().print(summary_table(dataclasses.asdict(stats), config.output_dir, slowest))
     state = "finished" if stats.finished else "stopped, --resume continues"
     log.info(
         "%s: %d pages, %d broken, %d queued, %.1f pages/s",
@@ -316,20 +326,18 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     directory: Path = args.directory
     try:
-        stats = json.loads((directory / "stats.json").read_text(encoding="utf-8"))
+        summary = summarize(directory)
     except FileNotFoundError:
-        raise ConfigError(f"no finished crawl in {directory} (no stats.json)") from None
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot read {directory / 'stats.json'}: {error}") from None
-    console = Console()
-    console.print(summary_table(stats, directory))
-    broken_path = directory / "broken.jsonl"
-    if broken_path.is_file():
-        for line in broken_path.read_text(encoding="utf-8").splitlines():
-            link = json.loads(line)
-            console.print(f"{link['status'] or link['error']} {link['url']}", highlight=False)
-            for referrer in link["referrers"]:
-                console.print(f"    linked from {referrer}", highlight=False)
+        raise ConfigError(f"no crawl in {directory} (no stats.json)") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(f"cannot read the crawl in {directory}: {error}") from None
+    console = Console(highlight=False, soft_wrap=True)
+    if not args.broken:
+        console.print(summary_table(summary.stats, directory, summary.slowest_hosts()))
+        console.print(f"report: {write_report(directory)}")
+    for link in summary.broken:
+        referrers = " ".join(link["referrers"])
+        console.print(f"{link['status'] or link['error']} {link['url']} <- {referrers}")
     return 0
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crawler.errors import ConfigError
+from crawler.extract import Extractor, LinkFilter, LinkRules
 from crawler.urls import normalize
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
@@ -29,7 +30,7 @@ class CrawlConfig:
     seeds: tuple[str, ...] = ()
     output_dir: Path | None = None
     max_pages: int | None = None
-    max_depth: int | None = None
+    max_depth: int = 100
     max_time: float | None = None
     concurrency: int = 32
     per_host: int = 4
@@ -40,7 +41,7 @@ class CrawlConfig:
     no_sitemaps: bool = False
     user_agent: str = DEFAULT_USER_AGENT
     retries: int = 2
-    max_retry_after: float = 120.0
+    max_retry_after: float = 60.0
     timeout: float = 30.0
     max_bytes: int = 10 * 1024 * 1024
     save_html: bool = False
@@ -48,6 +49,13 @@ class CrawlConfig:
     keep_query_order: bool = False
     resume: bool = False
     incremental: bool = False
+    # Link rules: globs on the whole URL, or regular expressions as "re:...".
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    # Library only: a function of the URL that says whether to follow it.
+    link_filter: LinkFilter | None = field(default=None, compare=False)
+    # An extractor: "package.module:function", or (library) the function itself.
+    extract: str | Extractor | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -55,6 +63,7 @@ class CrawlConfig:
         for seed in self.seeds:
             if normalize(seed) is None:
                 raise ConfigError(f"not an http(s) URL: {seed!r}")
+        LinkRules(self.allow, self.deny, None)  # a bad pattern is a ConfigError now
         if self.resume and self.incremental:
             raise ConfigError("--resume and --incremental do not go together")
         if self.format not in FORMATS:
@@ -95,10 +104,18 @@ def _check_types(config: CrawlConfig) -> None:
         expected, types = kind
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ConfigError(f"{item.name} must be a {expected}, not {value!r}")
-    for name in ("seeds", "allow_domain"):
+    for name in ("seeds", "allow_domain", "allow", "deny"):
         value = getattr(config, name)
         if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name} must be a list of strings, not {value!r}")
+    for name in ("extract", "link_filter"):
+        value = getattr(config, name)
+        if (
+            value is not None
+            and not callable(value)
+            and not (name == "extract" and isinstance(value, str))
+        ):
+            raise ConfigError(f"{name} must be a function, not {value!r}")
 
 
 # config.toml and the flags say "output" (--output); the library says output_dir.
@@ -106,7 +123,7 @@ _FILE_NAMES = {"output_dir": "output"}
 CONFIG_KEYS = (
     frozenset(_FILE_NAMES.get(item.name, item.name) for item in dataclasses.fields(CrawlConfig))
     | CLI_KEYS
-)
+) - {"link_filter"}
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -131,7 +148,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 def build_config(settings: dict[str, Any]) -> CrawlConfig:
     """A CrawlConfig from merged file and flag values (CLI-only keys ignored)."""
     values = {key: value for key, value in settings.items() if key not in CLI_KEYS}
-    for name in ("seeds", "allow_domain"):
+    for name in ("seeds", "allow_domain", "allow", "deny"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     output = values.pop("output", None)

@@ -39,6 +39,9 @@ from crawler.visit import DONE, RecordSink, Visitor
 
 log = logging.getLogger(__name__)
 
+# After stop(), requests in flight get this long before they are cancelled.
+STOP_GRACE_SECONDS = 5.0
+
 
 class Engine:
     """One crawl in the running event loop."""
@@ -47,7 +50,10 @@ class Engine:
         self.config = config
         self._on_record = on_record
         self._politeness = Politeness(
-            config.per_host, config.delay, robots_first=not config.ignore_robots
+            config.per_host,
+            config.delay,
+            robots_first=not config.ignore_robots,
+            backoff_cap=config.max_retry_after,
         )
         self._frontier = MemoryFrontier(self._politeness, max_pages=config.max_pages)
         self._tally = Tally()
@@ -57,10 +63,20 @@ class Engine:
         self._parse_jobs: asyncio.Queue[tuple[Response, asyncio.Future[ParsedPage]] | None]
         self._parse_jobs = asyncio.Queue(maxsize=config.concurrency)
         self._visitor: Visitor | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._grace: asyncio.TimerHandle | None = None
 
     def stop(self) -> None:
-        """Lease nothing more; in-flight pages finish and every file is written."""
+        """Lease nothing more; pages in flight get a few seconds to finish, then are
+        cancelled (they stay pending for --resume); every file is written."""
         self._frontier.close()
+        if self._grace is None:
+            loop = asyncio.get_running_loop()
+            self._grace = loop.call_later(STOP_GRACE_SECONDS, self._cancel_workers)
+
+    def _cancel_workers(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
 
     def stats(self) -> CrawlStats:
         return self._tally.snapshot(self._frontier.pending(), self._frontier.in_flight())
@@ -91,8 +107,9 @@ class Engine:
                     await self._enqueue((Entry(url, 0) for url in seeds), False)
                 await self._run_stages()
         finally:
-            if deadline is not None:
-                deadline.cancel()
+            for timer in (deadline, self._grace):
+                if timer is not None:
+                    timer.cancel()
             stats = self._final_stats()
             if self._journal is not None:
                 self._journal.finish(stats, finished=stats.finished)
@@ -131,8 +148,10 @@ class Engine:
             stages.create_task(self._parse_loop(), name="parser")
             async with asyncio.TaskGroup() as crawl:
                 crawl.create_task(self._dispatch(), name="dispatcher")
-                for number in range(self.config.concurrency):
+                self._workers = [
                     crawl.create_task(self._worker(), name=f"worker-{number}")
+                    for number in range(self.config.concurrency)
+                ]
             self._parse_jobs.put_nowait(None)
 
     async def _dispatch(self) -> None:

@@ -15,7 +15,8 @@ import asyncio
 import email.utils
 import ssl
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 
@@ -46,6 +47,7 @@ class Response:
     elapsed_ms: int = 0
     etag: str | None = None
     last_modified: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -173,6 +175,7 @@ class Fetcher:
                 error=error,
                 etag=answer.headers.get("ETag"),
                 last_modified=answer.headers.get("Last-Modified"),
+                headers=answer.headers,
             )
 
 

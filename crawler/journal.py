@@ -27,6 +27,7 @@ from crawler.errors import ConfigError, NothingToDo
 from crawler.frontier import Entry
 from crawler.output import Output
 from crawler.records import CrawlStats, PageRecord
+from crawler.report import write_report
 from crawler.state import Completion, CrawlState, Validators
 from crawler.stats import Tally
 
@@ -95,6 +96,7 @@ class Journal:
             settings = Settings.of(config)
             self._state = CrawlState.create(path, _as_json(settings))
             self.output.open_pages(append=False)
+            self.output.open_items(append=False)
             return Restored(settings)
         state = self._state = CrawlState.open(path)
         settings = Settings(**_from_json(state.meta("settings")))
@@ -104,6 +106,7 @@ class Journal:
                 raise NothingToDo(f"the crawl in {path.parent} is finished; nothing to resume")
             written = self.output.open_pages(append=True)
             self.output.write_records(state.records_after(written))
+            self.output.write_items(state.items_after(self.output.open_items(append=True)))
             self.output.restore_broken(state.broken_links())
             self._tally.restore(state.meta("counters") or {})
         else:
@@ -113,6 +116,7 @@ class Journal:
                 )
             state.start_generation()
             self.output.open_pages(append=False)
+            self.output.open_items(append=False)
         return Restored(settings, list(state.seen()), list(state.pending()))
 
     def added(self, entries: Iterable[Entry]) -> None:
@@ -150,7 +154,9 @@ class Journal:
             self._timer.cancel()
             self._timer = None
         assert self._state is not None
-        self.output.write_records(self._state.flush(self._tally.counters()))
+        records, items = self._state.flush(self._tally.counters())
+        self.output.write_records(records)
+        self.output.write_items(items)
 
     def finish(self, stats: CrawlStats, *, finished: bool) -> None:
         """The last flush; broken.jsonl and stats.json; the state marked finished or not."""
@@ -163,6 +169,7 @@ class Journal:
                 self._state.close()
                 self._state = None
             self.output.finish(stats)
+            write_report(self.output.directory)
         finally:
             self.output.release()
 

@@ -96,6 +96,7 @@ class Output:
         self._save_html = save_html
         self._lock = OutputLock(directory)
         self._pages: IO[str] | None = None
+        self._items: IO[str] | None = None
         self._csv: Any = None
         self._referrers: dict[str, list[str]] = {}
         self._referrer_counts: dict[str, int] = {}
@@ -115,6 +116,22 @@ class Output:
             message = f"cannot create output folder {self.directory}: {error.strerror}"
             raise ConfigError(message) from None
         self._lock.acquire()
+
+    def open_items(self, *, append: bool) -> int:
+        """Open items.jsonl; return how many items it holds (a torn last line cut)."""
+        path = self.directory / "items.jsonl"
+        if not append or not path.exists():
+            self._items = path.open("w", encoding="utf-8")
+            return 0
+        complete = _cut_torn_line(path)
+        self._items = path.open("a", encoding="utf-8")
+        return complete
+
+    def write_items(self, lines: Iterable[str]) -> None:
+        assert self._items is not None
+        for line in lines:
+            self._items.write(line + "\n")
+        self._items.flush()
 
     def open_pages(self, *, append: bool) -> int:
         """Open the pages file; return how many records it holds.
@@ -207,9 +224,10 @@ class Output:
 
     def finish(self, stats: CrawlStats) -> None:
         """Write broken.jsonl and stats.json, close the pages file."""
-        if self._pages is not None:
-            self._pages.close()
-            self._pages = None
+        for file in (self._pages, self._items):
+            if file is not None:
+                file.close()
+        self._pages = self._items = None
         with (self.directory / "broken.jsonl").open("w", encoding="utf-8") as file:
             for link in self.broken_links():
                 file.write(json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n")

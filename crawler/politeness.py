@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Back-off after a 429/503: the gap doubles from this floor up to the cap, and
-# halves again on each success until it falls below the floor.
+# Back-off after a 429/503: the gap doubles from this floor up to the slot's
+# cap (--max-retry-after), and halves again on each success until it falls
+# below the floor.
 BACKOFF_FLOOR = 0.5
-BACKOFF_CAP = 60.0
 THROTTLE_STATUSES = frozenset({429, 503})
 
 
@@ -25,6 +25,7 @@ class HostSlot:
 
     limit: int
     delay: float
+    backoff_cap: float = 60.0
     in_flight: int = 0
     last_start: float = -math.inf
     crawl_delay: float = 0.0
@@ -47,7 +48,7 @@ class HostSlot:
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None:
         self.in_flight -= 1
         if status in THROTTLE_STATUSES:
-            self.backoff = min(max(self.backoff * 2, BACKOFF_FLOOR), BACKOFF_CAP)
+            self.backoff = min(max(self.backoff * 2, BACKOFF_FLOOR), self.backoff_cap)
         elif status is not None and status < 400 and self.backoff:
             self.backoff = self.backoff / 2 if self.backoff / 2 >= BACKOFF_FLOOR else 0.0
         if retry_after is not None:
@@ -57,9 +58,12 @@ class HostSlot:
 class Politeness:
     """The slots of every host of one crawl."""
 
-    def __init__(self, per_host: int, delay: float, *, robots_first: bool) -> None:
+    def __init__(
+        self, per_host: int, delay: float, *, robots_first: bool, backoff_cap: float = 60.0
+    ) -> None:
         self._per_host = per_host
         self._delay = delay
+        self._backoff_cap = backoff_cap
         # Until a host's robots.txt is known, one request at a time: the robots fetch.
         self._first_limit = 1 if robots_first else per_host
         self._slots: dict[str, HostSlot] = {}
@@ -67,7 +71,8 @@ class Politeness:
     def slot(self, host: str) -> HostSlot:
         slot = self._slots.get(host)
         if slot is None:
-            slot = self._slots[host] = HostSlot(self._first_limit, self._delay)
+            slot = HostSlot(self._first_limit, self._delay, self._backoff_cap)
+            self._slots[host] = slot
         return slot
 
     def robots_known(self, host: str, crawl_delay: float) -> None:

@@ -86,8 +86,10 @@ class CrawlStats:
     robots_refused: int = 0
     offsite_links: int = 0
     dropped_links: int = 0
+    excluded_links: int = 0
     sitemaps: int = 0
     sitemap_urls: int = 0
+    items: int = 0
     status_counts: dict[str, int] = field(default_factory=dict)
     error_counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0

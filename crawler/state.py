@@ -55,6 +55,7 @@ CREATE TABLE urls (
     links BLOB
 );
 CREATE TABLE records (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE items (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE broken (
     url TEXT PRIMARY KEY,
     status INTEGER,
@@ -82,6 +83,7 @@ class Completion:
 
     url: str
     record_json: str | None
+    items_json: tuple[str, ...] = ()
     status: int | None = None
     etag: str | None = None
     last_modified: str | None = None
@@ -190,9 +192,10 @@ class CrawlState:
     def buffered(self) -> int:
         return len(self._added) + len(self._completed)
 
-    def flush(self, counters: dict[str, Any]) -> list[str]:
-        """Commit everything buffered in one transaction; return the records it committed."""
+    def flush(self, counters: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Commit everything buffered in one transaction; return its records and items."""
         records = [c.record_json for c in self._completed if c.record_json is not None]
+        items = [item for c in self._completed for item in c.items_json]
         with self._db:
             self._db.executemany(
                 "INSERT OR IGNORE INTO urls (url, depth, referrer, kind) VALUES (?, ?, ?, ?)",
@@ -207,6 +210,7 @@ class CrawlState:
                 ],
             )
             self._db.executemany("INSERT INTO records (json) VALUES (?)", [(r,) for r in records])
+            self._db.executemany("INSERT INTO items (json) VALUES (?)", [(i,) for i in items])
             self._db.executemany(
                 "INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?, ?)",
                 [
@@ -218,7 +222,7 @@ class CrawlState:
         self._added.clear()
         self._completed.clear()
         self._broken.clear()
-        return records
+        return records, items
 
     def seen(self) -> Iterator[str]:
         for (url,) in self._db.execute("SELECT url FROM urls"):
@@ -234,6 +238,11 @@ class CrawlState:
         query = "SELECT json FROM records ORDER BY seq LIMIT -1 OFFSET ?"
         for (record,) in self._db.execute(query, (count,)):
             yield record
+
+    def items_after(self, count: int) -> Iterator[str]:
+        query = "SELECT json FROM items ORDER BY seq LIMIT -1 OFFSET ?"
+        for (item,) in self._db.execute(query, (count,)):
+            yield item
 
     def broken_links(self) -> Iterator[BrokenLink]:
         query = "SELECT url, status, error, referrers, referrer_count FROM broken"
@@ -259,6 +268,7 @@ class CrawlState:
             )
             self._db.execute("UPDATE urls SET done = 0")
             self._db.execute("DELETE FROM records")
+            self._db.execute("DELETE FROM items")
             self._db.execute("DELETE FROM broken")
             self._write_meta("generation", (self.meta("generation") or 1) + 1)
             self._write_meta("status", "running")

@@ -29,6 +29,8 @@ _COUNTS = (
     "changed",
     "unchanged",
     "removed",
+    "excluded_links",
+    "items",
 )
 
 
@@ -51,6 +53,8 @@ class Tally:
         self.changed = 0
         self.unchanged = 0
         self.removed = 0
+        self.excluded_links = 0
+        self.items = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self._earlier_duration = 0.0

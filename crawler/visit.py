@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
+from crawler.extract import Item, LinkRules, Page, load_extractor, run_extractor
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import Entry, Lease
 from crawler.journal import Journal
@@ -63,7 +66,8 @@ class Outcome:
 DONE = Outcome()
 Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
 Parse = Callable[[Response], Awaitable[ParsedPage]]
-RecordSink = Callable[[PageRecord], Awaitable[None]]
+RecordSink = Callable[[PageRecord | Item], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 class Visitor:
@@ -95,6 +99,9 @@ class Visitor:
         self._robots: dict[str, RobotsPolicy] = {}
         self._robots_failures: dict[str, int] = {}
         self._sitemap_hosts: set[str] = set()
+        self._rules = LinkRules(config.allow, config.deny, config.link_filter)
+        extract = config.extract
+        self._extractor = load_extractor(extract) if isinstance(extract, str) else extract
 
     async def visit(self, lease: Lease) -> Outcome:
         entry = lease.entry
@@ -190,6 +197,8 @@ class Visitor:
                 self._tally.dropped_links += 1
             elif not self._scope.allows(host_of(url)):
                 self._tally.offsite_links += 1
+            elif not self._rules.admits(url):
+                self._tally.excluded_links += 1
             else:
                 urls.append(url)
         return urls
@@ -208,27 +217,55 @@ class Visitor:
         if status is not None and 300 <= status < 400 and response.location:
             await self._redirect(entry, response, elapsed_ms)
             return Outcome(status=status)
-        parsed, links = None, []
+        parsed, links, error = None, [], None
+        items: list[dict[str, Any]] = []
         if _is_parseable(response):
             parsed = await self._parse(response)
-            links = await self._queue_links(entry, response.url, parsed)
+            links = [] if parsed.nofollow else self._in_scope(parsed.links, parsed.base)
+            if self._extractor is not None:
+                links, items, error = await self._extract(entry, response, links)
+            await self._queue_targets(entry, response.url, links)
             if self._journal is not None:
                 await self._journal.output.save_html(response.url, response.body)
-        record = self._record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms)
+        record = self._record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms, error=error)
         content_hash = _content_hash(response.body)
         if validators is not None or (self._journal is not None and self._journal.incremental):
             record = replace(record, change=_change(record, validators, content_hash))
         completion = Completion(
             record.url,
             _as_json(record),
+            tuple(json.dumps(item, ensure_ascii=False, default=str) for item in items),
             record.status,
             response.etag,
             response.last_modified,
             content_hash,
             tuple(links),
         )
-        await self._emit(record, completion)
+        await self._emit(record, completion, [Item(record.url, item) for item in items])
         return Outcome(status=status)
+
+    async def _extract(
+        self, entry: Entry, response: Response, links: list[str]
+    ) -> tuple[list[str], list[dict[str, Any]], str | None]:
+        """The extractor's items and the links it chose to follow, or its failure."""
+        assert self._extractor is not None and response.status is not None
+        page = Page(
+            entry.origin or entry.url,
+            response.url,
+            response.status,
+            response.headers,
+            response.body,
+            response.charset,
+            list(links),
+        )
+        try:
+            items = await run_extractor(self._extractor, page)
+        except Exception:  # the user's code: whatever it raises is this page's failure only
+            log.warning("extractor failed on %s", page.url, exc_info=True)
+            return links, [], "extractor-failed"
+        if page.follow != links:
+            links = self._in_scope(page.follow, response.url)
+        return links, items, None
 
     async def _unchanged(
         self, entry: Entry, response: Response, validators: Validators, elapsed_ms: int
@@ -239,6 +276,7 @@ class Visitor:
         completion = Completion(
             record.url,
             _as_json(record),
+            (),
             validators.previous_status,
             response.etag or validators.etag,
             response.last_modified or validators.last_modified,
@@ -287,19 +325,13 @@ class Visitor:
         record = self._record(entry, response, elapsed_ms=elapsed_ms, error=error)
         final_url = target or response.location
         record = replace(record, final_url=final_url, redirects=len(hops))
-        await self._emit(record, Completion(record.url, _as_json(record), record.status))
-
-    async def _queue_links(self, entry: Entry, page_url: str, parsed: ParsedPage) -> list[str]:
-        """Queue the page's in-scope links; return them (for --incremental's next run)."""
-        if parsed.nofollow:
-            return []
-        return await self._queue_targets(entry, page_url, self._in_scope(parsed.links, parsed.base))
+        await self._emit(record, Completion(record.url, _as_json(record), (), record.status))
 
     async def _queue_targets(self, entry: Entry, page_url: str, targets: list[str]) -> list[str]:
         if self._journal is not None:
             self._journal.output.note_links(page_url, targets)
         depth = entry.depth + 1
-        if self.config.max_depth is None or depth <= self.config.max_depth:
+        if depth <= self.config.max_depth:
             await self._enqueue((Entry(url, depth, page_url) for url in targets), False)
         return targets
 
@@ -314,7 +346,8 @@ class Visitor:
     ) -> PageRecord:
         return PageRecord(
             url=entry.origin or entry.url,
-            final_url=response.url if response is not None else None,
+            # A redirect hop refused before its request still names where it led.
+            final_url=response.url if response is not None else entry.origin and entry.url,
             status=response.status if response is not None else None,
             depth=entry.depth,
             referrer=entry.referrer,
@@ -329,10 +362,20 @@ class Visitor:
             noindex=parsed is not None and parsed.noindex,
         )
 
-    async def _emit(self, record: PageRecord, completion: Completion | None = None) -> None:
+    async def _emit(
+        self,
+        record: PageRecord,
+        completion: Completion | None = None,
+        items: Iterable[Item] = (),
+    ) -> None:
+        """The record (and its page's items) to the journal and the library's iterator."""
         self._tally.add(record)
         if self._journal is not None:
             self._journal.record(record, completion or Completion(record.url, _as_json(record)))
+        for item in items:
+            self._tally.items += 1
+            if self._on_record is not None:
+                await self._on_record(item)
         if self._on_record is not None:
             await self._on_record(record)
 

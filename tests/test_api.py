@@ -63,3 +63,9 @@ def test_run_is_a_synchronous_crawl(threaded_site: str, tmp_path: Path) -> None:
     assert stats.pages == 2
     assert stats.finished
     assert (tmp_path / "pages.jsonl").read_text().count("\n") == 2
+
+
+def test_every_public_name_is_documented() -> None:
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    for name in crawler.__all__:
+        assert f"\n## {name}\n" in reference, f"docs/api.md has no section for {name}"

@@ -98,7 +98,13 @@ async def test_crawl_writes_output_and_exit_codes(serve: SiteFactory, tmp_path: 
 
     code, out, _ = await run_cli("report", "out", cwd=tmp_path)
     assert code == 0
-    assert f"404 {site.url}/missing" in out and f"linked from {site.url}/" in out
+    assert "crawl summary" in out and "report: out/report.html" in out
+    assert f"404 {site.url}/missing <- {site.url}/" in out
+    code, out, _ = await run_cli("report", "out", "--broken", cwd=tmp_path)
+    assert (code, out) == (0, f"404 {site.url}/missing <- {site.url}/\n")
+    assert_one_line_error(
+        await run_cli("report", "nowhere", cwd=tmp_path), 2, "no crawl in nowhere"
+    )
 
 
 async def test_config_file_is_read_and_flags_win(serve: SiteFactory, tmp_path: Path) -> None:

@@ -1,0 +1,138 @@
+"""Extractors: user functions that pull items out of pages, and the link rules.
+
+Layer 1: imports errors and parser. An extractor is a plain function, sync
+or async, named on the command line as ``package.module:function``:
+
+    def extract(page: Page) -> Iterable[dict]:
+        yield {"url": page.url, "title": page.soup.title.string}
+        page.follow = [url for url in page.follow if "/docs/" in url]
+
+It receives a Page (``url``, ``final_url``, ``status``, ``headers``,
+``text``, ``soup``, ``follow``), returns an iterable of items (dicts, each
+written as one line of items.jsonl), and may replace ``page.follow`` to
+choose which of the page's links are followed. ``text`` is decoded once and
+``soup`` (a BeautifulSoup tree, lxml builder) is built once, only when asked for.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from bs4 import BeautifulSoup
+
+from crawler.errors import ConfigError
+from crawler.parser import decode_html
+
+Extractor = Callable[
+    ["Page"], Iterable[dict[str, Any]] | Awaitable[Iterable[dict[str, Any]]] | None
+]
+LinkFilter = Callable[[str], bool]
+
+
+class Page:
+    """What an extractor sees of one fetched HTML page."""
+
+    def __init__(
+        self,
+        url: str,
+        final_url: str,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        charset: str | None,
+        follow: list[str],
+    ) -> None:
+        self.url = url
+        self.final_url = final_url
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self._charset = charset
+        # The in-scope links that will be followed; an extractor may replace the list.
+        self.follow = follow
+
+    @cached_property
+    def text(self) -> str:
+        """The body decoded (BOM, header, <meta>, detection), once."""
+        return decode_html(self.body, self._charset)
+
+    @cached_property
+    def soup(self) -> BeautifulSoup:
+        """The BeautifulSoup tree of the page, built on first use."""
+        return BeautifulSoup(self.text, "lxml")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item an extractor produced, with the page it came from (items.jsonl)."""
+
+    url: str
+    data: dict[str, Any]
+
+
+def load_extractor(spec: str) -> Extractor:
+    """The function named ``package.module:function``; ConfigError if it cannot be had."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise ConfigError(f"--extract wants package.module:function, not {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"cannot import extractor module {module_name!r}: {error}") from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"{module_name} has no function {function_name!r}")
+    return function  # type: ignore[no-any-return]
+
+
+async def run_extractor(extractor: Extractor, page: Page) -> list[dict[str, Any]]:
+    """The items of one page (an async extractor is awaited). Its exceptions propagate."""
+    produced = extractor(page)
+    if inspect.isawaitable(produced):
+        produced = await produced
+    if produced is None:
+        return []
+    items = []
+    for item in produced:
+        if not isinstance(item, dict):
+            raise TypeError(f"an extractor must yield dicts, not {type(item).__name__}")
+        items.append(item)
+    return items
+
+
+def _matcher(pattern: str) -> Callable[[str], object]:
+    """``re:REGEX`` matches anywhere in the URL; anything else is a glob on the whole URL."""
+    try:
+        if pattern.startswith("re:"):
+            return re.compile(pattern[3:]).search
+        return re.compile(fnmatch.translate(pattern)).fullmatch
+    except re.error as error:
+        raise ConfigError(f"bad link pattern {pattern!r}: {error}") from None
+
+
+class LinkRules:
+    """--allow / --deny patterns and a callable filter: which in-scope links are followed.
+
+    Deny wins; with any allow pattern a URL must match one of them.
+    """
+
+    def __init__(
+        self, allow: Iterable[str], deny: Iterable[str], link_filter: LinkFilter | None
+    ) -> None:
+        self._allow = [_matcher(pattern) for pattern in allow]
+        self._deny = [_matcher(pattern) for pattern in deny]
+        self._filter = link_filter
+
+    def admits(self, url: str) -> bool:
+        if any(match(url) for match in self._deny):
+            return False
+        if self._allow and not any(match(url) for match in self._allow):
+            return False
+        return self._filter is None or bool(self._filter(url))
