@@ -91,6 +91,7 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--allow", action="append", help="follow only URLs matching (glob, or re:REGEX)")
     flag("--deny", action="append", help="never follow URLs matching (glob, or re:REGEX)")
     flag("--extract", metavar="MOD:FUNC", help="extractor; its items go to OUTPUT/items.jsonl")
+    flag("--warc", metavar="PATH", help="also write every request and response to this WARC file")
     flag("--fail-on-broken", action="store_true", default=None, help="exit 1 on broken links")
     flag("--quiet", action="store_true", default=None, help="no progress or summary")
     flag("--log-file", type=Path, help="write a readable log of the crawl here")

@@ -56,6 +56,8 @@ class CrawlConfig:
     link_filter: LinkFilter | None = field(default=None, compare=False)
     # An extractor: "package.module:function", or (library) the function itself.
     extract: str | Extractor | None = None
+    # Also write every request and response to this WARC file (gzip per record).
+    warc: Path | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -151,6 +153,8 @@ def build_config(settings: dict[str, Any]) -> CrawlConfig:
     for name in ("seeds", "allow_domain", "allow", "deny"):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
+    if isinstance(values.get("warc"), str):
+        values["warc"] = Path(values["warc"])
     output = values.pop("output", None)
     if output is not None:
         if not isinstance(output, (str, Path)):

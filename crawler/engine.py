@@ -22,20 +22,22 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from crawler.config import CrawlConfig
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import Entry, Lease, MemoryFrontier
-from crawler.journal import Journal, Settings
+from crawler.journal import Journal, Restored, Settings
 from crawler.parser import ParsedPage, header_directives, parse_html
 from crawler.politeness import Politeness
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
 from crawler.visit import DONE, RecordSink, Visitor
+from crawler.warc import WarcRecorder
 
 log = logging.getLogger(__name__)
 
@@ -83,37 +85,49 @@ class Engine:
 
     async def run(self) -> CrawlStats:
         """Crawl to the end (or to a limit or stop()); return the final CrawlStats."""
-        settings = Settings.of(self.config)
-        restored = None
-        if self._journal is not None:
-            restored = self._journal.start()
-            settings = restored.settings
-        loop = asyncio.get_running_loop()
-        deadline = None
-        if self.config.max_time is not None:
-            deadline = loop.call_later(self.config.max_time, self.stop)
-        self._tally.start()
-        try:
-            async with Fetcher(
-                concurrency=self.config.concurrency,
-                timeout=self.config.timeout,
-                user_agent=self.config.user_agent,
-            ) as fetcher:
-                seeds = [url for url in map(normalize, settings.seeds) if url is not None]
-                self._visitor = self._make_visitor(fetcher, seeds, settings)
-                if restored is not None and restored.pending:
-                    self._frontier.restore(restored.seen, restored.pending, self._tally.pages)
-                else:
-                    await self._enqueue((Entry(url, 0) for url in seeds), False)
-                await self._run_stages()
-        finally:
-            for timer in (deadline, self._grace):
-                if timer is not None:
-                    timer.cancel()
-            stats = self._final_stats()
+        with contextlib.ExitStack() as files:
+            recorder = None
+            if self.config.warc is not None:
+                recorder = files.enter_context(WarcRecorder(self.config.warc)).record
+            settings, restored = Settings.of(self.config), None
             if self._journal is not None:
-                self._journal.finish(stats, finished=stats.finished)
+                restored = self._journal.start()
+                settings = restored.settings
+            deadline = None
+            if self.config.max_time is not None:
+                loop = asyncio.get_running_loop()
+                deadline = loop.call_later(self.config.max_time, self.stop)
+            self._tally.start()
+            try:
+                await self._crawl(settings, restored, recorder)
+            finally:
+                for timer in (deadline, self._grace):
+                    if timer is not None:
+                        timer.cancel()
+                stats = self._final_stats()
+                if self._journal is not None:
+                    self._journal.finish(stats, finished=stats.finished)
         return stats
+
+    async def _crawl(
+        self,
+        settings: Settings,
+        restored: Restored | None,
+        recorder: Callable[[Response], None] | None,
+    ) -> None:
+        async with Fetcher(
+            concurrency=self.config.concurrency,
+            timeout=self.config.timeout,
+            user_agent=self.config.user_agent,
+            recorder=recorder,
+        ) as fetcher:
+            seeds = [url for url in map(normalize, settings.seeds) if url is not None]
+            self._visitor = self._make_visitor(fetcher, seeds, settings)
+            if restored is not None and restored.pending:
+                self._frontier.restore(restored.seen, restored.pending, self._tally.pages)
+            else:
+                await self._enqueue((Entry(url, 0) for url in seeds), False)
+            await self._run_stages()
 
     def _final_stats(self) -> CrawlStats:
         exhausted = self._frontier.pending() == 0 and self._frontier.in_flight() == 0

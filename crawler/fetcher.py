@@ -15,7 +15,7 @@ import asyncio
 import email.utils
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -48,6 +48,10 @@ class Response:
     etag: str | None = None
     last_modified: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # For the WARC file: what was sent, the reason phrase, whether the body was read whole.
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    reason: str = ""
+    complete: bool = True
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -97,7 +101,15 @@ def _media_type(header: str | None) -> str | None:
 class Fetcher:
     """Owns the crawl's single ClientSession; use as an async context manager."""
 
-    def __init__(self, *, concurrency: int, timeout: float, user_agent: str) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int,
+        timeout: float,
+        user_agent: str,
+        recorder: Callable[[Response], None] | None = None,
+    ) -> None:
+        self._recorder = recorder
         self._semaphore = asyncio.Semaphore(concurrency)
         self._timeout = timeout
         self._concurrency = concurrency
@@ -135,7 +147,8 @@ class Fetcher:
         any_type: bool = False,
         headers: dict[str, str] | None = None,
     ) -> Response:
-        """One GET of ``url``. The body is read for 2xx HTML answers (any 2xx if ``any_type``).
+        """One GET of ``url``. The body is read for 2xx HTML answers (any 2xx if ``any_type``);
+        other bodies only when small (kept, so the connection can be reused).
 
         A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
         """
@@ -147,7 +160,10 @@ class Fetcher:
                     response = await self._request(url, max_bytes, any_type, headers)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 response = Response(url, None, error=failure_reason(error))
-        return replace(response, elapsed_ms=int((time.monotonic() - started) * 1000))
+        response = replace(response, elapsed_ms=int((time.monotonic() - started) * 1000))
+        if self._recorder is not None:
+            self._recorder(response)
+        return response
 
     async def _request(
         self, url: str, max_bytes: int, any_type: bool, headers: dict[str, str] | None
@@ -158,11 +174,13 @@ class Fetcher:
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = 200 <= answer.status < 300 and (any_type or content_type in HTML_TYPES)
-            body, error = b"", None
+            body, error, complete = b"", None, wanted
             if wanted:
                 body, error = await _read_capped(answer, max_bytes)
+                complete = error is None
             elif (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
-                await answer.read()
+                body = await answer.read()
+                complete = True
             return Response(
                 url,
                 answer.status,
@@ -176,6 +194,9 @@ class Fetcher:
                 etag=answer.headers.get("ETag"),
                 last_modified=answer.headers.get("Last-Modified"),
                 headers=answer.headers,
+                request_headers=answer.request_info.headers,
+                reason=answer.reason or "",
+                complete=complete,
             )
 
 

@@ -96,7 +96,7 @@ class Journal:
             settings = Settings.of(config)
             self._state = CrawlState.create(path, _as_json(settings))
             self.output.open_pages(append=False)
-            self.output.open_items(append=False)
+            self._open_items(append=False)
             return Restored(settings)
         state = self._state = CrawlState.open(path)
         settings = Settings(**_from_json(state.meta("settings")))
@@ -106,7 +106,7 @@ class Journal:
                 raise NothingToDo(f"the crawl in {path.parent} is finished; nothing to resume")
             written = self.output.open_pages(append=True)
             self.output.write_records(state.records_after(written))
-            self.output.write_items(state.items_after(self.output.open_items(append=True)))
+            self.output.write_items(state.items_after(self._open_items(append=True)))
             self.output.restore_broken(state.broken_links())
             self._tally.restore(state.meta("counters") or {})
         else:
@@ -116,8 +116,12 @@ class Journal:
                 )
             state.start_generation()
             self.output.open_pages(append=False)
-            self.output.open_items(append=False)
+            self._open_items(append=False)
         return Restored(settings, list(state.seen()), list(state.pending()))
+
+    def _open_items(self, *, append: bool) -> int:
+        """items.jsonl exists only for crawls with an extractor."""
+        return self.output.open_items(append=append) if self._config.extract else 0
 
     def added(self, entries: Iterable[Entry]) -> None:
         assert self._state is not None

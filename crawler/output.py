@@ -128,7 +128,8 @@ class Output:
         return complete
 
     def write_items(self, lines: Iterable[str]) -> None:
-        assert self._items is not None
+        if self._items is None:
+            return
         for line in lines:
             self._items.write(line + "\n")
         self._items.flush()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import html_page
 
 import crawler
+from conftest import html_page
 
 
 def test_all_is_sorted_and_exported() -> None:

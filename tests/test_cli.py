@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
-from conftest import SiteFactory, html_page, read_jsonl, static_site
 
+from conftest import SiteFactory, html_page, read_jsonl, static_site
 from crawler.output import OutputLock
 
 Result = tuple[int, str, str]

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from aiohttp import web
-from conftest import SiteFactory, html_page, read_jsonl, static_site
 
+from conftest import SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, Crawler, crawl
 
 

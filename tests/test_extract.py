@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SiteFactory, read_jsonl, static_site
-from test_cli import assert_one_line_error, run_cli
 
+from conftest import SiteFactory, read_jsonl, static_site
 from crawler import CrawlConfig, Crawler, Item, Page, PageRecord, crawl
 from crawler.errors import ConfigError
 from crawler.extract import LinkRules
+from test_cli import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = {

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
-from conftest import SiteFactory
 
+from conftest import SiteFactory
 from crawler.fetcher import Fetcher, failure_reason, parse_retry_after
 
 URL = "http://a.org/page"
@@ -90,7 +90,7 @@ async def test_other_types_and_error_pages_are_not_read(
     serve: SiteFactory, fetcher: Fetcher
 ) -> None:
     async def pdf(_: web.Request) -> web.StreamResponse:
-        return web.Response(body=b"%PDF" * 100, content_type="application/pdf")
+        return web.Response(body=b"%PDF" * 100_000, content_type="application/pdf")
 
     async def missing(_: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text="<p>not found</p>", content_type="text/html")
@@ -98,9 +98,9 @@ async def test_other_types_and_error_pages_are_not_read(
     site = await serve({"/doc.pdf": pdf, "/missing": missing})
     document = await fetcher.fetch(site.url + "/doc.pdf", max_bytes=1000)
     absent = await fetcher.fetch(site.url + "/missing", max_bytes=1000)
-    assert document.status == 200 and document.body == b""
+    assert document.status == 200 and document.body == b"" and not document.complete
     assert document.content_type == "application/pdf"
-    assert absent.status == 404 and absent.body == b""
+    assert absent.status == 404 and absent.body == b"<p>not found</p>" and absent.complete
 
 
 async def test_redirects_are_not_followed_and_headers_are_read(

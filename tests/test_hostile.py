@@ -14,8 +14,8 @@ from pathlib import Path
 import brotli
 import pytest
 from aiohttp import web
-from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
 
+from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
 
 

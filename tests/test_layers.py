@@ -30,6 +30,7 @@ LAYERS = {
     "journal": 2,
     "state": 2,
     "report": 2,
+    "warc": 2,
     "api": 5,
     "cli": 6,
     "__main__": 7,

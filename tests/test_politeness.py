@@ -9,8 +9,8 @@ import itertools
 from pathlib import Path
 
 from aiohttp import web
-from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
 
+from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import SiteFactory, html_page, read_jsonl, static_site
-from test_cli import assert_one_line_error, run_cli
 
+from conftest import SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
+from test_cli import assert_one_line_error, run_cli
 
 PAGES = 150
 

@@ -1,0 +1,120 @@
+"""What users look at: report.html rendered in a real browser, and the WARC file
+read back with warcio and its own command-line tools."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from conftest import SiteFactory, read_jsonl, static_site
+from crawler import CrawlConfig, crawl
+
+SITE = {"/": ["/a", "/b", "/gone"], "/a": ["/b", "/gone"], "/b": ["/c"], "/c": []}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+REQUIRE_CHROMIUM = os.environ.get("CRAWLER_REQUIRE_CHROMIUM") == "1"
+
+
+async def test_report_html_is_self_contained(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site(SITE))
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
+
+    page = (tmp_path / "report.html").read_text()
+
+    for chart in ("chart-status", "chart-rate", "chart-time", "chart-depth", "chart-hosts"):
+        assert f'id="{chart}"' in page
+    assert page.count("<svg") == 5
+    assert "<script" not in page and "http://" not in page.split("<h2>Broken links</h2>")[0]
+    assert f"{site.url}/gone" in page and f"<li>{site.url}/a</li>" in page
+
+
+def chromium_dom(path: Path, profile: Path) -> str:
+    assert CHROMIUM is not None
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=2000",
+        "--dump-dom",
+        path.as_uri(),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def chromium_screenshot(path: Path, profile: Path, picture: Path) -> None:
+    assert CHROMIUM is not None
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1000,2200",
+        f"--screenshot={picture}",
+        path.as_uri(),
+    ]
+    subprocess.run(command, capture_output=True, timeout=90, check=True)
+
+
+@pytest.mark.skipif(CHROMIUM is None and not REQUIRE_CHROMIUM, reason="chromium is not installed")
+async def test_report_renders_in_headless_chromium(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site(SITE))
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "out"))
+    report = tmp_path / "out" / "report.html"
+
+    dom = await asyncio.to_thread(chromium_dom, report, tmp_path / "profile")
+
+    assert dom.count("<svg") == 5
+    assert dom.count("<rect") >= 5
+    assert "Status codes and errors" in dom and "Pages per host" in dom
+    picture = tmp_path / "report.png"
+    await asyncio.to_thread(chromium_screenshot, report, tmp_path / "profile2", picture)
+    assert picture.stat().st_size > 10_000
+
+
+async def test_warc_records_match_the_pages(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site(SITE))
+    warc = tmp_path / "crawl.warc.gz"
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "out", warc=warc))
+
+    responses: dict[str, int] = {}
+    requests = 0
+    with warc.open("rb") as stream:
+        for record in ArchiveIterator(stream):
+            uri = record.rec_headers.get_header("WARC-Target-URI")
+            if record.rec_type == "request":
+                requests += 1
+            elif record.rec_type == "response":
+                responses[uri] = int(record.http_headers.get_statuscode())
+                if uri == site.url + "/a":
+                    assert b"<title>/a</title>" in record.content_stream().read()
+    pages = read_jsonl(tmp_path / "out" / "pages.jsonl")
+    assert {page["final_url"]: page["status"] for page in pages} == {
+        url: status for url, status in responses.items() if not url.endswith((".txt", ".xml"))
+    }
+    assert requests == len(responses) == len(pages) + 2  # robots.txt and sitemap.xml too
+    for tool in (["warcio", "check", str(warc)], ["warcio", "index", str(warc)]):
+        result = await asyncio.to_thread(
+            subprocess.run, tool, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
