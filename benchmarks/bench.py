@@ -194,7 +194,10 @@ def run_ours(seeds: list[str], work: Path, processes: int, extra: list[str]) -> 
     return measured(name, command, work, count)
 
 
-def run_scrapy(seeds: list[str], hosts: list[str], work: Path) -> Run:
+def run_scrapy_command(
+    seeds: list[str], hosts: list[str], work: Path, settings: list[str] = ()
+) -> list[str]:
+    """The Scrapy command for the same crawl: its items go to work/scrapy-items.jsonl."""
     spider = work / "bench_spider.py"
     spider.write_text(SCRAPY_SPIDER)
     items = work / "scrapy-items.jsonl"
@@ -208,11 +211,17 @@ def run_scrapy(seeds: list[str], hosts: list[str], work: Path) -> Run:
         "LOG_LEVEL=ERROR",
         "TELNETCONSOLE_ENABLED=False",
         "DOWNLOAD_TIMEOUT=60",
+        *settings,
     ):
         command += ["-s", setting]
+    return command
+
+
+def run_scrapy(seeds: list[str], hosts: list[str], work: Path) -> Run:
+    command = run_scrapy_command(seeds, hosts, work)
 
     def count() -> int:
-        return sum(1 for _ in items.open())
+        return sum(1 for _ in (work / "scrapy-items.jsonl").open())
 
     return measured("scrapy", command, work, count)
 

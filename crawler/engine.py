@@ -57,9 +57,11 @@ class Engine:
             robots_first=not config.ignore_robots,
             backoff_cap=config.max_retry_after,
         )
-        self._frontier = MemoryFrontier(self._politeness, max_pages=config.max_pages)
         self._tally = Tally()
         self._journal = Journal(config, self._tally) if config.output_dir is not None else None
+        self._frontier = MemoryFrontier(
+            self._politeness, max_pages=config.max_pages, spill=self._journal
+        )
         self._idle = asyncio.Semaphore(config.concurrency)
         self._work: asyncio.Queue[Lease | None] = asyncio.Queue()
         self._parse_jobs: asyncio.Queue[tuple[Response, asyncio.Future[ParsedPage]] | None]

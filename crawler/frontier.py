@@ -15,11 +15,18 @@ Invariants:
    Heap times may be stale; ``lease()`` recomputes before trusting one.
 3. The crawl is finished when nothing is leased and nothing leasable is queued;
    then ``lease()`` returns None to every caller, as it does after ``close()``.
+4. Memory stays bounded however large the frontier grows: the seen set holds
+   8-byte fingerprints, not URLs, and past ``MEMORY_ENTRIES`` queued entries
+   new ones stay only in the spill (state.sqlite, where the journal writes
+   every queued entry anyway) and are read back in queue order as the
+   in-memory queues drain. Entries are spilled in the order they were
+   queued, so everything past the spill cursor is spilled and nothing before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import heapq
 import itertools
 import math
@@ -66,6 +73,26 @@ class Lease:
     host: str
 
 
+# Entries kept in memory before new ones are left in the spill, and the number
+# read back at a time once fewer than half of that remain.
+MEMORY_ENTRIES = 50_000
+
+
+def fingerprint(url: str) -> int:
+    """The seen set's key: 64 bits of BLAKE2b (a collision every ~4e9 URLs pairs)."""
+    return int.from_bytes(hashlib.blake2b(url.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class Spill(Protocol):
+    """Where queued entries wait when memory is full (the journal, over state.sqlite)."""
+
+    def mark(self) -> int:
+        """Write out everything queued so far; return the position of the last entry."""
+
+    def load(self, after: int, limit: int) -> list[tuple[int, Entry]]:
+        """Up to ``limit`` queued, not done entries past position ``after``, in order."""
+
+
 class Frontier(Protocol):
     async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
         """Queue the entries not seen before; return those."""
@@ -107,12 +134,17 @@ class MemoryFrontier:
         *,
         max_pages: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        spill: Spill | None = None,
     ) -> None:
         self._politeness = politeness
         self._max_pages = max_pages
         self._clock = clock
+        self._spill = spill
+        # Position of the last entry read from the spill; None while nothing is spilled.
+        self._spill_cursor: int | None = None
+        self._spilled = 0
         self._queues: dict[str, deque[Entry]] = {}
-        self._seen: set[str] = set()
+        self._seen: set[int] = set()
         self._heap: list[tuple[float, int, str]] = []
         # Entries held back on their own (a retry after a failure): (due, order, entry).
         self._delayed: list[tuple[float, int, Entry]] = []
@@ -181,26 +213,53 @@ class MemoryFrontier:
             self._enqueue(entry, front=True)
         return self._delayed[0][0] if self._delayed else math.inf
 
-    def restore(self, seen: Iterable[str], pending: Iterable[Entry], pages_done: int) -> None:
-        """Start from a saved crawl: its seen set, its pending entries, its page count."""
-        self._seen.update(seen)
-        for entry in pending:
-            self._seen.add(entry.url)
-            self._push(entry, front=False)
+    def restore(self, seen: Iterable[str], pending: int, pages_done: int) -> None:
+        """Start from a saved crawl: its seen set, its ``pending`` entries (all in
+        the spill, read back as the queues drain), its page count."""
+        self._seen.update(map(fingerprint, seen))
         self._pages_leased = pages_done
+        if pending:
+            self._pending += pending
+            self._spilled = pending
+            self._spill_cursor = -1
+            self._refill()
         self._changed.set()
 
     async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
         added = []
+        in_memory = self._pending - self._spilled
+        if self._spill is not None and self._spill_cursor is None and in_memory >= MEMORY_ENTRIES:
+            # A whole batch spills or none of it does: the journal learns of a
+            # batch only after add() returns, so the cursor is marked before it.
+            self._spill_cursor = self._spill.mark()
         for entry in entries:
-            if entry.url in self._seen:
+            key = fingerprint(entry.url)
+            if key in self._seen:
                 continue
-            self._seen.add(entry.url)
-            self._push(entry, front)
+            self._seen.add(key)
+            if self._spill_cursor is not None and not entry.is_continuation():
+                self._pending += 1
+                self._spilled += 1
+            else:
+                self._push(entry, front)
             added.append(entry)
         if added:
             self._changed.set()
         return added
+
+    def _refill(self) -> None:
+        """Read spilled entries back while the in-memory queues run low (invariant 4)."""
+        if self._spill_cursor is None or self._pending - self._spilled >= MEMORY_ENTRIES // 2:
+            return
+        assert self._spill is not None
+        rows = self._spill.load(self._spill_cursor, MEMORY_ENTRIES // 2)
+        for position, entry in rows:
+            self._enqueue(entry, front=False)
+            self._spill_cursor = position
+        self._spilled -= len(rows)
+        if not rows or self._spilled <= 0:
+            self._spill_cursor, self._pending = None, self._pending - max(self._spilled, 0)
+            self._spilled = 0
 
     def _earliest(self) -> tuple[float, str] | None:
         """The ready heap's top after dropping and re-timing stale items (invariant 2)."""
@@ -233,6 +292,7 @@ class MemoryFrontier:
     async def lease(self) -> Lease | None:
         while not (self._closed or self.is_finished()):
             now = self._clock()
+            self._refill()
             next_delayed = self._release_delayed(now)
             earliest = self._earliest()
             if earliest is not None and earliest[0] <= now:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from crawler.config import CrawlConfig
@@ -53,11 +53,12 @@ class Settings:
 
 @dataclass(slots=True)
 class Restored:
-    """What a resumed or incremental run starts from."""
+    """What a resumed or incremental run starts from (the pending entries stay
+    in the spill, state.sqlite, and are read as the frontier needs them)."""
 
     settings: Settings
-    seen: list[str] = field(default_factory=list)
-    pending: list[Entry] = field(default_factory=list)
+    seen: Iterable[str] = ()
+    pending: int = 0
 
 
 class Journal:
@@ -117,7 +118,7 @@ class Journal:
             state.start_generation()
             self.output.open_pages(append=False)
             self._open_items(append=False)
-        return Restored(settings, list(state.seen()), list(state.pending()))
+        return Restored(settings, state.seen(), state.pending_count())
 
     def _open_items(self, *, append: bool) -> int:
         """items.jsonl exists only for crawls with an extractor."""
@@ -140,6 +141,17 @@ class Journal:
         assert self._state is not None
         self._state.completed(Completion(url, None))
         self._schedule_flush()
+
+    def mark(self) -> int:
+        """The frontier's Spill: everything queued so far is written; its last position."""
+        self.flush()
+        assert self._state is not None
+        return self._state.last_position()
+
+    def load(self, after: int, limit: int) -> list[tuple[int, Entry]]:
+        self.flush()
+        assert self._state is not None
+        return self._state.pending_after(after, limit)
 
     def validators(self, url: str) -> Validators | None:
         assert self._state is not None

@@ -25,9 +25,14 @@ import aiofiles
 import aiofiles.os
 
 from crawler.errors import ConfigError, OutputLocked
+from crawler.frontier import fingerprint
 from crawler.records import RECORD_FIELDS, BrokenLink, CrawlStats, PageRecord
 
 MAX_REFERRERS = 20
+# URLs whose referrers are remembered before they are known to work; past it
+# only the first referrer (the record's) is known for a new URL. Bounds memory
+# when the frontier holds millions of URLs.
+MAX_TRACKED_URLS = 50_000
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
 _MAX_SEGMENT = 100
 _MAX_DEPTH = 32
@@ -100,7 +105,7 @@ class Output:
         self._csv: Any = None
         self._referrers: dict[str, list[str]] = {}
         self._referrer_counts: dict[str, int] = {}
-        self._fine: set[str] = set()
+        self._fine: set[int] = set()
         self._broken: dict[str, tuple[int | None, str | None]] = {}
         self._mirrored: dict[PurePosixPath, str] = {}
 
@@ -169,8 +174,12 @@ class Output:
         """Note whether a record's URL works; a broken one is returned with its referrers."""
         if record.is_broken():
             self._broken[record.url] = (record.status, record.error)
+            referrers = self._referrers.setdefault(record.url, [])
+            if record.referrer and record.referrer not in referrers:
+                referrers.insert(0, record.referrer)
+                self._referrer_counts.setdefault(record.url, 1)
             return self._broken_link(record.url)
-        self._fine.add(record.url)
+        self._fine.add(fingerprint(record.url))
         self._referrers.pop(record.url, None)
         self._referrer_counts.pop(record.url, None)
         return None
@@ -184,10 +193,12 @@ class Output:
     def note_links(self, page: str, targets: list[str]) -> None:
         """Remember who links to each URL not yet known to work (for broken.jsonl)."""
         for target in targets:
-            if target in self._fine:
-                continue
+            referrers = self._referrers.get(target)
+            if referrers is None:
+                if len(self._referrers) >= MAX_TRACKED_URLS or fingerprint(target) in self._fine:
+                    continue
+                referrers = self._referrers[target] = []
             self._referrer_counts[target] = self._referrer_counts.get(target, 0) + 1
-            referrers = self._referrers.setdefault(target, [])
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
 

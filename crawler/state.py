@@ -228,11 +228,23 @@ class CrawlState:
         for (url,) in self._db.execute("SELECT url FROM urls"):
             yield url
 
-    def pending(self) -> Iterator[Entry]:
-        """The entries not done, in the order they were first queued."""
-        query = "SELECT url, depth, referrer, kind FROM urls WHERE done = 0 ORDER BY rowid"
-        for url, depth, referrer, kind in self._db.execute(query):
-            yield Entry(url, depth, referrer, kind=kind)
+    def pending_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM urls WHERE done = 0").fetchone()[0])
+
+    def last_position(self) -> int:
+        return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM urls").fetchone()[0])
+
+    def pending_after(self, position: int, limit: int) -> list[tuple[int, Entry]]:
+        """Entries not done, queued after ``position``, in the order they were queued."""
+        rows = self._db.execute(
+            "SELECT rowid, url, depth, referrer, kind FROM urls "
+            "WHERE rowid > ? AND done = 0 ORDER BY rowid LIMIT ?",
+            (position, limit),
+        )
+        return [
+            (row, Entry(url, depth, referrer, kind=kind))
+            for row, url, depth, referrer, kind in rows
+        ]
 
     def records_after(self, count: int) -> Iterator[str]:
         query = "SELECT json FROM records ORDER BY seq LIMIT -1 OFFSET ?"

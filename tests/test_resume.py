@@ -262,3 +262,18 @@ async def test_incremental_recrawl_finds_new_changed_unchanged_removed(
 async def test_incremental_needs_a_finished_crawl(tmp_path: Path) -> None:
     result = await run_cli("crawl", "--incremental", "--output", "out", cwd=tmp_path)
     assert_one_line_error(result, 2, "no crawl state in out")
+
+
+async def test_a_frontier_larger_than_memory_spills_and_loses_nothing(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("crawler.frontier.MEMORY_ENTRIES", 16)
+    url, _ = await serve_counting(serve, 1)
+
+    first = await crawl(CrawlConfig(seeds=(url + "/",), output_dir=tmp_path, max_pages=40, per_host=8))
+    assert first.pages == 40 and not first.finished
+    second = await crawl(CrawlConfig(output_dir=tmp_path, resume=True, per_host=8))
+
+    urls = urls_of(tmp_path / "pages.jsonl")
+    assert second.finished
+    assert len(urls) == len(set(urls)) == PAGES + 2

@@ -1,0 +1,119 @@
+"""Memory at scale: a frontier of a million URLs not yet fetched, ours against Scrapy.
+
+    python3 benchmarks/memory.py                      # 500 new links a page, 2,500 pages
+    python3 benchmarks/memory.py --links 300 --pages 1000
+
+nginx answers every path with the same page of ``--links`` relative links
+("1/", "2/", ...), so each page fetched adds that many new URLs: with the
+defaults the frontier reaches about 1.25 million URLs while ``--pages``
+limits what is fetched. Prints pages fetched, URLs queued, seconds and peak
+RSS for each crawler. Loopback only; nginx is stopped by its pid at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from bench import ensure_nginx, free_port, measured, run_scrapy_command
+
+
+def start_fanout_server(work: Path, port: int, links: int) -> subprocess.Popen[bytes]:
+    page = work / "page.html"
+    anchors = "".join(f'<a href="{n}/">{n}</a> ' for n in range(1, links + 1))
+    page.write_text(
+        f"<!doctype html><html><head><title>fan-out</title></head><body>{anchors}</body></html>"
+    )
+    config = work / "nginx.conf"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            worker_processes 1;
+            daemon off;
+            pid {work}/nginx.pid;
+            error_log {work}/error.log;
+            events {{ worker_connections 4096; }}
+            http {{
+              access_log off;
+              default_type text/html;
+              server {{
+                listen 127.0.0.2:{port};
+                root {work};
+                location / {{ try_files /page.html =404; }}
+              }}
+            }}
+            """
+        )
+    )
+    server = subprocess.Popen([ensure_nginx(), "-c", str(config), "-p", str(work)])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.2", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit("nginx did not start")
+
+
+def _lines(path: Path) -> int:
+    with path.open() as file:
+        return sum(1 for _ in file)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--links", type=int, default=500)
+    parser.add_argument("--pages", type=int, default=2500)
+    parser.add_argument("--no-scrapy", action="store_true")
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="crawler-memory-") as folder:
+        work = Path(folder)
+        work.chmod(0o755)
+        seed = f"http://127.0.0.2:{port}/"
+        server = start_fanout_server(work, port, args.links)
+        try:
+            out = work / "ours"
+            command = [sys.executable, "-m", "crawler", "crawl", seed, "--output", str(out)]
+            command += ["--quiet", "--concurrency", "64", "--per-host", "64", "--ignore-robots"]
+            command += ["--no-sitemaps", "--max-pages", str(args.pages)]
+            ours = measured(
+                "crawler", command, work, lambda: sum(1 for _ in (out / "pages.jsonl").open())
+            )
+            stats = json.loads((out / "stats.json").read_text())
+            print(
+                f"crawler: {ours.pages} pages, {stats['queued']} URLs left queued, "
+                f"{ours.seconds:.1f} s, peak RSS {ours.peak_rss_mb:.1f} MB",
+                flush=True,
+            )
+            if not args.no_scrapy:
+                scrapy = measured(
+                    "scrapy",
+                    run_scrapy_command(
+                        [seed], ["127.0.0.2"], work, [f"CLOSESPIDER_PAGECOUNT={args.pages}"]
+                    ),
+                    work,
+                    lambda: _lines(work / "scrapy-items.jsonl"),
+                )
+                print(
+                    f"scrapy: {scrapy.pages} pages, {scrapy.seconds:.1f} s, "
+                    f"peak RSS {scrapy.peak_rss_mb:.1f} MB",
+                    flush=True,
+                )
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
