@@ -12,6 +12,7 @@ from types import TracebackType
 from crawler.config import CrawlConfig
 from crawler.engine import Engine
 from crawler.extract import Item
+from crawler.procs import ProcessFront
 from crawler.records import CrawlStats, PageRecord
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
@@ -28,7 +29,11 @@ class Crawler:
 
     def __init__(self, config: CrawlConfig) -> None:
         self.config = config
-        self._engine = Engine(config, on_record=self._deliver)
+        self._engine: Engine | ProcessFront
+        if config.processes > 1:
+            self._engine = ProcessFront(config, on_record=self._deliver)
+        else:
+            self._engine = Engine(config, on_record=self._deliver)
         self._records: asyncio.Queue[PageRecord | Item | None] = asyncio.Queue(maxsize=_BACKLOG)
         self._task: asyncio.Task[CrawlStats] | None = None
         self._reading = True
@@ -97,6 +102,8 @@ class Crawler:
 
 async def crawl(config: CrawlConfig) -> CrawlStats:
     """Run a crawl to completion, writing its output; return its stats."""
+    if config.processes > 1:
+        return await ProcessFront(config).run()
     return await Engine(config).run()
 
 

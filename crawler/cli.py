@@ -53,6 +53,7 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--max-time", type=float, help="stop scheduling after S seconds")
     flag("--concurrency", type=int, help="requests in flight in total")
     flag("--per-host", type=int, help="requests in flight per host")
+    flag("--processes", type=int, help="spread hosts over this many processes")
     flag("--delay", type=float, help="minimum gap in seconds between request starts to a host")
     flag("--allow-domain", action="append", help="also crawl this domain and its subdomains")
     flag("--ignore-robots", action="store_true", default=None, help="do not obey robots.txt")

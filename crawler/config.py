@@ -34,6 +34,8 @@ class CrawlConfig:
     max_time: float | None = None
     concurrency: int = 32
     per_host: int = 4
+    # The multiprocessing front: hosts are split between this many processes.
+    processes: int = 1
     delay: float = 0.0
     allow_domain: tuple[str, ...] = ()
     ignore_robots: bool = False
@@ -72,7 +74,15 @@ class CrawlConfig:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
 
 
-_POSITIVE = ("max_pages", "max_time", "concurrency", "per_host", "timeout", "max_bytes")
+_POSITIVE = (
+    "max_pages",
+    "max_time",
+    "concurrency",
+    "per_host",
+    "processes",
+    "timeout",
+    "max_bytes",
+)
 _NON_NEGATIVE = ("max_depth", "delay", "retries", "max_retry_after")
 
 

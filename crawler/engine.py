@@ -26,17 +26,18 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Protocol
 
 from crawler.config import CrawlConfig
 from crawler.fetcher import Fetcher, Response
-from crawler.frontier import Entry, Lease, MemoryFrontier
+from crawler.frontier import Entry, Lease, MemoryFrontier, PageBudget
 from crawler.journal import Journal, Restored, Settings
 from crawler.parser import ParsedPage, header_directives, parse_html
 from crawler.politeness import Politeness
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
-from crawler.visit import DONE, RecordSink, Visitor
+from crawler.visit import DONE, RecordSink, Sink, Visitor
 from crawler.warc import WarcRecorder
 
 log = logging.getLogger(__name__)
@@ -45,22 +46,54 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 5.0
 
 
+class Partition(Protocol):
+    """What makes an engine one process of the multiprocessing front (procs.py)."""
+
+    budget: PageBudget
+    sink: Sink
+
+    def owns(self, url: str) -> bool:
+        """Whether this process owns the URL's host."""
+
+    def route(self, entries: list[Entry]) -> None:
+        """Send entries for hosts this process does not own to their owner."""
+
+    def added(self, entries: list[Entry]) -> None:
+        """Entries new to this process's seen set (the parent journals them)."""
+
+    def idle(self) -> None:
+        """This process has nothing to do until more entries come."""
+
+
 class Engine:
     """One crawl in the running event loop."""
 
-    def __init__(self, config: CrawlConfig, on_record: RecordSink | None = None) -> None:
+    def __init__(
+        self,
+        config: CrawlConfig,
+        on_record: RecordSink | None = None,
+        *,
+        partition: Partition | None = None,
+    ) -> None:
         self.config = config
         self._on_record = on_record
+        self._partition = partition
         self._politeness = Politeness(
             config.per_host,
             config.delay,
             robots_first=not config.ignore_robots,
             backoff_cap=config.max_retry_after,
         )
-        self._tally = Tally()
-        self._journal = Journal(config, self._tally) if config.output_dir is not None else None
+        self.tally = Tally()
+        self._journal = None
+        if config.output_dir is not None and partition is None:
+            self._journal = Journal(config, self.tally)
         self._frontier = MemoryFrontier(
-            self._politeness, max_pages=config.max_pages, spill=self._journal
+            self._politeness,
+            max_pages=config.max_pages,
+            spill=self._journal,
+            budget=partition.budget if partition is not None else None,
+            on_idle=partition.idle if partition is not None else None,
         )
         self._idle = asyncio.Semaphore(config.concurrency)
         self._work: asyncio.Queue[Lease | None] = asyncio.Queue()
@@ -69,6 +102,8 @@ class Engine:
         self._visitor: Visitor | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._grace: asyncio.TimerHandle | None = None
+        # Set once the engine can take entries (a front's worker waits for it).
+        self.ready = asyncio.Event()
 
     def stop(self) -> None:
         """Lease nothing more; pages in flight get a few seconds to finish, then are
@@ -83,7 +118,7 @@ class Engine:
             worker.cancel()
 
     def stats(self) -> CrawlStats:
-        return self._tally.snapshot(self._frontier.pending(), self._frontier.in_flight())
+        return self.tally.snapshot(self._frontier.pending(), self._frontier.in_flight())
 
     async def run(self) -> CrawlStats:
         """Crawl to the end (or to a limit or stop()); return the final CrawlStats."""
@@ -99,7 +134,7 @@ class Engine:
             if self.config.max_time is not None:
                 loop = asyncio.get_running_loop()
                 deadline = loop.call_later(self.config.max_time, self.stop)
-            self._tally.start()
+            self.tally.start()
             try:
                 await self._crawl(settings, restored, recorder)
             finally:
@@ -126,14 +161,15 @@ class Engine:
             seeds = [url for url in map(normalize, settings.seeds) if url is not None]
             self._visitor = self._make_visitor(fetcher, seeds, settings)
             if restored is not None and restored.pending:
-                self._frontier.restore(restored.seen, restored.pending, self._tally.pages)
-            else:
+                self._frontier.restore(restored.seen, restored.pending, self.tally.pages)
+            elif self._partition is None:
                 await self._enqueue((Entry(url, 0) for url in seeds), False)
+            self.ready.set()
             await self._run_stages()
 
     def _final_stats(self) -> CrawlStats:
         exhausted = self._frontier.pending() == 0 and self._frontier.in_flight() == 0
-        return self._tally.snapshot(
+        return self.tally.snapshot(
             self._frontier.pending(), self._frontier.in_flight(), finished=exhausted
         )
 
@@ -146,18 +182,49 @@ class Engine:
             fetcher=fetcher,
             politeness=self._politeness,
             scope=scope,
-            tally=self._tally,
-            journal=self._journal,
+            tally=self.tally,
+            sink=self._partition.sink if self._partition is not None else self._journal,
             enqueue=self._enqueue,
             parse=self._parse,
             on_record=self._on_record,
         )
 
     async def _enqueue(self, entries: Iterable[Entry], front: bool) -> list[Entry]:
+        """Queue entries (routing other processes' hosts to them); return those taken on."""
+        routed: list[Entry] = []
+        if self._partition is not None:
+            batch = list(entries)
+            routed = [entry for entry in batch if not self._partition.owns(entry.url)]
+            if routed:
+                self._partition.route(routed)
+            entries = [entry for entry in batch if self._partition.owns(entry.url)]
         added = await self._frontier.add(entries, front=front)
-        if self._journal is not None and added:
-            self._journal.added(entry for entry in added if not entry.is_continuation())
-        return added
+        fresh = [entry for entry in added if not entry.is_continuation()]
+        if fresh and self._journal is not None:
+            self._journal.added(fresh)
+        if fresh and self._partition is not None:
+            self._partition.added(fresh)
+        return added + routed
+
+    def idle(self) -> bool:
+        """Nothing leasable is queued and nothing is in flight."""
+        return self._frontier.is_finished()
+
+    async def take(self, entries: list[Entry]) -> None:
+        """Entries routed here by another process of the front."""
+        hops = [entry for entry in entries if entry.is_continuation()]
+        pages = [entry for entry in entries if not entry.is_continuation()]
+        taken = await self._enqueue(hops, True)
+        assert self._visitor is not None
+        for hop in hops:
+            if hop not in taken:
+                await self._visitor.redirect_seen(hop)
+        await self._enqueue(pages, False)
+
+    async def restore(self, seen: Iterable[str], pending: list[Entry]) -> None:
+        """A resumed crawl's share for this process of the front."""
+        await self._frontier.add(pending)
+        self._frontier.restore(seen, 0, 0)
 
     async def _run_stages(self) -> None:
         async with asyncio.TaskGroup() as stages:

@@ -57,6 +57,8 @@ class Entry:
     origin: str | None = None
     hops: tuple[str, ...] = ()
     elapsed_ms: int = 0
+    # For a redirect hop: the status of the answer that redirected here.
+    via_status: int | None = None
 
     def is_continuation(self) -> bool:
         """Carries on a record already started (retry, deferral, redirect hop)."""
@@ -81,6 +83,29 @@ MEMORY_ENTRIES = 50_000
 def fingerprint(url: str) -> int:
     """The seen set's key: 64 bits of BLAKE2b (a collision every ~4e9 URLs pairs)."""
     return int.from_bytes(hashlib.blake2b(url.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class PageBudget:
+    """--max-pages: how many pages may still be started. This one counts in one
+    process; the multiprocessing front shares one across its processes."""
+
+    def __init__(self, limit: int | None, used: int = 0) -> None:
+        self._limit = limit
+        self._used = used
+
+    def exhausted(self) -> bool:
+        return self._limit is not None and self._used >= self._limit
+
+    def take(self) -> bool:
+        """Start one page, if the budget allows."""
+        if self.exhausted():
+            return False
+        self._used += 1
+        return True
+
+    def take_done(self, pages: int) -> None:
+        """Pages done in earlier runs count too (--resume)."""
+        self._used += pages
 
 
 class Spill(Protocol):
@@ -135,9 +160,14 @@ class MemoryFrontier:
         max_pages: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         spill: Spill | None = None,
+        budget: PageBudget | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self._politeness = politeness
-        self._max_pages = max_pages
+        self._budget = budget or PageBudget(max_pages)
+        # In a multiprocessing front, running out of work is reported, not final:
+        # lease() waits for more (or close()) instead of returning None.
+        self._on_idle = on_idle
         self._clock = clock
         self._spill = spill
         # Position of the last entry read from the spill; None while nothing is spilled.
@@ -153,7 +183,6 @@ class MemoryFrontier:
         self._pending = 0
         self._continuations = 0
         self._leased = 0
-        self._pages_leased = 0
         self._closed = False
         self._changed = asyncio.Event()
 
@@ -173,7 +202,7 @@ class MemoryFrontier:
         return self._pending == 0 or (self._limit_reached() and self._continuations == 0)
 
     def _limit_reached(self) -> bool:
-        return self._max_pages is not None and self._pages_leased >= self._max_pages
+        return self._budget.exhausted()
 
     def _ready_time(self, host: str) -> float:
         queue = self._queues.get(host)
@@ -217,7 +246,7 @@ class MemoryFrontier:
         """Start from a saved crawl: its seen set, its ``pending`` entries (all in
         the spill, read back as the queues drain), its page count."""
         self._seen.update(map(fingerprint, seen))
-        self._pages_leased = pages_done
+        self._budget.take_done(pages_done)
         if pending:
             self._pending += pending
             self._spilled = pending
@@ -273,30 +302,39 @@ class MemoryFrontier:
             self._schedule(host)
         return None
 
-    def _take(self, host: str, now: float) -> Lease:
+    def _take(self, host: str, now: float) -> Lease | None:
+        """Lease the host's first entry; None if it is a page the budget no longer allows."""
         heapq.heappop(self._heap)
         self._scheduled.discard(host)
+        if self._queues[host][0].counts_as_page() and not self._budget.take():
+            self._schedule(host)
+            return None
         entry = self._queues[host].popleft()
         if not self._queues[host]:
             del self._queues[host]
         self._pending -= 1
         if entry.is_continuation():
             self._continuations -= 1
-        elif entry.counts_as_page():
-            self._pages_leased += 1
         self._leased += 1
         self._politeness.slot(host).start(now)
         self._schedule(host)
         return Lease(entry, host)
 
     async def lease(self) -> Lease | None:
-        while not (self._closed or self.is_finished()):
+        while not self._closed:
+            if self.is_finished():
+                if self._on_idle is None:
+                    break
+                self._on_idle()
             now = self._clock()
             self._refill()
             next_delayed = self._release_delayed(now)
             earliest = self._earliest()
             if earliest is not None and earliest[0] <= now:
-                return self._take(earliest[1], now)
+                lease = self._take(earliest[1], now)
+                if lease is not None:
+                    return lease
+                continue
             self._changed.clear()
             due = min(next_delayed, earliest[0] if earliest is not None else math.inf)
             wait = None if due == math.inf else due - now

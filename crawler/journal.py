@@ -137,6 +137,12 @@ class Journal:
             self._state.broken(broken)
         self._schedule_flush()
 
+    def note_links(self, page: str, targets: list[str]) -> None:
+        self.output.note_links(page, targets)
+
+    async def save_html(self, url: str, body: bytes) -> None:
+        await self.output.save_html(url, body)
+
     def sitemap_done(self, url: str) -> None:
         assert self._state is not None
         self._state.completed(Completion(url, None))

@@ -92,6 +92,71 @@ def mirror_path(url: str) -> PurePosixPath:
     return PurePosixPath(host, *(_safe_segment(folder) for folder in folders), _safe_segment(name))
 
 
+class LinkIndex:
+    """Who links to each URL not yet known to work, and which URLs are broken
+    (for broken.jsonl). Held by Output, and by each process of a front."""
+
+    def __init__(self) -> None:
+        self._referrers: dict[str, list[str]] = {}
+        self._referrer_counts: dict[str, int] = {}
+        self._fine: set[int] = set()
+        self._broken: dict[str, tuple[int | None, str | None]] = {}
+
+    def track(self, record: PageRecord) -> BrokenLink | None:
+        """Note whether a record's URL works; a broken one is returned with its referrers."""
+        if record.is_broken():
+            self._broken[record.url] = (record.status, record.error)
+            referrers = self._referrers.setdefault(record.url, [])
+            if record.referrer and record.referrer not in referrers:
+                referrers.insert(0, record.referrer)
+                self._referrer_counts.setdefault(record.url, 1)
+            return self._broken_link(record.url)
+        self._fine.add(fingerprint(record.url))
+        self._referrers.pop(record.url, None)
+        self._referrer_counts.pop(record.url, None)
+        return None
+
+    def restore(self, links: Iterable[BrokenLink]) -> None:
+        for link in links:
+            self._broken[link.url] = (link.status, link.error)
+            self._referrers[link.url] = list(link.referrers)
+            self._referrer_counts[link.url] = link.referrer_count
+
+    def note(self, page: str, targets: list[str]) -> None:
+        """Remember who links to each URL not yet known to work."""
+        for target in targets:
+            referrers = self._referrers.get(target)
+            if referrers is None:
+                if len(self._referrers) >= MAX_TRACKED_URLS or fingerprint(target) in self._fine:
+                    continue
+                referrers = self._referrers[target] = []
+            self._referrer_counts[target] = self._referrer_counts.get(target, 0) + 1
+            if len(referrers) < MAX_REFERRERS and page not in referrers:
+                referrers.append(page)
+
+    def export(self) -> dict[str, tuple[list[str], int]]:
+        """The referrers this index holds, for another index to merge."""
+        return {
+            url: (refs, self._referrer_counts.get(url, 0)) for url, refs in self._referrers.items()
+        }
+
+    def merge(self, exported: dict[str, tuple[list[str], int]]) -> None:
+        for url, (referrers, count) in exported.items():
+            mine = self._referrers.setdefault(url, [])
+            for referrer in referrers:
+                if len(mine) < MAX_REFERRERS and referrer not in mine:
+                    mine.append(referrer)
+            self._referrer_counts[url] = self._referrer_counts.get(url, 0) + count
+
+    def _broken_link(self, url: str) -> BrokenLink:
+        status, error = self._broken[url]
+        referrers = tuple(self._referrers.get(url, ()))
+        return BrokenLink(url, status, error, referrers, self._referrer_counts.get(url, 0))
+
+    def broken_links(self) -> list[BrokenLink]:
+        return [self._broken_link(url) for url in self._broken]
+
+
 class Output:
     """The files of one crawl in ``directory``."""
 
@@ -103,10 +168,7 @@ class Output:
         self._pages: IO[str] | None = None
         self._items: IO[str] | None = None
         self._csv: Any = None
-        self._referrers: dict[str, list[str]] = {}
-        self._referrer_counts: dict[str, int] = {}
-        self._fine: set[int] = set()
-        self._broken: dict[str, tuple[int | None, str | None]] = {}
+        self.links = LinkIndex()
         self._mirrored: dict[PurePosixPath, str] = {}
 
     @property
@@ -171,44 +233,16 @@ class Output:
         self._pages.flush()
 
     def track(self, record: PageRecord) -> BrokenLink | None:
-        """Note whether a record's URL works; a broken one is returned with its referrers."""
-        if record.is_broken():
-            self._broken[record.url] = (record.status, record.error)
-            referrers = self._referrers.setdefault(record.url, [])
-            if record.referrer and record.referrer not in referrers:
-                referrers.insert(0, record.referrer)
-                self._referrer_counts.setdefault(record.url, 1)
-            return self._broken_link(record.url)
-        self._fine.add(fingerprint(record.url))
-        self._referrers.pop(record.url, None)
-        self._referrer_counts.pop(record.url, None)
-        return None
+        return self.links.track(record)
 
     def restore_broken(self, links: Iterable[BrokenLink]) -> None:
-        for link in links:
-            self._broken[link.url] = (link.status, link.error)
-            self._referrers[link.url] = list(link.referrers)
-            self._referrer_counts[link.url] = link.referrer_count
+        self.links.restore(links)
 
     def note_links(self, page: str, targets: list[str]) -> None:
-        """Remember who links to each URL not yet known to work (for broken.jsonl)."""
-        for target in targets:
-            referrers = self._referrers.get(target)
-            if referrers is None:
-                if len(self._referrers) >= MAX_TRACKED_URLS or fingerprint(target) in self._fine:
-                    continue
-                referrers = self._referrers[target] = []
-            self._referrer_counts[target] = self._referrer_counts.get(target, 0) + 1
-            if len(referrers) < MAX_REFERRERS and page not in referrers:
-                referrers.append(page)
-
-    def _broken_link(self, url: str) -> BrokenLink:
-        status, error = self._broken[url]
-        referrers = tuple(self._referrers.get(url, ()))
-        return BrokenLink(url, status, error, referrers, self._referrer_counts.get(url, 0))
+        self.links.note(page, targets)
 
     def broken_links(self) -> list[BrokenLink]:
-        return [self._broken_link(url) for url in self._broken]
+        return self.links.broken_links()
 
     async def save_html(self, url: str, body: bytes) -> None:
         """Mirror ``body`` under html/; a path taken by another URL falls back to a hashed name."""

@@ -21,14 +21,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
 from crawler.extract import Item, LinkRules, Page, load_extractor, run_extractor
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import Entry, Lease
-from crawler.journal import Journal
 from crawler.parser import ParsedPage, is_html
 from crawler.politeness import Politeness
 from crawler.records import PageRecord
@@ -64,6 +63,25 @@ class Outcome:
 
 
 DONE = Outcome()
+
+
+class Sink(Protocol):
+    """Where a crawl's results go: the Journal in one process, the parent in a front."""
+
+    @property
+    def incremental(self) -> bool: ...
+
+    def record(self, record: PageRecord, completion: Completion) -> None: ...
+
+    def sitemap_done(self, url: str) -> None: ...
+
+    def validators(self, url: str) -> Validators | None: ...
+
+    def note_links(self, page: str, targets: list[str]) -> None: ...
+
+    async def save_html(self, url: str, body: bytes) -> None: ...
+
+
 Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
 Parse = Callable[[Response], Awaitable[ParsedPage]]
 RecordSink = Callable[[PageRecord | Item], Awaitable[None]]
@@ -81,7 +99,7 @@ class Visitor:
         politeness: Politeness,
         scope: Scope,
         tally: Tally,
-        journal: Journal | None,
+        sink: Sink | None,
         enqueue: Enqueue,
         parse: Parse,
         on_record: RecordSink | None,
@@ -91,7 +109,7 @@ class Visitor:
         self._politeness = politeness
         self._scope = scope
         self._tally = tally
-        self._journal = journal
+        self._sink = sink
         self._enqueue = enqueue
         self._parse = parse
         self._on_record = on_record
@@ -122,9 +140,9 @@ class Visitor:
         return await self._after_fetch(entry, response, validators)
 
     def _validators(self, entry: Entry) -> Validators | None:
-        if self._journal is None or not self._journal.incremental or entry.origin is not None:
+        if self._sink is None or not self._sink.incremental or entry.origin is not None:
             return None
-        return self._journal.validators(entry.url)
+        return self._sink.validators(entry.url)
 
     async def _learn_robots(self, lease: Lease) -> Outcome:
         """Fetch the host's robots.txt with this lease; the entry goes back, first in line."""
@@ -171,16 +189,16 @@ class Visitor:
     async def _read_sitemap(self, entry: Entry) -> Outcome:
         """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
         response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
-        if self._journal is not None:
-            self._journal.sitemap_done(entry.url)
+        if self._sink is not None:
+            self._sink.sitemap_done(entry.url)
         if response.status is None or not 200 <= response.status < 300 or not response.body:
             return Outcome(status=response.status)
         sitemap = parse_sitemap(response.body)
         self._tally.sitemaps += 1
         pages = self._in_scope(sitemap.pages, entry.url)
         self._tally.sitemap_urls += len(pages)
-        if self._journal is not None:
-            self._journal.output.note_links(entry.url, pages)
+        if self._sink is not None:
+            self._sink.note_links(entry.url, pages)
         await self._enqueue((Entry(url, 0, entry.url) for url in pages), False)
         if entry.depth < MAX_SITEMAP_NESTING:
             children = self._in_scope(sitemap.sitemaps, entry.url)
@@ -225,11 +243,11 @@ class Visitor:
             if self._extractor is not None:
                 links, items, error = await self._extract(entry, response, links)
             await self._queue_targets(entry, response.url, links)
-            if self._journal is not None:
-                await self._journal.output.save_html(response.url, response.body)
+            if self._sink is not None:
+                await self._sink.save_html(response.url, response.body)
         record = self._record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms, error=error)
         content_hash = _content_hash(response.body)
-        if validators is not None or (self._journal is not None and self._journal.incremental):
+        if validators is not None or (self._sink is not None and self._sink.incremental):
             record = replace(record, change=_change(record, validators, content_hash))
         completion = Completion(
             record.url,
@@ -317,6 +335,7 @@ class Visitor:
                 origin=entry.origin or entry.url,
                 hops=hops,
                 elapsed_ms=elapsed_ms,
+                via_status=response.status,
             )
             if await self._enqueue([hop], True):
                 return
@@ -327,9 +346,20 @@ class Visitor:
         record = replace(record, final_url=final_url, redirects=len(hops))
         await self._emit(record, Completion(record.url, _as_json(record), (), record.status))
 
+    async def redirect_seen(self, hop: Entry) -> None:
+        """A hop routed from another process led to a URL seen here: its record ends there."""
+        origin = replace(hop, url=hop.origin or hop.url, origin=None, hops=hop.hops[:-1])
+        record = replace(
+            self._record(origin, None, elapsed_ms=hop.elapsed_ms),
+            final_url=hop.url,
+            status=hop.via_status,
+            redirects=len(hop.hops),
+        )
+        await self._emit(record, Completion(record.url, _as_json(record), (), record.status))
+
     async def _queue_targets(self, entry: Entry, page_url: str, targets: list[str]) -> list[str]:
-        if self._journal is not None:
-            self._journal.output.note_links(page_url, targets)
+        if self._sink is not None:
+            self._sink.note_links(page_url, targets)
         depth = entry.depth + 1
         if depth <= self.config.max_depth:
             await self._enqueue((Entry(url, depth, page_url) for url in targets), False)
@@ -370,8 +400,8 @@ class Visitor:
     ) -> None:
         """The record (and its page's items) to the journal and the library's iterator."""
         self._tally.add(record)
-        if self._journal is not None:
-            self._journal.record(record, completion or Completion(record.url, _as_json(record)))
+        if self._sink is not None:
+            self._sink.record(record, completion or Completion(record.url, _as_json(record)))
         for item in items:
             self._tally.items += 1
             if self._on_record is not None:

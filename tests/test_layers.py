@@ -31,6 +31,7 @@ LAYERS = {
     "state": 2,
     "report": 2,
     "warc": 2,
+    "procs": 4,
     "api": 5,
     "cli": 6,
     "__main__": 7,
