@@ -270,7 +270,9 @@ async def test_a_frontier_larger_than_memory_spills_and_loses_nothing(
     monkeypatch.setattr("crawler.frontier.MEMORY_ENTRIES", 16)
     url, _ = await serve_counting(serve, 1)
 
-    first = await crawl(CrawlConfig(seeds=(url + "/",), output_dir=tmp_path, max_pages=40, per_host=8))
+    first = await crawl(
+        CrawlConfig(seeds=(url + "/",), output_dir=tmp_path, max_pages=40, per_host=8)
+    )
     assert first.pages == 40 and not first.finished
     second = await crawl(CrawlConfig(output_dir=tmp_path, resume=True, per_host=8))
 

@@ -1,0 +1,218 @@
+"""The multiprocessing front: the same crawl with --processes 2, its termination rule,
+global limits, a worker killed with kill -9, Ctrl-C, and --resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+from aiohttp import web
+
+from conftest import Handler, Site, SiteFactory, html_page, read_jsonl
+from crawler import CrawlConfig, Crawler, PageRecord, crawl
+from crawler.procs import owner
+from test_cli import run_cli
+
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+PAGES = 40
+
+
+class Hosts(list[Site]):
+    """The four test sites; ``under_way`` is set each time 20 more pages have been answered."""
+
+    under_way: asyncio.Event
+
+
+async def serve_hosts(serve: SiteFactory, delay: float = 0.0) -> Hosts:
+    """Four hosts; page n of each links to page n+1 of the next host and to a missing page."""
+    sites = Hosts()
+    sites.under_way = asyncio.Event()
+    ports: list[int] = []
+    answered = 0
+
+    def handler(index: int) -> Handler:
+        async def page(request: web.Request) -> web.StreamResponse:
+            number = int(request.match_info["n"])
+            if number >= PAGES:
+                raise web.HTTPNotFound()
+            await asyncio.sleep(delay)
+            nonlocal answered
+            answered += 1
+            if answered % 20 == 0:
+                sites.under_way.set()
+            following = (index + 1) % len(HOSTS)
+            links = [
+                f"http://{HOSTS[following]}:{ports[following]}/p/{number + 1}",
+                f"/p/{number + 1}",
+                "/missing",
+            ]
+            return html_page(f"{index}-{number}", links)
+
+        return page
+
+    for index, host in enumerate(HOSTS):
+        site = await serve({r"/p/{n:\d+}": handler(index)}, host=host)
+        sites.append(site)
+        ports.append(int(site.url.rsplit(":", 1)[1]))
+    return sites
+
+
+def config(sites: list[Site], out: Path | None, **settings: object) -> CrawlConfig:
+    values: dict[str, object] = {"processes": 2, "no_sitemaps": True}
+    values.update(settings)
+    return CrawlConfig(
+        seeds=(sites[0].url + "/p/0",),
+        allow_domain=HOSTS,
+        output_dir=out,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def test_hosts_are_split_by_a_stable_hash() -> None:
+    owners = {owner(f"http://{host}:8080/x", 2) for host in HOSTS}
+    assert owners == {0, 1}
+    assert owner("http://a.org/x", 2) == owner("http://a.org/y?z", 2)
+
+
+async def test_two_processes_crawl_every_page_exactly_once(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    sites = await serve_hosts(serve)
+
+    single = await crawl(config(sites, tmp_path / "one", processes=1))
+    double = await crawl(config(sites, tmp_path / "two"))
+
+    one = {r["url"] for r in read_jsonl(tmp_path / "one" / "pages.jsonl")}
+    two = [r["url"] for r in read_jsonl(tmp_path / "two" / "pages.jsonl")]
+    assert len(two) == len(set(two)) == single.pages == double.pages
+    assert set(two) == one
+    assert double.finished and double.pages == 4 * PAGES + 2
+    for site in sites:  # both crawls: each page requested once by each
+        paths = Counter(path for path in site.requests if path.startswith("/p/"))
+        assert set(paths.values()) == {2}, "a page was requested twice in one crawl"
+    broken = read_jsonl(tmp_path / "two" / "broken.jsonl")
+    assert len(broken) == 4 + 4  # /missing and /p/40 on each host
+    assert all(link["referrers"] for link in broken)
+    saved = json.loads((tmp_path / "two" / "stats.json").read_text())
+    assert saved["pages"] == double.pages and saved["finished"] is True
+
+
+async def test_the_library_iterates_a_front(serve: SiteFactory) -> None:
+    sites = await serve_hosts(serve)
+
+    async with Crawler(config(sites, None)) as crawler:
+        urls = [record.url async for record in crawler if isinstance(record, PageRecord)]
+
+    assert len(urls) == len(set(urls)) == crawler.stats().pages == 4 * PAGES + 2
+
+
+async def test_max_pages_holds_across_processes(serve: SiteFactory, tmp_path: Path) -> None:
+    sites = await serve_hosts(serve)
+
+    stats = await crawl(config(sites, tmp_path, max_pages=25, concurrency=8))
+
+    assert stats.pages == 25
+    assert len(read_jsonl(tmp_path / "pages.jsonl")) == 25
+    assert not stats.finished
+
+
+async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    sites = await serve_hosts(serve, delay=0.05)
+    await crawl(config(sites, tmp_path / "whole", processes=1))
+    expected = {r["url"] for r in read_jsonl(tmp_path / "whole" / "pages.jsonl")}
+    for site in sites:
+        site.requests.clear()
+    sites.under_way.clear()
+    seed = sites[0].url + "/p/0"
+    domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        seed,
+        *domains,
+        "--processes",
+        "2",
+        "--output",
+        "out",
+        "--quiet",
+        "--no-sitemaps",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await sites.under_way.wait()
+        workers = await asyncio.create_subprocess_exec(
+            "pgrep",
+            "-f",
+            "multiprocessing.spawn",
+            "-P",
+            str(process.pid),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await workers.communicate()
+        victim = int(out.split()[0])
+        os.kill(victim, signal.SIGKILL)
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 4, err
+    assert b"died with exit code -9" in err and b"Traceback" not in err
+
+    code, _, err2 = await run_cli(
+        "crawl", "--resume", "--output", "out", "--processes", "2", "--quiet", cwd=tmp_path
+    )
+    assert code == 0, err2
+    urls = [r["url"] for r in read_jsonl(tmp_path / "out" / "pages.jsonl")]
+    assert set(urls) == expected
+    assert len(urls) - len(set(urls)) <= 8, "only pages in flight at the kill may repeat"
+
+
+async def test_ctrl_c_stops_every_process(serve: SiteFactory, tmp_path: Path) -> None:
+    sites = await serve_hosts(serve, delay=0.05)
+    domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        sites[0].url + "/p/0",
+        *domains,
+        "--processes",
+        "2",
+        "--output",
+        "out",
+        "--quiet",
+        "--no-sitemaps",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await sites.under_way.wait()
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130, err
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["pages"] == len(read_jsonl(tmp_path / "out" / "pages.jsonl")) > 0
+    assert stats["finished"] is False
