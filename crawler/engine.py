@@ -193,11 +193,12 @@ class Engine:
         """Queue entries (routing other processes' hosts to them); return those taken on."""
         routed: list[Entry] = []
         if self._partition is not None:
-            batch = list(entries)
-            routed = [entry for entry in batch if not self._partition.owns(entry.url)]
+            owned: list[Entry] = []
+            for entry in entries:
+                (owned if self._partition.owns(entry.url) else routed).append(entry)
             if routed:
                 self._partition.route(routed)
-            entries = [entry for entry in batch if self._partition.owns(entry.url)]
+            entries = owned
         added = await self._frontier.add(entries, front=front)
         fresh = [entry for entry in added if not entry.is_continuation()]
         if fresh and self._journal is not None:

@@ -129,8 +129,11 @@ class LinkRules:
         self._allow = [_matcher(pattern) for pattern in allow]
         self._deny = [_matcher(pattern) for pattern in deny]
         self._filter = link_filter
+        self.active = bool(self._allow or self._deny or link_filter)
 
     def admits(self, url: str) -> bool:
+        if not self.active:
+            return True
         if any(match(url) for match in self._deny):
             return False
         if self._allow and not any(match(url) for match in self._allow):

@@ -56,7 +56,7 @@ from crawler.config import CrawlConfig
 from crawler.engine import Engine
 from crawler.errors import ConfigError, CrawlerError
 from crawler.extract import Item
-from crawler.frontier import Entry, PageBudget
+from crawler.frontier import Entry, PageBudget, fingerprint
 from crawler.journal import Journal, Settings
 from crawler.output import LinkIndex
 from crawler.records import CrawlStats, PageRecord
@@ -98,6 +98,8 @@ class SharedBudget(PageBudget):
         return self._limit is not None and self._counter.value >= self._limit
 
     def take(self) -> bool:
+        if self._limit is None:
+            return True
         with self._counter.get_lock():
             if self.exhausted():
                 return False
@@ -154,6 +156,7 @@ class _WorkerPartition:
         self.links = LinkIndex()
         self.consumed = 0
         self.taking = False
+        self._routed: set[int] = set()
         self.tally: Tally | None = None
         self._reported: int | None = None
 
@@ -161,7 +164,19 @@ class _WorkerPartition:
         return owner(url, self._spec.processes) == self._spec.index
 
     def route(self, entries: list[Entry]) -> None:
-        self._outbox.send(("route", entries))
+        # A URL sent once is the owner's to dedup: most links repeat, so this keeps
+        # the traffic to about one message per URL instead of one per link.
+        fresh = []
+        for entry in entries:
+            if entry.is_continuation():
+                fresh.append(entry)
+                continue
+            key = fingerprint(entry.url)
+            if key not in self._routed:
+                self._routed.add(key)
+                fresh.append(entry)
+        if fresh:
+            self._outbox.send(("route", fresh))
 
     def added(self, entries: list[Entry]) -> None:
         self._outbox.send(("added", entries))

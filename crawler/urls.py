@@ -15,8 +15,8 @@ unless ``sort_query`` is false (as w3lib's canonicalize_url does).
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
-import zlib
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -160,9 +160,15 @@ def is_trap(url: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4096)
 def owner_of(host: str, processes: int) -> int:
-    """The process that owns ``host``: a stable CRC32, never Python's salted hash()."""
-    return zlib.crc32(host.encode("utf-8")) % processes
+    """The process that owns ``host``: a stable hash, never Python's salted hash().
+
+    BLAKE2b, not CRC32: CRC32 is linear, so names that differ in one character
+    (127.0.0.2, 127.0.0.3, ...) share their low bits and all landed in one process.
+    """
+    digest = hashlib.blake2b(host.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % processes
 
 
 @dataclass(frozen=True, slots=True)

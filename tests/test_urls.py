@@ -89,7 +89,7 @@ def test_traps() -> None:
 
 
 def test_owner_is_stable_across_processes() -> None:
-    assert owner_of("example.org", 4) == 3  # zlib.crc32 is the same everywhere
+    assert owner_of("example.org", 4) == 1  # the same in every process and run
     assert {owner_of(f"h{n}.org", 3) for n in range(30)} == {0, 1, 2}
 
 
