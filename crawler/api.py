@@ -14,6 +14,7 @@ from crawler.engine import Engine
 from crawler.extract import Item
 from crawler.procs import ProcessFront
 from crawler.records import CrawlStats, PageRecord
+from crawler.visit import RecordSink
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
 _BACKLOG = 1000
@@ -29,11 +30,7 @@ class Crawler:
 
     def __init__(self, config: CrawlConfig) -> None:
         self.config = config
-        self._engine: Engine | ProcessFront
-        if config.processes > 1:
-            self._engine = ProcessFront(config, on_record=self._deliver)
-        else:
-            self._engine = Engine(config, on_record=self._deliver)
+        self._engine = _runner(config, self._deliver)
         self._records: asyncio.Queue[PageRecord | Item | None] = asyncio.Queue(maxsize=_BACKLOG)
         self._task: asyncio.Task[CrawlStats] | None = None
         self._reading = True
@@ -100,11 +97,17 @@ class Crawler:
         return self._engine.stats()
 
 
+def _runner(config: CrawlConfig, on_record: RecordSink | None) -> Engine | ProcessFront:
+    """One engine, or the multiprocessing front for --processes N (procs.py says why
+    a crawl of one host stays in one process)."""
+    if config.processes > 1:
+        return ProcessFront(config, on_record)
+    return Engine(config, on_record)
+
+
 async def crawl(config: CrawlConfig) -> CrawlStats:
     """Run a crawl to completion, writing its output; return its stats."""
-    if config.processes > 1:
-        return await ProcessFront(config).run()
-    return await Engine(config).run()
+    return await _runner(config, None).run()
 
 
 def run(config: CrawlConfig) -> CrawlStats:
