@@ -205,9 +205,11 @@ async def _read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[
 
     Reading stops there: the rest is never downloaded (the connection is closed).
     """
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in answer.content.iter_chunked(_CHUNK_BYTES):
-        body += chunk
-        if len(body) > max_bytes:
-            return bytes(body[:max_bytes]), "too-large"
-    return bytes(body), None
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            return b"".join(chunks)[:max_bytes], "too-large"
+    return b"".join(chunks), None

@@ -15,9 +15,9 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -427,7 +427,10 @@ def _conditional(validators: Validators | None) -> dict[str, str] | None:
 
 
 def _content_hash(body: bytes) -> str | None:
-    return hashlib.blake2b(body, digest_size=16).hexdigest() if body else None
+    """Change detection for --incremental, not security: length and CRC-32 (a
+    changed page of the same length passes for unchanged once in 4e9). On
+    1 MB pages BLAKE2b was a fifth of the crawler's CPU; CRC-32 is 5x faster."""
+    return f"{len(body):x}-{zlib.crc32(body):08x}" if body else None
 
 
 def _change(

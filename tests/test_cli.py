@@ -219,3 +219,65 @@ async def test_demo_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
             process.kill()
             await process.wait()
     assert process.returncode == 0
+
+
+async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path) -> None:
+    under_way = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.StreamResponse:
+        under_way.set()
+        await asyncio.sleep(60)
+        return html_page("late")
+
+    site = await serve({"/": stuck})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crawler", "crawl", site.url + "/", "--output", "out",
+        "--ignore-robots", "--no-sitemaps", "--timeout", "120",
+        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await under_way.wait()
+        process.send_signal(signal.SIGINT)
+        assert process.stderr is not None
+        async with asyncio.timeout(10):
+            line = await process.stderr.readline()
+        assert b"stopping" in line
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(3):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 130
+
+
+async def test_sigterm_cancels_a_stuck_request_within_seconds(serve: SiteFactory, tmp_path: Path) -> None:
+    under_way = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.StreamResponse:
+        under_way.set()
+        await asyncio.sleep(60)
+        return html_page("late")
+
+    site = await serve({"/": stuck})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crawler", "crawl", site.url + "/", "--output", "out", "--quiet",
+        "--ignore-robots", "--no-sitemaps", "--timeout", "120",
+        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await under_way.wait()
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 143
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["queued"] >= 0
+    code, _, err = await run_cli("crawl", "--resume", "--output", "out", "--quiet", "--max-time", "1", cwd=tmp_path)
+    assert code == 0, err

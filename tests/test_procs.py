@@ -216,3 +216,14 @@ async def test_ctrl_c_stops_every_process(serve: SiteFactory, tmp_path: Path) ->
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["pages"] == len(read_jsonl(tmp_path / "out" / "pages.jsonl")) > 0
     assert stats["finished"] is False
+
+
+async def test_an_extractor_runs_in_every_process(serve: SiteFactory, tmp_path: Path) -> None:
+    sites = await serve_hosts(serve)
+
+    stats = await crawl(config(sites, tmp_path, extract="test_extract:titles"))
+
+    items = read_jsonl(tmp_path / "items.jsonl")
+    ok = [r for r in read_jsonl(tmp_path / "pages.jsonl") if r["status"] == 200]
+    assert stats.items == len(items) == len(ok)
+    assert {item["url"] for item in items} == {r["url"] for r in ok}
