@@ -15,12 +15,15 @@ import asyncio
 import email.utils
 import ssl
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import aiohttp
+import brotli
 from yarl import URL
 
 from crawler.parser import HTML_TYPES
@@ -85,6 +88,8 @@ def failure_reason(error: BaseException) -> str:
         aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | ConnectionResetError,
     ):
         return "connection-reset"
+    if isinstance(error, BadEncoding):
+        return "bad-encoding"
     if isinstance(error, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return "invalid-url"
     if isinstance(error, aiohttp.ClientResponseError):
@@ -122,9 +127,15 @@ class Fetcher:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": self._user_agent, "Accept": _ACCEPT},
+            headers={
+                "User-Agent": self._user_agent,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": "gzip, deflate, br",
+            },
             timeout=aiohttp.ClientTimeout(total=None),
             cookie_jar=aiohttp.DummyCookieJar(),
+            # _Decoder undoes Content-Encoding, bounded by --max-bytes.
+            auto_decompress=False,
             raise_for_status=False,
         )
         return self
@@ -174,13 +185,13 @@ class Fetcher:
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = 200 <= answer.status < 300 and (any_type or content_type in HTML_TYPES)
-            body, error, complete = b"", None, wanted
+            body, error, complete = b"", None, False
             if wanted:
                 body, error = await _read_capped(answer, max_bytes)
                 complete = error is None
             elif (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
-                body = await answer.read()
-                complete = True
+                body, error = await _read_capped(answer, _DRAIN_BYTES)
+                complete, error = error is None, None
             return Response(
                 url,
                 answer.status,
@@ -200,16 +211,59 @@ class Fetcher:
             )
 
 
+class BadEncoding(ValueError):
+    """A Content-Encoding we do not know, or a body that does not decode."""
+
+
+class _Decoder:
+    """Content-Encoding undone here rather than by aiohttp, so that no call ever
+    produces more than the bytes still allowed: a decompression bomb (a few KB
+    that inflate to GBs) stops at --max-bytes instead of filling memory."""
+
+    def __init__(self, encoding: str | None) -> None:
+        name = (encoding or "identity").strip().lower()
+        self._zlib: Any = None
+        self._brotli: Any = None
+        self._raw_deflate = False
+        if name in ("gzip", "x-gzip", "deflate"):
+            # MAX_WBITS | 32: a gzip or a zlib header, whichever comes (RFC 9110 §8.4.1).
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)
+            self._raw_deflate = name == "deflate"
+        elif name == "br":
+            self._brotli = brotli.Decompressor()
+        elif name != "identity":
+            raise BadEncoding(name)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Decoded bytes of ``data``, at most ``room`` of them."""
+        try:
+            if self._zlib is not None:
+                return bytes(self._zlib.decompress(self._zlib.unconsumed_tail + data, room))
+            if self._brotli is not None:
+                return bytes(self._brotli.process(data, output_buffer_limit=room))
+        except zlib.error:
+            if not self._raw_deflate:
+                raise BadEncoding("corrupt body") from None
+            # Some servers send "deflate" without the zlib header: raw DEFLATE.
+            self._zlib, self._raw_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
+            return self.feed(data, room)
+        except brotli.error:
+            raise BadEncoding("corrupt body") from None
+        return data[:room]
+
+
 async def _read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, str | None]:
-    """The decompressed body; past ``max_bytes`` its first ``max_bytes`` and "too-large".
+    """The decoded body; past ``max_bytes`` its first ``max_bytes`` and "too-large".
 
     Reading stops there: the rest is never downloaded (the connection is closed).
     """
+    decoder = _Decoder(answer.headers.get("Content-Encoding"))
     chunks: list[bytes] = []
     size = 0
     async for chunk in answer.content.iter_chunked(_CHUNK_BYTES):
-        chunks.append(chunk)
-        size += len(chunk)
+        decoded = decoder.feed(chunk, max_bytes + 1 - size)
+        chunks.append(decoded)
+        size += len(decoded)
         if size > max_bytes:
             return b"".join(chunks)[:max_bytes], "too-large"
     return b"".join(chunks), None

@@ -24,6 +24,7 @@ BROKEN_ERRORS = frozenset(
         "redirect-loop",
         "too-many-redirects",
         "bad-redirect",
+        "bad-encoding",
     }
 )
 

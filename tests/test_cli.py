@@ -231,9 +231,20 @@ async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path)
 
     site = await serve({"/": stuck})
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "crawler", "crawl", site.url + "/", "--output", "out",
-        "--ignore-robots", "--no-sitemaps", "--timeout", "120",
-        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        site.url + "/",
+        "--output",
+        "out",
+        "--ignore-robots",
+        "--no-sitemaps",
+        "--timeout",
+        "120",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(30):
@@ -253,7 +264,9 @@ async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path)
     assert process.returncode == 130
 
 
-async def test_sigterm_cancels_a_stuck_request_within_seconds(serve: SiteFactory, tmp_path: Path) -> None:
+async def test_sigterm_cancels_a_stuck_request_within_seconds(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
     under_way = asyncio.Event()
 
     async def stuck(request: web.Request) -> web.StreamResponse:
@@ -263,9 +276,21 @@ async def test_sigterm_cancels_a_stuck_request_within_seconds(serve: SiteFactory
 
     site = await serve({"/": stuck})
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "crawler", "crawl", site.url + "/", "--output", "out", "--quiet",
-        "--ignore-robots", "--no-sitemaps", "--timeout", "120",
-        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        site.url + "/",
+        "--output",
+        "out",
+        "--quiet",
+        "--ignore-robots",
+        "--no-sitemaps",
+        "--timeout",
+        "120",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(30):
@@ -279,5 +304,7 @@ async def test_sigterm_cancels_a_stuck_request_within_seconds(serve: SiteFactory
             await process.wait()
     assert process.returncode == 143
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["queued"] >= 0
-    code, _, err = await run_cli("crawl", "--resume", "--output", "out", "--quiet", "--max-time", "1", cwd=tmp_path)
+    code, _, err = await run_cli(
+        "crawl", "--resume", "--output", "out", "--quiet", "--max-time", "1", cwd=tmp_path
+    )
     assert code == 0, err

@@ -343,3 +343,28 @@ async def test_mirror_paths_stay_inside_and_never_collide(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
     contents = {path.read_text() for path in files}
     assert len(contents) == len(files), "one page's file overwrote another's"
+
+
+async def test_a_corrupt_or_unknown_encoding_is_a_record(serve: SiteFactory, tmp_path: Path) -> None:
+    def encoded(encoding: str, body: bytes) -> Handler:
+        async def handler(_: web.Request) -> web.StreamResponse:
+            headers = {"Content-Encoding": encoding, "Content-Type": "text/html"}
+            return web.Response(body=body, headers=headers)
+
+        return handler
+
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = raw_deflate.compress(b"<title>raw</title>") + raw_deflate.flush()
+    routes = {
+        "/corrupt": encoded("gzip", b"\x1f\x8b this is not gzip"),
+        "/unknown": encoded("zstd-ish", b"<html>"),
+        "/raw-deflate": encoded("deflate", deflated),
+    }
+    site = await serve(static_site({"/": list(routes)}) | routes)
+
+    await crawl(quick(site.url + "/", tmp_path, ignore_robots=True))
+
+    records = records_by_path(site.url, tmp_path)
+    assert records["/corrupt"]["error"] == "bad-encoding"
+    assert records["/unknown"]["error"] == "bad-encoding"
+    assert records["/raw-deflate"]["title"] == "raw"
