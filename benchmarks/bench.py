@@ -126,7 +126,14 @@ def ensure_nginx() -> str:
 
 
 def start_nginx(root: Path, work: Path, port: int, hosts: int) -> subprocess.Popen[bytes]:
-    listens = "\n".join(f"    listen 127.0.0.{2 + h}:{port};" for h in range(hosts))
+    """nginx serving ``root`` on 127.0.0.2, 127.0.0.3, ... (``hosts`` of them)."""
+    listens = "".join(f"listen 127.0.0.{2 + h}:{port}; " for h in range(hosts))
+    return launch_nginx(work, port, f"{listens} root {root};")
+
+
+def launch_nginx(work: Path, port: int, server: str) -> subprocess.Popen[bytes]:
+    """nginx (one worker, its own config and pid file in ``work``) with one server
+    block; returns once 127.0.0.2:``port`` answers. The caller stops it."""
     config = work / "nginx.conf"
     config.write_text(
         textwrap.dedent(
@@ -140,22 +147,19 @@ def start_nginx(root: Path, work: Path, port: int, hosts: int) -> subprocess.Pop
               access_log off;
               default_type text/html;
               keepalive_requests 100000;
-              server {{
-            {listens}
-                root {root};
-              }}
+              server {{ {server} }}
             }}
             """
         )
     )
-    server = subprocess.Popen([ensure_nginx(), "-c", str(config), "-p", str(work)])
+    process = subprocess.Popen([ensure_nginx(), "-c", str(config), "-p", str(work)])
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.2", port), timeout=0.2).close()
-            return server
+            return process
         except OSError:
             time.sleep(0.05)
-    server.kill()
+    process.kill()
     raise SystemExit("nginx did not start")
 
 

@@ -14,53 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 
-from bench import ensure_nginx, free_port, measured, run_scrapy_command
+from bench import free_port, launch_nginx, measured, run_scrapy_command
 
 
 def start_fanout_server(work: Path, port: int, links: int) -> subprocess.Popen[bytes]:
-    page = work / "page.html"
+    """nginx answering every path with one page of ``links`` relative links."""
     anchors = "".join(f'<a href="{n}/">{n}</a> ' for n in range(1, links + 1))
-    page.write_text(
-        f"<!doctype html><html><head><title>fan-out</title></head><body>{anchors}</body></html>"
-    )
-    config = work / "nginx.conf"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            worker_processes 1;
-            daemon off;
-            pid {work}/nginx.pid;
-            error_log {work}/error.log;
-            events {{ worker_connections 4096; }}
-            http {{
-              access_log off;
-              default_type text/html;
-              server {{
-                listen 127.0.0.2:{port};
-                root {work};
-                location / {{ try_files /page.html =404; }}
-              }}
-            }}
-            """
-        )
-    )
-    server = subprocess.Popen([ensure_nginx(), "-c", str(config), "-p", str(work)])
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.2", port), timeout=0.2).close()
-            return server
-        except OSError:
-            time.sleep(0.05)
-    server.kill()
-    raise SystemExit("nginx did not start")
+    page = f"<!doctype html><html><head><title>fan-out</title></head>{anchors}</html>"
+    (work / "page.html").write_text(page)
+    server = f"listen 127.0.0.2:{port}; root {work}; location / {{ try_files /page.html =404; }}"
+    return launch_nginx(work, port, server)
 
 
 def _lines(path: Path) -> int:

@@ -37,7 +37,7 @@ from crawler.politeness import Politeness
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
-from crawler.visit import DONE, RecordSink, Sink, Visitor
+from crawler.visit import DONE, Outcome, RecordSink, Sink, Visitor
 from crawler.warc import WarcRecorder
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,10 @@ class Engine:
         outcome = DONE
         try:
             outcome = await self._visitor.visit(lease)
+        except asyncio.CancelledError:
+            # Cancelled after stop()'s grace: the entry is not done; it goes back.
+            outcome = Outcome(continuation=lease.entry)
+            raise
         finally:
             if outcome.continuation is None:
                 await self._frontier.ack(lease, outcome.status, outcome.retry_after)

@@ -221,10 +221,13 @@ async def test_demo_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
     assert process.returncode == 0
 
 
-async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path) -> None:
+async def start_stuck_crawl(
+    serve: SiteFactory, tmp_path: Path, *flags: str
+) -> asyncio.subprocess.Process:
+    """A crawl whose only page never answers; returns once the request is under way."""
     under_way = asyncio.Event()
 
-    async def stuck(request: web.Request) -> web.StreamResponse:
+    async def stuck(_: web.Request) -> web.StreamResponse:
         under_way.set()
         await asyncio.sleep(60)
         return html_page("late")
@@ -242,6 +245,7 @@ async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path)
         "--no-sitemaps",
         "--timeout",
         "120",
+        *flags,
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -249,6 +253,16 @@ async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path)
     try:
         async with asyncio.timeout(30):
             await under_way.wait()
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return process
+
+
+async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path) -> None:
+    process = await start_stuck_crawl(serve, tmp_path)
+    try:
         process.send_signal(signal.SIGINT)
         assert process.stderr is not None
         async with asyncio.timeout(10):
@@ -267,34 +281,8 @@ async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path)
 async def test_sigterm_cancels_a_stuck_request_within_seconds(
     serve: SiteFactory, tmp_path: Path
 ) -> None:
-    under_way = asyncio.Event()
-
-    async def stuck(request: web.Request) -> web.StreamResponse:
-        under_way.set()
-        await asyncio.sleep(60)
-        return html_page("late")
-
-    site = await serve({"/": stuck})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        "crawl",
-        site.url + "/",
-        "--output",
-        "out",
-        "--quiet",
-        "--ignore-robots",
-        "--no-sitemaps",
-        "--timeout",
-        "120",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_stuck_crawl(serve, tmp_path, "--quiet")
     try:
-        async with asyncio.timeout(30):
-            await under_way.wait()
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             await process.wait()
@@ -303,7 +291,7 @@ async def test_sigterm_cancels_a_stuck_request_within_seconds(
             process.kill()
             await process.wait()
     assert process.returncode == 143
-    assert json.loads((tmp_path / "out" / "stats.json").read_text())["queued"] >= 0
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["finished"] is False
     code, _, err = await run_cli(
         "crawl", "--resume", "--output", "out", "--quiet", "--max-time", "1", cwd=tmp_path
     )

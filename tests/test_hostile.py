@@ -345,7 +345,9 @@ async def test_mirror_paths_stay_inside_and_never_collide(
     assert len(contents) == len(files), "one page's file overwrote another's"
 
 
-async def test_a_corrupt_or_unknown_encoding_is_a_record(serve: SiteFactory, tmp_path: Path) -> None:
+async def test_a_corrupt_or_unknown_encoding_is_a_record(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
     def encoded(encoding: str, body: bytes) -> Handler:
         async def handler(_: web.Request) -> web.StreamResponse:
             headers = {"Content-Encoding": encoding, "Content-Type": "text/html"}

@@ -73,6 +73,29 @@ def config(sites: list[Site], out: Path | None, **settings: object) -> CrawlConf
     )
 
 
+async def start_front(sites: Hosts, cwd: Path, **options: object) -> asyncio.subprocess.Process:
+    """`crawler crawl --processes 2` over the four hosts, as a user runs it."""
+    domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        sites[0].url + "/p/0",
+        *domains,
+        "--processes",
+        "2",
+        "--output",
+        "out",
+        "--quiet",
+        "--no-sitemaps",
+        cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def test_hosts_are_split_by_a_stable_hash() -> None:
     owners = {owner(f"http://{host}:8080/x", 2) for host in HOSTS}
     assert owners == {0, 1}
@@ -130,25 +153,7 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
     for site in sites:
         site.requests.clear()
     sites.under_way.clear()
-    seed = sites[0].url + "/p/0"
-    domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        "crawl",
-        seed,
-        *domains,
-        "--processes",
-        "2",
-        "--output",
-        "out",
-        "--quiet",
-        "--no-sitemaps",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_front(sites, tmp_path)
     try:
         async with asyncio.timeout(30):
             await sites.under_way.wait()
@@ -183,25 +188,7 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
 
 async def test_ctrl_c_stops_every_process(serve: SiteFactory, tmp_path: Path) -> None:
     sites = await serve_hosts(serve, delay=0.05)
-    domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        "crawl",
-        sites[0].url + "/p/0",
-        *domains,
-        "--processes",
-        "2",
-        "--output",
-        "out",
-        "--quiet",
-        "--no-sitemaps",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
+    process = await start_front(sites, tmp_path, start_new_session=True)
     try:
         async with asyncio.timeout(30):
             await sites.under_way.wait()
