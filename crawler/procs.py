@@ -61,7 +61,7 @@ from crawler.errors import ConfigError, CrawlerError
 from crawler.extract import Item
 from crawler.frontier import Entry, PageBudget, fingerprint
 from crawler.journal import Journal, Settings
-from crawler.output import LinkIndex
+from crawler.output import LinkIndex, Output
 from crawler.records import CrawlStats, PageRecord
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
@@ -161,6 +161,10 @@ class _WorkerPartition:
         self.consumed = 0
         self.taking = False
         self._routed: set[int] = set()
+        config = spec.config
+        self._mirror = None
+        if config.save_html and config.output_dir is not None:
+            self._mirror = Output(config.output_dir, format=config.format, save_html=True)
         self.tally: Tally | None = None
         self._reported: int | None = None
 
@@ -215,7 +219,9 @@ class _WorkerPartition:
         self.links.note(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
-        return None
+        # Hosts are split between workers, so their mirror folders never meet.
+        if self._mirror is not None:
+            await self._mirror.save_html(url, body)
 
 
 def worker_main(

@@ -68,3 +68,22 @@ def test_file_values_build_a_config() -> None:
     assert config.seeds == ("http://a.org/",)
     assert config.output_dir == Path("out")
     assert config.max_pages == 5
+
+
+def test_every_flag_is_documented_and_every_documented_flag_exists() -> None:
+    import re
+
+    from crawler.cli import build_parser
+
+    parser = build_parser()
+    crawl = parser._subparsers._group_actions[0].choices["crawl"]  # type: ignore[union-attr]
+    flags = {option for action in crawl._actions for option in action.option_strings} - {
+        "-h",
+        "--help",
+    }
+    readme = (REPO / "README.md").read_text()
+    documented = set(re.findall(r"\| `(--[a-z-]+)", readme))
+    assert flags - {"--config"} == documented
+    settings = (REPO / "config.toml").read_text()
+    for flag in flags - {"--config"}:
+        assert f"{flag[2:].replace('-', '_')} =" in settings, f"config.toml lacks {flag}"

@@ -214,3 +214,13 @@ async def test_an_extractor_runs_in_every_process(serve: SiteFactory, tmp_path: 
     ok = [r for r in read_jsonl(tmp_path / "pages.jsonl") if r["status"] == 200]
     assert stats.items == len(items) == len(ok)
     assert {item["url"] for item in items} == {r["url"] for r in ok}
+
+
+async def test_save_html_in_every_process(serve: SiteFactory, tmp_path: Path) -> None:
+    sites = await serve_hosts(serve)
+
+    await crawl(config(sites, tmp_path, save_html=True))
+
+    ok = [r for r in read_jsonl(tmp_path / "pages.jsonl") if r["status"] == 200]
+    files = [path for path in (tmp_path / "html").rglob("*") if path.is_file()]
+    assert len(files) == len(ok)
