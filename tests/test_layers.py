@@ -32,6 +32,7 @@ LAYERS = {
     "report": 2,
     "warc": 2,
     "procs": 4,
+    "worker": 4,
     "api": 5,
     "cli": 6,
     "__main__": 7,

@@ -1,0 +1,243 @@
+"""A worker process of the multiprocessing front (procs.py has the rules).
+
+Layer 4: imports the engine and below. It runs one Engine over the hosts it
+owns; everything it learns goes to the parent in batches: entries new to its
+seen set ("added"), entries for other processes' hosts ("route"), records,
+"idle" reports (invariant 1 of procs.py), and at the end its counters and
+referrers ("exit"). It ignores SIGINT: the parent stops it by message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import signal
+import traceback
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+from crawler.config import CrawlConfig
+from crawler.engine import Engine
+from crawler.frontier import Entry, PageBudget, fingerprint
+from crawler.output import LinkIndex, Output
+from crawler.records import PageRecord
+from crawler.state import Completion, Validators
+from crawler.stats import Tally
+from crawler.urls import host_of, owner_of
+from crawler.visit import Sink
+
+log = logging.getLogger(__name__)
+
+# Counters only workers see (records are counted by the parent).
+WORKER_COUNTS = (
+    "retries",
+    "offsite_links",
+    "dropped_links",
+    "excluded_links",
+    "sitemaps",
+    "sitemap_urls",
+)
+# A worker sends its messages in batches of this many, or this often.
+BATCH = 1024
+BATCH_SECONDS = 0.1
+
+
+class SharedBudget(PageBudget):
+    """--max-pages across the front's processes: one counter in shared memory."""
+
+    def __init__(self, limit: int | None, counter: Synchronized[int]) -> None:
+        super().__init__(limit)
+        self._counter = counter
+
+    def exhausted(self) -> bool:
+        return self._limit is not None and self._counter.value >= self._limit
+
+    def take(self) -> bool:
+        if self._limit is None:
+            return True
+        with self._counter.get_lock():
+            if self.exhausted():
+                return False
+            self._counter.value += 1
+            return True
+
+
+def owner(url: str, processes: int) -> int:
+    """The process that owns the URL's host name (every port of it, as scope does)."""
+    return owner_of(host_of(url), processes)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs; picklable for the spawn start method."""
+
+    config: CrawlConfig
+    index: int
+    processes: int
+
+
+class _Outbox:
+    """A worker's messages to the parent, sent in batches."""
+
+    def __init__(self, channel: multiprocessing.Queue[Any], index: int) -> None:
+        self._channel = channel
+        self._index = index
+        self._batch: list[tuple[Any, ...]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def send(self, message: tuple[Any, ...], *, now: bool = False) -> None:
+        self._batch.append(message)
+        if now or len(self._batch) >= BATCH:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._batch:
+            self._channel.put((self._index, self._batch))
+            self._batch = []
+
+
+class _WorkerPartition:
+    """The Engine's Partition and Sink in a worker: everything goes to the parent."""
+
+    def __init__(self, spec: WorkerSpec, outbox: _Outbox, budget: PageBudget) -> None:
+        self._spec = spec
+        self._outbox = outbox
+        self.budget = budget
+        self.sink: Sink = self
+        self.links = LinkIndex()
+        self.consumed = 0
+        self.taking = False
+        self._routed: set[int] = set()
+        config = spec.config
+        self._mirror = None
+        if config.save_html and config.output_dir is not None:
+            self._mirror = Output(config.output_dir, format=config.format, save_html=True)
+        self.tally: Tally | None = None
+        self._reported: int | None = None
+
+    def owns(self, url: str) -> bool:
+        return owner(url, self._spec.processes) == self._spec.index
+
+    def route(self, entries: list[Entry]) -> None:
+        # A URL sent once is the owner's to dedup: most links repeat, so this keeps
+        # the traffic to about one message per URL instead of one per link.
+        fresh = []
+        for entry in entries:
+            if entry.is_continuation():
+                fresh.append(entry)
+                continue
+            key = fingerprint(entry.url)
+            if key not in self._routed:
+                self._routed.add(key)
+                fresh.append(entry)
+        if fresh:
+            self._outbox.send(("route", fresh))
+
+    def added(self, entries: list[Entry]) -> None:
+        self._outbox.send(("added", entries))
+
+    def idle(self) -> None:
+        if not self.taking and self._reported != self.consumed:
+            self._reported = self.consumed
+            self._outbox.send(("idle", self.consumed, self.counters()), now=True)
+
+    def busy(self) -> None:
+        self._reported = None
+
+    def counters(self) -> dict[str, int]:
+        tally = self.tally
+        return {name: getattr(tally, name) for name in WORKER_COUNTS} if tally else {}
+
+    @property
+    def incremental(self) -> bool:
+        return False
+
+    def record(self, record: PageRecord, completion: Completion) -> None:
+        self.links.track(record)
+        self._outbox.send(("record", record, dataclasses.replace(completion, links=())))
+
+    def sitemap_done(self, url: str) -> None:
+        self._outbox.send(("sitemap", url))
+
+    def validators(self, url: str) -> Validators | None:
+        return None
+
+    def note_links(self, page: str, targets: list[str]) -> None:
+        self.links.note(page, targets)
+
+    async def save_html(self, url: str, body: bytes) -> None:
+        # Hosts are split between workers, so their mirror folders never meet.
+        if self._mirror is not None:
+            await self._mirror.save_html(url, body)
+
+
+def worker_main(
+    spec: WorkerSpec,
+    inbox: multiprocessing.Queue[Any],
+    outbox: multiprocessing.Queue[Any],
+    counter: Synchronized[int],
+) -> None:
+    """A worker process: ignore Ctrl-C (the parent stops us), run one engine."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        asyncio.run(_work(spec, inbox, outbox, counter))
+    except BaseException:
+        outbox.put((spec.index, [("failed", traceback.format_exc())]))
+        raise
+    finally:
+        outbox.close()
+        outbox.join_thread()
+
+
+async def _work(
+    spec: WorkerSpec,
+    inbox: multiprocessing.Queue[Any],
+    outbox: multiprocessing.Queue[Any],
+    counter: Synchronized[int],
+) -> None:
+    sender = _Outbox(outbox, spec.index)
+    partition = _WorkerPartition(spec, sender, SharedBudget(spec.config.max_pages, counter))
+    engine = Engine(spec.config, partition=partition)
+    partition.tally = engine.tally
+    reader = asyncio.create_task(_read_inbox(inbox, engine, partition), name="inbox")
+    try:
+        await engine.run()
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    sender.send(("exit", partition.counters(), partition.links.export()), now=True)
+
+
+async def _read_inbox(
+    inbox: multiprocessing.Queue[Any], engine: Engine, partition: _WorkerPartition
+) -> None:
+    """Parent messages, read off the event loop (a blocking get in a thread)."""
+    loop = asyncio.get_running_loop()
+    await engine.ready.wait()
+    while True:
+        message = await loop.run_in_executor(None, inbox.get)
+        if message[0] == "stop":
+            engine.stop()
+            return
+        partition.taking = True
+        try:
+            if message[0] == "take":
+                await engine.take(message[1])
+            else:
+                await engine.restore(message[1], message[2])
+            partition.consumed += 1
+        finally:
+            partition.taking = False
+        partition.busy()
+        if engine.idle():
+            partition.idle()
