@@ -8,7 +8,8 @@ record; redirects and retries come back as continuations, so every request
 passes its host's politeness slot.
 
 Invariants:
-1. Every lease is matched by exactly one ack or requeue, in a ``finally``.
+1. Every lease is matched by exactly one ack or requeue, in a ``finally``; a
+   visit cancelled after stop()'s grace requeues its entry (it is not done).
 2. The dispatcher leases only while a worker is idle (the ``_idle``
    semaphore), so a leased entry starts at once and host gaps hold.
 3. A page's links are queued before its lease is acked: the frontier can only

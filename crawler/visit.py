@@ -9,8 +9,8 @@ Invariants:
    record on; never both, never neither.
 2. A page's in-scope links are queued before its record is emitted, so its
    record and its links are journaled together.
-3. Network failures are already short reasons (fetcher.py); nothing here
-   catches exceptions.
+3. Network failures are already short reasons (fetcher.py); the only
+   exceptions caught here are a user extractor's, which fail its page alone.
 """
 
 from __future__ import annotations
