@@ -26,10 +26,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import math
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -88,6 +90,38 @@ def fingerprint(url: str) -> int:
     up again. A collision needs about 4e9 URLs.
     """
     return hash(url)
+
+
+class SeenSet:
+    """A set of 64-bit fingerprints at about 8 bytes each: a sorted array, and a
+    small set of recent additions merged into it when it grows (a Python set of
+    ints costs about 70 bytes an entry)."""
+
+    MERGE_AT = 65_536
+
+    def __init__(self) -> None:
+        self._sorted = array("q")
+        self._recent: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def __contains__(self, key: int) -> bool:
+        if key in self._recent:
+            return True
+        index = bisect.bisect_left(self._sorted, key)
+        return index < len(self._sorted) and self._sorted[index] == key
+
+    def add(self, key: int) -> None:
+        self._recent.add(key)
+        if len(self._recent) >= self.MERGE_AT:
+            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
+            self._recent = set()
+
+    def update(self, keys: Iterable[int]) -> None:
+        for key in keys:
+            if key not in self:
+                self.add(key)
 
 
 class PageBudget:
@@ -179,7 +213,7 @@ class MemoryFrontier:
         self._spill_cursor: int | None = None
         self._spilled = 0
         self._queues: dict[str, deque[Entry]] = {}
-        self._seen: set[int] = set()
+        self._seen = SeenSet()
         self._heap: list[tuple[float, int, str]] = []
         # Entries held back on their own (a retry after a failure): (due, order, entry).
         self._delayed: list[tuple[float, int, Entry]] = []

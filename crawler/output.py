@@ -25,7 +25,7 @@ import aiofiles
 import aiofiles.os
 
 from crawler.errors import ConfigError, OutputLocked
-from crawler.frontier import fingerprint
+from crawler.frontier import SeenSet, fingerprint
 from crawler.records import RECORD_FIELDS, BrokenLink, CrawlStats, PageRecord
 
 MAX_REFERRERS = 20
@@ -99,7 +99,7 @@ class LinkIndex:
     def __init__(self) -> None:
         self._referrers: dict[str, list[str]] = {}
         self._referrer_counts: dict[str, int] = {}
-        self._fine: set[int] = set()
+        self._fine = SeenSet()
         self._broken: dict[str, tuple[int | None, str | None]] = {}
 
     def track(self, record: PageRecord) -> BrokenLink | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from crawler.config import CrawlConfig
 from crawler.engine import Engine
-from crawler.frontier import Entry, PageBudget, fingerprint
+from crawler.frontier import Entry, PageBudget, SeenSet, fingerprint
 from crawler.output import LinkIndex, Output
 from crawler.records import PageRecord
 from crawler.state import Completion, Validators
@@ -116,7 +116,7 @@ class _WorkerPartition:
         self.links = LinkIndex()
         self.consumed = 0
         self.taking = False
-        self._routed: set[int] = set()
+        self._routed = SeenSet()
         config = spec.config
         self._mirror = None
         if config.save_html and config.output_dir is not None:

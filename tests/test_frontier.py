@@ -136,3 +136,17 @@ async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
     assert time.monotonic() - started >= 0.3
     await front.ack(third, 200, None)
     assert await front.lease() is None
+
+
+def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crawler.frontier import SeenSet
+
+    monkeypatch.setattr(SeenSet, "MERGE_AT", 7)
+    seen = SeenSet()
+    keys = [hash(f"http://a.org/{n}") for n in range(100)]
+    for key in keys[:50]:
+        seen.add(key)
+    seen.update(keys[40:])
+    assert len(seen) == 100
+    assert all(key in seen for key in keys)
+    assert hash("http://a.org/other") not in seen
