@@ -256,7 +256,10 @@ def _finish(
     stats: CrawlStats, stopped_by: int | None, config: CrawlConfig, settings: dict[str, Any]
 ) -> int:
     if not settings.get("quiet"):
-        slowest = summarize(config.output_dir).slowest_hosts(3) if config.output_dir else []
+        slowest: list[tuple[str, float]] = []
+        if config.output_dir is not None:
+            summary = summarize(config.output_dir)
+            slowest = summary.slowest_hosts(3) if len(summary.hosts) > 1 else []
         Console().print(summary_table(dataclasses.asdict(stats), config.output_dir, slowest))
     state = "finished" if stats.finished else "stopped, --resume continues"
     log.info(
