@@ -8,9 +8,11 @@ HTML file that needs no network, no script and no font to be read.
 from __future__ import annotations
 
 import csv
+import heapq
 import html
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,20 +43,21 @@ class Summary:
         return sorted(means.items(), key=lambda item: -item[1])[:count]
 
 
-def _records(directory: Path) -> list[dict[str, Any]]:
+def _records(directory: Path) -> Iterator[dict[str, Any]]:
+    """The pages file's records one at a time: a crawl of millions of pages is
+    summarised in constant memory."""
     jsonl, table = directory / "pages.jsonl", directory / "pages.csv"
     if jsonl.exists():
-        lines = jsonl.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    if table.exists():
+        with jsonl.open(encoding="utf-8") as file:
+            for line in file:
+                if line.strip():
+                    yield json.loads(line)
+    elif table.exists():
         with table.open(encoding="utf-8", newline="") as file:
-            rows = list(csv.DictReader(file))
-        for row in rows:
-            row["status"] = int(row["status"]) if row["status"] else None
-            row["depth"] = int(row["depth"] or 0)
-            row["elapsed_ms"] = int(row["elapsed_ms"] or 0)
-        return rows
-    return []
+            for row in csv.DictReader(file):
+                record: dict[str, Any] = dict(row)
+                record["status"] = int(row["status"]) if row["status"] else None
+                yield record
 
 
 def _bucket(elapsed_ms: int) -> str:
@@ -77,7 +80,11 @@ def summarize(directory: Path) -> Summary:
         host = urlsplit(str(record["url"])).netloc
         summary.hosts[host] += 1
         summary.host_ms[host] += elapsed
-        summary.slowest.append((elapsed, str(record["url"])))
+        slowest = (elapsed, str(record["url"]))
+        if len(summary.slowest) < SLOWEST:
+            heapq.heappush(summary.slowest, slowest)
+        else:
+            heapq.heappushpop(summary.slowest, slowest)
         when = _timestamp(record.get("fetched_at"))
         if when is not None:
             start = when if start is None else min(start, when)
