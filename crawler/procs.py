@@ -11,7 +11,8 @@ what the workers report, routes links between them, and drives the display.
 
 Why hosts and not URLs: a host's politeness (its in-flight bound, its gap,
 its back-off, its robots.txt) must be kept on one clock, so one process owns
-it. A crawl of a single host therefore runs in one process. Spreading its
+it. A crawl of a single host therefore runs in one process (api.py then
+runs a plain Engine, without this front). Spreading its
 parsing instead was tried and measured (a spawn ProcessPoolExecutor doing
 parse and link normalisation): 1,220 pages/s against 1,990 for one process
 on the benchmark's single host, because with lxml a page's parsing costs

@@ -224,3 +224,14 @@ async def test_save_html_in_every_process(serve: SiteFactory, tmp_path: Path) ->
     ok = [r for r in read_jsonl(tmp_path / "pages.jsonl") if r["status"] == 200]
     files = [path for path in (tmp_path / "html").rglob("*") if path.is_file()]
     assert len(files) == len(ok)
+
+
+def test_a_single_host_crawl_runs_in_one_engine() -> None:
+    from crawler.api import _runner
+    from crawler.engine import Engine
+    from crawler.procs import ProcessFront
+
+    one_host = CrawlConfig(seeds=("http://a.org/", "http://a.org/x"), processes=2)
+    two_hosts = CrawlConfig(seeds=("http://a.org/", "http://b.org/"), processes=2)
+    assert isinstance(_runner(one_host, None), Engine)
+    assert isinstance(_runner(two_hosts, None), ProcessFront)
