@@ -31,14 +31,14 @@ from typing import Protocol
 
 from crawler.config import CrawlConfig
 from crawler.fetcher import Fetcher, Response
-from crawler.frontier import Entry, Lease, MemoryFrontier, PageBudget
-from crawler.journal import Journal, Restored, Settings
+from crawler.frontier import DONE, Entry, Frontier, Lease, MemoryFrontier, Outcome, PageBudget
+from crawler.journal import Journal, Restored, Settings, Sink
 from crawler.parser import ParsedPage, header_directives, parse_html
 from crawler.politeness import Politeness
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
-from crawler.visit import DONE, Outcome, RecordSink, Sink, Visitor
+from crawler.visit import RecordSink, Visitor
 from crawler.warc import WarcRecorder
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Engine:
         self._journal = None
         if config.output_dir is not None and partition is None:
             self._journal = Journal(config, self.tally)
-        self._frontier = MemoryFrontier(
+        self._frontier: Frontier = MemoryFrontier(
             self._politeness,
             max_pages=config.max_pages,
             spill=self._journal,

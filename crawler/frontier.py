@@ -124,6 +124,22 @@ class SeenSet:
                 self.add(key)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a processed lease tells the frontier."""
+
+    # The entry that carries the record on (a retry, a deferred page), if any.
+    continuation: Entry | None = None
+    # The answer's status and Retry-After, for the host's politeness slot.
+    status: int | None = None
+    retry_after: float | None = None
+    # Seconds the continuation alone waits (its host is not held back).
+    delay: float = 0.0
+
+
+DONE = Outcome()
+
+
 class PageBudget:
     """--max-pages: how many pages may still be started. This one counts in one
     process; the multiprocessing front shares one across its processes."""
@@ -183,6 +199,12 @@ class Frontier(Protocol):
 
     def close(self) -> None:
         """Lease nothing more; in-flight entries may still be acked."""
+
+    def restore(self, seen: Iterable[str], pending: int, pages_done: int) -> None:
+        """Start from a saved crawl (its pending entries come from the spill)."""
+
+    def is_finished(self) -> bool:
+        """Nothing leased, nothing leasable queued."""
 
     def pending(self) -> int: ...
 

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, NothingToDo
@@ -59,6 +59,23 @@ class Restored:
     settings: Settings
     seen: Iterable[str] = ()
     pending: int = 0
+
+
+class Sink(Protocol):
+    """Where a crawl's results go: the Journal in one process, the parent in a front."""
+
+    @property
+    def incremental(self) -> bool: ...
+
+    def record(self, record: PageRecord, completion: Completion) -> None: ...
+
+    def sitemap_done(self, url: str) -> None: ...
+
+    def validators(self, url: str) -> Validators | None: ...
+
+    def note_links(self, page: str, targets: list[str]) -> None: ...
+
+    async def save_html(self, url: str, body: bytes) -> None: ...
 
 
 class Journal:

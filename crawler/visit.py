@@ -1,7 +1,8 @@
 """What one lease does: robots.txt first, sitemaps, then fetch, retry, redirect, record.
 
-Layer 3: imports layers 0-2; the engine (same layer) owns the loop and hands
-each lease to ``Visitor.visit()``, which returns an Outcome for the frontier.
+Layer 3: imports layers 0-2 and hosts (robots.txt and sitemaps per host);
+the engine (same layer) owns the loop and hands each lease to
+``Visitor.visit()``, which returns an Outcome for the frontier.
 
 Invariants:
 1. Every page lease ends in exactly one record, or in a continuation (a
@@ -19,29 +20,24 @@ import json
 import logging
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any
 
 from crawler.config import CrawlConfig
 from crawler.extract import Item, LinkRules, Page, load_extractor, run_extractor
 from crawler.fetcher import Fetcher, Response
-from crawler.frontier import Entry, Lease
+from crawler.frontier import DONE, Entry, Lease, Outcome
+from crawler.hosts import Enqueue, HostKnowledge
+from crawler.journal import Sink
 from crawler.parser import ParsedPage, is_html
 from crawler.politeness import Politeness
 from crawler.records import PageRecord
-from crawler.robots import MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS, RobotsPolicy, policy_from
-from crawler.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, is_trap, normalize
 
 MAX_REDIRECTS = 10
-# Sitemap indexes may list indexes; this many levels are read, no deeper.
-MAX_SITEMAP_NESTING = 2
-# A robots.txt Crawl-delay above this is honoured only up to it.
-MAX_CRAWL_DELAY = 60.0
 # First wait before retrying a failed URL; it doubles with each attempt.
 RETRY_DELAY = 0.5
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -49,40 +45,6 @@ RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connecti
 REMOVED_STATUSES = frozenset({404, 410})
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a processed lease tells the frontier."""
-
-    # The entry that carries the record on (a retry, a deferred page), if any.
-    continuation: Entry | None = None
-    # The answer's status and Retry-After, for the host's politeness slot.
-    status: int | None = None
-    retry_after: float | None = None
-    # Seconds the continuation alone waits (its host is not held back).
-    delay: float = 0.0
-
-
-DONE = Outcome()
-
-
-class Sink(Protocol):
-    """Where a crawl's results go: the Journal in one process, the parent in a front."""
-
-    @property
-    def incremental(self) -> bool: ...
-
-    def record(self, record: PageRecord, completion: Completion) -> None: ...
-
-    def sitemap_done(self, url: str) -> None: ...
-
-    def validators(self, url: str) -> Validators | None: ...
-
-    def note_links(self, page: str, targets: list[str]) -> None: ...
-
-    async def save_html(self, url: str, body: bytes) -> None: ...
-
-
-Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
 Parse = Callable[[Response], Awaitable[ParsedPage]]
 RecordSink = Callable[[PageRecord | Item], Awaitable[None]]
 log = logging.getLogger(__name__)
@@ -114,22 +76,29 @@ class Visitor:
         self._parse = parse
         self._on_record = on_record
         self._sort_query = not config.keep_query_order
-        self._robots: dict[str, RobotsPolicy] = {}
-        self._robots_failures: dict[str, int] = {}
-        self._sitemap_hosts: set[str] = set()
+        self._hosts = HostKnowledge(
+            config,
+            fetcher=fetcher,
+            politeness=politeness,
+            scope=scope,
+            tally=tally,
+            sink=sink,
+            enqueue=enqueue,
+            in_scope=self._in_scope,
+        )
         self._rules = LinkRules(config.allow, config.deny, config.link_filter)
         extract = config.extract
         self._extractor = load_extractor(extract) if isinstance(extract, str) else extract
 
     async def visit(self, lease: Lease) -> Outcome:
         entry = lease.entry
-        if not self.config.ignore_robots and lease.host not in self._robots:
-            return await self._learn_robots(lease)
-        if not self.config.no_sitemaps and lease.host not in self._sitemap_hosts:
-            await self._queue_sitemaps(lease)
+        if self._hosts.needs_robots(lease.host):
+            return await self._hosts.learn_robots(lease)
+        if self._hosts.needs_sitemaps(lease.host):
+            await self._hosts.queue_sitemaps(lease)
         if entry.kind == "sitemap":
-            return await self._read_sitemap(entry)
-        policy = self._robots.get(lease.host)
+            return await self._hosts.read_sitemap(entry)
+        policy = self._hosts.policy(lease.host)
         if policy is not None and not policy.allows(entry.url):
             await self._emit(self._record(entry, None, error=policy.refuse_all or "robots"))
             return DONE
@@ -143,68 +112,6 @@ class Visitor:
         if self._sink is None or not self._sink.incremental or entry.origin is not None:
             return None
         return self._sink.validators(entry.url)
-
-    async def _learn_robots(self, lease: Lease) -> Outcome:
-        """Fetch the host's robots.txt with this lease; the entry goes back, first in line."""
-        scheme = urlsplit(lease.entry.url).scheme
-        answer = await self._fetch_robots(f"{scheme}://{lease.host}/robots.txt")
-        policy = policy_from(answer.status, answer.body, self.config.user_agent, answer.error)
-        failures = self._robots_failures.get(lease.host, 0)
-        retry_after = None
-        if policy.refuse_all is not None and failures < self.config.retries:
-            # RFC 9309 §2.3.1.4: unreachable means disallow all, but not forever.
-            self._robots_failures[lease.host] = failures + 1
-            retry_after = min(2.0**failures, self.config.max_retry_after)
-        else:
-            self._robots[lease.host] = policy
-            delay = min(policy.crawl_delay(), MAX_CRAWL_DELAY)
-            self._politeness.robots_known(lease.host, delay)
-        deferred = replace(lease.entry, leases=lease.entry.leases + 1)
-        return Outcome(deferred, answer.status, retry_after)
-
-    async def _fetch_robots(self, url: str) -> Response:
-        """robots.txt, following up to five redirects (RFC 9309 §2.3.1.2), cut at 500 KiB."""
-        for _ in range(MAX_ROBOTS_REDIRECTS + 1):
-            response = await self._fetcher.fetch(url, max_bytes=MAX_ROBOTS_BYTES, any_type=True)
-            target = normalize(response.location or "", url) if response.location else None
-            if response.status is None or not 300 <= response.status < 400 or target is None:
-                return response
-            url = target
-        return replace(response, body=b"")
-
-    async def _queue_sitemaps(self, lease: Lease) -> None:
-        """The host's sitemaps: its robots.txt Sitemap: lines and /sitemap.xml."""
-        self._sitemap_hosts.add(lease.host)
-        origin = f"{urlsplit(lease.entry.url).scheme}://{lease.host}"
-        policy = self._robots.get(lease.host)
-        listed = policy.sitemaps() if policy is not None else ()
-        urls = (normalize(url, origin) for url in (*listed, "/sitemap.xml"))
-        entries = [
-            Entry(url, 0, kind="sitemap")
-            for url in urls
-            if url is not None and self._scope.allows(host_of(url))
-        ]
-        await self._enqueue(entries, False)
-
-    async def _read_sitemap(self, entry: Entry) -> Outcome:
-        """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
-        response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
-        if self._sink is not None:
-            self._sink.sitemap_done(entry.url)
-        if response.status is None or not 200 <= response.status < 300 or not response.body:
-            return Outcome(status=response.status)
-        sitemap = parse_sitemap(response.body)
-        self._tally.sitemaps += 1
-        pages = self._in_scope(sitemap.pages, entry.url)
-        self._tally.sitemap_urls += len(pages)
-        if self._sink is not None:
-            self._sink.note_links(entry.url, pages)
-        await self._enqueue((Entry(url, 0, entry.url) for url in pages), False)
-        if entry.depth < MAX_SITEMAP_NESTING:
-            children = self._in_scope(sitemap.sitemaps, entry.url)
-            nested = (Entry(url, entry.depth + 1, entry.url, kind="sitemap") for url in children)
-            await self._enqueue(nested, False)
-        return Outcome(status=response.status)
 
     def _in_scope(self, links: Iterable[str], base: str) -> list[str]:
         """Normalised, requestable, in-scope URLs of ``links``; the rest are counted."""

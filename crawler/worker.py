@@ -23,12 +23,12 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.engine import Engine
 from crawler.frontier import Entry, PageBudget, SeenSet, fingerprint
+from crawler.journal import Sink
 from crawler.output import LinkIndex, Output
 from crawler.records import PageRecord
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
 from crawler.urls import host_of, owner_of
-from crawler.visit import Sink
 
 log = logging.getLogger(__name__)
 

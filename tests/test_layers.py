@@ -27,6 +27,7 @@ LAYERS = {
     "output": 2,
     "engine": 3,
     "visit": 3,
+    "hosts": 3,
     "journal": 2,
     "state": 2,
     "report": 2,

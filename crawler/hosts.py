@@ -1,0 +1,131 @@
+"""What the crawl knows of each host: its robots.txt policy and its sitemaps.
+
+Layer 3: imports layers 0-2. The Visitor asks it before a host's first page
+(robots.txt is fetched with that page's lease, which then goes back first in
+line, so the host's gap holds between the two requests) and before each page
+(the policy). Sitemaps are queued once per host and read as entries of the
+frontier like pages, through the host's politeness slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from crawler.config import CrawlConfig
+from crawler.fetcher import Fetcher, Response
+from crawler.frontier import Entry, Lease, Outcome
+from crawler.journal import Sink
+from crawler.politeness import Politeness
+from crawler.robots import MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS, RobotsPolicy, policy_from
+from crawler.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
+from crawler.stats import Tally
+from crawler.urls import Scope, host_of, normalize
+
+# Sitemap indexes may list indexes; this many levels are read, no deeper.
+MAX_SITEMAP_NESTING = 2
+# A robots.txt Crawl-delay above this is honoured only up to it.
+MAX_CRAWL_DELAY = 60.0
+
+Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
+InScope = Callable[[Iterable[str], str], list[str]]
+
+
+class HostKnowledge:
+    """robots.txt policies and sitemaps, per host, for one crawl."""
+
+    def __init__(
+        self,
+        config: CrawlConfig,
+        *,
+        fetcher: Fetcher,
+        politeness: Politeness,
+        scope: Scope,
+        tally: Tally,
+        sink: Sink | None,
+        enqueue: Enqueue,
+        in_scope: InScope,
+    ) -> None:
+        self.config = config
+        self._fetcher = fetcher
+        self._politeness = politeness
+        self._scope = scope
+        self._tally = tally
+        self._sink = sink
+        self._enqueue = enqueue
+        self._in_scope = in_scope
+        self._robots: dict[str, RobotsPolicy] = {}
+        self._robots_failures: dict[str, int] = {}
+        self._sitemap_hosts: set[str] = set()
+
+    def needs_robots(self, host: str) -> bool:
+        return not self.config.ignore_robots and host not in self._robots
+
+    def needs_sitemaps(self, host: str) -> bool:
+        return not self.config.no_sitemaps and host not in self._sitemap_hosts
+
+    def policy(self, host: str) -> RobotsPolicy | None:
+        return self._robots.get(host)
+
+    async def learn_robots(self, lease: Lease) -> Outcome:
+        """Fetch the host's robots.txt with this lease; the entry goes back, first in line."""
+        scheme = urlsplit(lease.entry.url).scheme
+        answer = await self._fetch_robots(f"{scheme}://{lease.host}/robots.txt")
+        policy = policy_from(answer.status, answer.body, self.config.user_agent, answer.error)
+        failures = self._robots_failures.get(lease.host, 0)
+        retry_after = None
+        if policy.refuse_all is not None and failures < self.config.retries:
+            # RFC 9309 §2.3.1.4: unreachable means disallow all, but not forever.
+            self._robots_failures[lease.host] = failures + 1
+            retry_after = min(2.0**failures, self.config.max_retry_after)
+        else:
+            self._robots[lease.host] = policy
+            delay = min(policy.crawl_delay(), MAX_CRAWL_DELAY)
+            self._politeness.robots_known(lease.host, delay)
+        deferred = replace(lease.entry, leases=lease.entry.leases + 1)
+        return Outcome(deferred, answer.status, retry_after)
+
+    async def _fetch_robots(self, url: str) -> Response:
+        """robots.txt, following up to five redirects (RFC 9309 §2.3.1.2), cut at 500 KiB."""
+        for _ in range(MAX_ROBOTS_REDIRECTS + 1):
+            response = await self._fetcher.fetch(url, max_bytes=MAX_ROBOTS_BYTES, any_type=True)
+            target = normalize(response.location or "", url) if response.location else None
+            if response.status is None or not 300 <= response.status < 400 or target is None:
+                return response
+            url = target
+        return replace(response, body=b"")
+
+    async def queue_sitemaps(self, lease: Lease) -> None:
+        """The host's sitemaps: its robots.txt Sitemap: lines and /sitemap.xml."""
+        self._sitemap_hosts.add(lease.host)
+        origin = f"{urlsplit(lease.entry.url).scheme}://{lease.host}"
+        policy = self._robots.get(lease.host)
+        listed = policy.sitemaps() if policy is not None else ()
+        urls = (normalize(url, origin) for url in (*listed, "/sitemap.xml"))
+        entries = [
+            Entry(url, 0, kind="sitemap")
+            for url in urls
+            if url is not None and self._scope.allows(host_of(url))
+        ]
+        await self._enqueue(entries, False)
+
+    async def read_sitemap(self, entry: Entry) -> Outcome:
+        """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
+        response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
+        if self._sink is not None:
+            self._sink.sitemap_done(entry.url)
+        if response.status is None or not 200 <= response.status < 300 or not response.body:
+            return Outcome(status=response.status)
+        sitemap = parse_sitemap(response.body)
+        self._tally.sitemaps += 1
+        pages = self._in_scope(sitemap.pages, entry.url)
+        self._tally.sitemap_urls += len(pages)
+        if self._sink is not None:
+            self._sink.note_links(entry.url, pages)
+        await self._enqueue((Entry(url, 0, entry.url) for url in pages), False)
+        if entry.depth < MAX_SITEMAP_NESTING:
+            children = self._in_scope(sitemap.sitemaps, entry.url)
+            nested = (Entry(url, entry.depth + 1, entry.url, kind="sitemap") for url in children)
+            await self._enqueue(nested, False)
+        return Outcome(status=response.status)
