@@ -33,7 +33,8 @@ async def test_report_html_is_self_contained(serve: SiteFactory, tmp_path: Path)
     assert f"{site.url}/gone" in page and f"<li>{site.url}/a</li>" in page
 
 
-def chromium_dom(path: Path, profile: Path) -> str:
+def chromium(path: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium on a file, with the flags a closed network needs."""
     assert CHROMIUM is not None
     command = [
         CHROMIUM,
@@ -46,33 +47,12 @@ def chromium_dom(path: Path, profile: Path) -> str:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--virtual-time-budget=2000",
-        "--dump-dom",
+        *flags,
         path.as_uri(),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
-
-
-def chromium_screenshot(path: Path, profile: Path, picture: Path) -> None:
-    assert CHROMIUM is not None
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1000,2200",
-        f"--screenshot={picture}",
-        path.as_uri(),
-    ]
-    subprocess.run(command, capture_output=True, timeout=90, check=True)
+    return result
 
 
 @pytest.mark.skipif(CHROMIUM is None and not REQUIRE_CHROMIUM, reason="chromium is not installed")
@@ -81,13 +61,22 @@ async def test_report_renders_in_headless_chromium(serve: SiteFactory, tmp_path:
     await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "out"))
     report = tmp_path / "out" / "report.html"
 
-    dom = await asyncio.to_thread(chromium_dom, report, tmp_path / "profile")
+    rendered = await asyncio.to_thread(
+        chromium, report, tmp_path / "profile", "--virtual-time-budget=2000", "--dump-dom"
+    )
+    dom = rendered.stdout
 
     assert dom.count("<svg") == 5
     assert dom.count("<rect") >= 5
     assert "Status codes and errors" in dom and "Pages per host" in dom
     picture = tmp_path / "report.png"
-    await asyncio.to_thread(chromium_screenshot, report, tmp_path / "profile2", picture)
+    await asyncio.to_thread(
+        chromium,
+        report,
+        tmp_path / "profile2",
+        "--window-size=1000,2200",
+        f"--screenshot={picture}",
+    )
     assert picture.stat().st_size > 10_000
 
 
