@@ -153,19 +153,21 @@ class Visitor:
             if self._sink is not None:
                 await self._sink.save_html(response.url, response.body)
         record = self._record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms, error=error)
-        content_hash = _content_hash(response.body)
-        if validators is not None or (self._sink is not None and self._sink.incremental):
-            record = replace(record, change=_change(record, validators, content_hash))
-        completion = Completion(
-            record.url,
-            _as_json(record),
-            tuple(json.dumps(item, ensure_ascii=False, default=str) for item in items),
-            record.status,
-            response.etag,
-            response.last_modified,
-            content_hash,
-            tuple(links),
-        )
+        completion = None
+        if self._sink is not None:  # what state.sqlite keeps; nothing without an output
+            content_hash = _content_hash(response.body)
+            if self._sink.incremental:
+                record = replace(record, change=_change(record, validators, content_hash))
+            completion = Completion(
+                record.url,
+                _as_json(record),
+                tuple(json.dumps(item, ensure_ascii=False, default=str) for item in items),
+                record.status,
+                response.etag,
+                response.last_modified,
+                content_hash,
+                tuple(links),
+            )
         await self._emit(record, completion, [Item(record.url, item) for item in items])
         return Outcome(status=status)
 
