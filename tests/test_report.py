@@ -107,3 +107,14 @@ async def test_warc_records_match_the_pages(serve: SiteFactory, tmp_path: Path) 
             subprocess.run, tool, capture_output=True, text=True, timeout=60, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_report_reads_a_csv_crawl(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site(SITE))
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, format="csv"))
+
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<svg") == 5
+    assert f"{site.url}/gone" in page
+    assert ">404<" in page
