@@ -76,6 +76,7 @@ async def test_crawl_writes_output_and_exit_codes(serve: SiteFactory, tmp_path: 
     code, out, err = await run_cli("crawl", site.url + "/", "--output", "out", cwd=tmp_path)
     assert code == 0, err
     assert "crawl summary" in out
+    assert "pages/s" in err and "queue" in err  # the status line, stderr being no terminal
     assert len(read_jsonl(tmp_path / "out" / "pages.jsonl")) == 3
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["broken"] == 1
 

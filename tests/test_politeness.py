@@ -212,3 +212,20 @@ async def test_sitemap_index_with_a_gzipped_child(serve: SiteFactory, tmp_path: 
 
     await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "off", no_sitemaps=True))
     assert set(by_path(site.url, tmp_path / "off")) == {"/"}
+
+
+async def test_robots_txt_redirects_are_followed(serve: SiteFactory, tmp_path: Path) -> None:
+    async def moved(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently("/elsewhere/robots.txt")
+
+    async def real(_: web.Request) -> web.StreamResponse:
+        return web.Response(text="User-agent: *\nDisallow: /secret\n")
+
+    routes = static_site({"/": ["/secret", "/open"], "/secret": [], "/open": []})
+    site = await serve(routes | {"/robots.txt": moved, "/elsewhere/robots.txt": real})
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, no_sitemaps=True))
+
+    records = by_path(site.url, tmp_path)
+    assert records["/secret"]["error"] == "robots"
+    assert site.count("/secret") == 0 and site.count("/elsewhere/robots.txt") == 1
