@@ -100,6 +100,7 @@ class ProcessFront:
         self._drained = False
         self._failure: str | None = None
         self._queued = 0
+        self._outgoing: dict[int, list[Entry]] = {}
 
     def stop(self) -> None:
         """Stop every worker; each finishes what it has in flight, then reports and exits."""
@@ -194,16 +195,20 @@ class ProcessFront:
                 self._send(index, ("restore", seen[index], pending[index]))
             return
         self._route(Entry(url, 0) for url in map(normalize, settings.seeds) if url is not None)
+        self._flush_routes()
 
     def _send(self, index: int, message: tuple[Any, ...]) -> None:
         self._forwarded[index] += 1
         self._inboxes[index].put(message)
 
     def _route(self, entries: Iterable[Entry]) -> None:
-        groups: dict[int, list[Entry]] = {}
+        """Entries for their owners, sent by _flush_routes (one message per owner per batch)."""
         for entry in entries:
-            groups.setdefault(owner(entry.url, self._count), []).append(entry)
-        for index, group in groups.items():
+            self._outgoing.setdefault(owner(entry.url, self._count), []).append(entry)
+
+    def _flush_routes(self) -> None:
+        outgoing, self._outgoing = self._outgoing, {}
+        for index, group in outgoing.items():
             if not self._exited[index] and not self._stopping:
                 self._send(index, ("take", group))
 
@@ -219,6 +224,7 @@ class ProcessFront:
             try:
                 for message in batch:
                     await self._handle(index, message)
+                self._flush_routes()
             finally:
                 self._messages.task_done()
 
@@ -239,6 +245,7 @@ class ProcessFront:
             if self._journal is not None:
                 self._journal.sitemap_done(message[1])
         elif kind == "idle":
+            self._flush_routes()  # invariant 2 counts what has been forwarded
             self._idle[index] = message[1]
             self._absorb(index, message[2])
             self._check_drained()
