@@ -2,12 +2,13 @@
 
 Layer 0: imports nothing from crawler and does no I/O. Links are found with
 lxml directly: on the benchmark's pages a BeautifulSoup tree cost more than
-everything else per page together (see the performance notes in README.md);
-a BeautifulSoup tree is for users' extractors, built only when one asks. The character set comes
-from, in order: a byte-order mark, the Content-Type header, the document's own
-<meta> (prescanned in the first 1024 bytes, as browsers do), strict UTF-8, and
-finally detection by charset-normalizer. Links are returned as written (after
-whitespace clean-up by the URL layer), with the base URL they resolve against.
+everything else per page together (see the Speed section of README.md); a
+BeautifulSoup tree is for users' extractors, built only when one asks.
+
+The character set comes from, in order: a byte-order mark, the Content-Type
+header, the document's own <meta> (prescanned in the first 1024 bytes, as
+browsers do), strict UTF-8, and finally detection by charset-normalizer.
+Links are returned as written, with the base URL they resolve against.
 """
 
 from __future__ import annotations
