@@ -29,6 +29,7 @@ from crawler import demo
 from crawler.api import Crawler
 from crawler.config import CrawlConfig, build_config, load_toml
 from crawler.errors import ConfigError, CrawlerError, NothingToDo
+from crawler.output import OutputLock
 from crawler.records import BROKEN_ERRORS, CrawlStats, PageRecord
 from crawler.report import summarize, write_report
 
@@ -310,6 +311,17 @@ async def _demo(pages: int) -> tuple[CrawlStats, int | None, CrawlConfig]:
             raise CrawlerError("the demo site did not start")
         Console(stderr=True).print(f"demo site: {url} ({pages} pages)")
         config = CrawlConfig(seeds=(url,), output_dir=Path(DEFAULT_OUTPUT) / "demo")
+        # The demo site gets a new port each time: an earlier demo crawl, even an
+        # unfinished one, is never resumed; the demo starts over.
+        assert config.output_dir is not None
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(config.output_dir)
+        lock.acquire()  # another demo running there: exit 3, and its state is left alone
+        try:
+            for stale in config.output_dir.glob("state.sqlite*"):
+                stale.unlink()
+        finally:
+            lock.release()
         stats, stopped_by = await _crawl(config, quiet=False)
         return stats, stopped_by, config
     finally:

@@ -297,3 +297,16 @@ async def test_sigterm_cancels_a_stuck_request_within_seconds(
         "crawl", "--resume", "--output", "out", "--quiet", "--max-time", "1", cwd=tmp_path
     )
     assert code == 0, err
+
+
+async def test_an_interrupted_demo_starts_over(tmp_path: Path) -> None:
+    demo = tmp_path / "output" / "demo"
+    demo.mkdir(parents=True)
+    from crawler.state import CrawlState
+
+    CrawlState.create(demo / "state.sqlite", {"seeds": ["http://127.0.0.1:9/"]}).close()
+
+    code, _, err = await run_cli("demo", "--pages", "5", cwd=tmp_path, wait=120)
+
+    assert code == 0, err
+    assert len(read_jsonl(demo / "pages.jsonl")) > 5
