@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conftest import SiteFactory, html_page, read_jsonl, static_site
+from conftest import SiteFactory, html_page, read_jsonl, reaped, static_site
 from crawler.output import OutputLock
 
 Result = tuple[int, str, str]
@@ -26,13 +26,9 @@ async def run_cli(*args: str, cwd: Path, wait: float = 60.0) -> Result:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
+    async with reaped(process):
         async with asyncio.timeout(wait):
             out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -162,17 +158,13 @@ async def test_sigint_stops_cleanly_with_130(serve: SiteFactory, tmp_path: Path)
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
+    async with reaped(process):
         pages = tmp_path / "out" / "pages.jsonl"
         async with asyncio.timeout(30):
             await under_way.wait()
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
             _, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode == 130, err
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["pages"] == len(read_jsonl(pages)) >= 3
@@ -203,7 +195,7 @@ async def test_demo_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
         cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
     )
-    try:
+    async with reaped(process):
         assert process.stdout is not None
         async with asyncio.timeout(30):
             url = (await process.stdout.readline()).decode().strip()
@@ -214,10 +206,6 @@ async def test_demo_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
             assert "Disallow: /private/" in await answer.text()
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
-            await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
             await process.wait()
     assert process.returncode == 0
 
@@ -263,7 +251,7 @@ async def start_stuck_crawl(
 
 async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path) -> None:
     process = await start_stuck_crawl(serve, tmp_path)
-    try:
+    async with reaped(process):
         process.send_signal(signal.SIGINT)
         assert process.stderr is not None
         async with asyncio.timeout(10):
@@ -272,10 +260,6 @@ async def test_a_second_ctrl_c_quits_at_once(serve: SiteFactory, tmp_path: Path)
         process.send_signal(signal.SIGINT)
         async with asyncio.timeout(3):
             await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode == 130
 
 
@@ -283,13 +267,9 @@ async def test_sigterm_cancels_a_stuck_request_within_seconds(
     serve: SiteFactory, tmp_path: Path
 ) -> None:
     process = await start_stuck_crawl(serve, tmp_path, "--quiet")
-    try:
+    async with reaped(process):
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
-            await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
             await process.wait()
     assert process.returncode == 143
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["finished"] is False

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SiteFactory, read_jsonl, static_site
+from conftest import SiteFactory, read_jsonl, reaped, static_site
 from crawler import CrawlConfig, Crawler, Item, Page, PageRecord, crawl
 from crawler.errors import ConfigError
 from crawler.extract import LinkRules
@@ -155,13 +155,9 @@ async def run_example(*args: str, cwd: Path) -> tuple[int, str]:
         stderr=asyncio.subprocess.STDOUT,
         env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
     )
-    try:
+    async with reaped(process):
         async with asyncio.timeout(60):
             out, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode is not None
     return process.returncode, out.decode()
 

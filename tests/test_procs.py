@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from conftest import Handler, Site, SiteFactory, html_page, read_jsonl
+from conftest import Handler, Site, SiteFactory, html_page, read_jsonl, reaped
 from crawler import CrawlConfig, Crawler, PageRecord, crawl
 from crawler.procs import owner
 from test_cli import run_cli
@@ -154,7 +154,7 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
         site.requests.clear()
     sites.under_way.clear()
     process = await start_front(sites, tmp_path)
-    try:
+    async with reaped(process):
         async with asyncio.timeout(30):
             await sites.under_way.wait()
         workers = await asyncio.create_subprocess_exec(
@@ -170,10 +170,6 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
         os.kill(victim, signal.SIGKILL)
         async with asyncio.timeout(60):
             _, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode == 4, err
     assert b"died with exit code -9" in err and b"Traceback" not in err
 
@@ -189,16 +185,12 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
 async def test_ctrl_c_stops_every_process(serve: SiteFactory, tmp_path: Path) -> None:
     sites = await serve_hosts(serve, delay=0.05)
     process = await start_front(sites, tmp_path, start_new_session=True)
-    try:
+    async with reaped(process):
         async with asyncio.timeout(30):
             await sites.under_way.wait()
         os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the whole group
         async with asyncio.timeout(30):
             _, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert process.returncode == 130, err
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["pages"] == len(read_jsonl(tmp_path / "out" / "pages.jsonl")) > 0
