@@ -2,7 +2,8 @@
 
 Layer 6: the only module that prints, installs signal handlers, configures
 logging or exits. Exit codes (DESIGN.md §5): 0 finished; 1 --fail-on-broken
-found broken links; 2 usage or config error; 3 output folder locked; 130/143
+found broken links; 2 usage or config error; 3 output folder locked; 4 a worker
+process of the front died; 5 the shared frontier stopped answering; 130/143
 stopped by SIGINT/SIGTERM.
 """
 
@@ -55,6 +56,9 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--concurrency", type=int, help="requests in flight in total")
     flag("--per-host", type=int, help="requests in flight per host")
     flag("--processes", type=int, help="spread hosts over this many processes")
+    flag(
+        "--frontier", metavar="URL", help="redis://HOST:PORT/DB: share the crawl with other workers"
+    )
     flag("--delay", type=float, help="minimum gap in seconds between request starts to a host")
     flag("--allow-domain", action="append", help="also crawl this domain and its subdomains")
     flag("--ignore-robots", action="store_true", default=None, help="do not obey robots.txt")
@@ -282,7 +286,7 @@ def _finish(
 def run_crawl(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     config = build_config(settings)
-    if not config.seeds and not (config.resume or config.incremental):
+    if not config.seeds and not (config.resume or config.incremental or config.frontier):
         raise ConfigError("no seed URLs: give at least one URL (or seeds in config.toml)")
     quiet = bool(settings.get("quiet"))
     _setup_logging(settings.get("log_file"))

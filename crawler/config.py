@@ -19,6 +19,7 @@ from crawler.urls import normalize
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
+FRONTIER_SCHEMES = ("redis://", "rediss://", "unix://")
 # Settings of the command line only: config.toml may hold them, CrawlConfig does not.
 CLI_KEYS = frozenset({"quiet", "log_file", "fail_on_broken"})
 
@@ -60,6 +61,8 @@ class CrawlConfig:
     extract: str | Extractor | None = None
     # Also write every request and response to this WARC file (gzip per record).
     warc: Path | None = None
+    # A shared frontier, redis://HOST:PORT/DB: workers anywhere share one crawl.
+    frontier: str | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -70,8 +73,22 @@ class CrawlConfig:
         LinkRules(self.allow, self.deny, None)  # a bad pattern is a ConfigError now
         if self.resume and self.incremental:
             raise ConfigError("--resume and --incremental do not go together")
+        if self.frontier is not None:
+            _check_frontier(self)
         if self.format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+
+
+def _check_frontier(config: CrawlConfig) -> None:
+    if not config.frontier or not config.frontier.startswith(FRONTIER_SCHEMES):
+        raise ConfigError(f"frontier must be a redis:// URL, not {config.frontier!r}")
+    if config.incremental:
+        raise ConfigError("--incremental needs a crawl's own state; it does not go with --frontier")
+    if config.processes > 1:
+        raise ConfigError(
+            "--processes with --frontier: start one worker per process instead "
+            "(each is a client of the shared frontier)"
+        )
 
 
 _POSITIVE = (
@@ -104,6 +121,7 @@ _KINDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "float | None": ("number", (int, float, type(None))),
     "bool": ("true or false", (bool,)),
     "str": ("string", (str,)),
+    "str | None": ("string", (str, type(None))),
 }
 
 

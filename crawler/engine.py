@@ -30,12 +30,14 @@ from dataclasses import replace
 from typing import Protocol
 
 from crawler.config import CrawlConfig
+from crawler.errors import FrontierUnavailable
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import DONE, Entry, Frontier, Lease, MemoryFrontier, Outcome, PageBudget
-from crawler.journal import Journal, Restored, Settings, Sink
+from crawler.journal import Journal, Restored, Settings, Sink, WorkerJournal
 from crawler.parser import ParsedPage, header_directives, parse_html
 from crawler.politeness import Politeness
 from crawler.records import CrawlStats
+from crawler.shared_frontier import SharedFrontier
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
 from crawler.visit import RecordSink, Visitor
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # After stop(), requests in flight get this long before they are cancelled.
 STOP_GRACE_SECONDS = 5.0
+# The error of a record for a URL whose workers kept dying (the shared frontier gave up).
+DEAD_LETTER = "dead-letter"
 
 
 class Partition(Protocol):
@@ -87,15 +91,23 @@ class Engine:
         )
         self.tally = Tally()
         self._journal = None
-        if config.output_dir is not None and partition is None:
-            self._journal = Journal(config, self.tally)
-        self._frontier: Frontier = MemoryFrontier(
-            self._politeness,
-            max_pages=config.max_pages,
-            spill=self._journal,
-            budget=partition.budget if partition is not None else None,
-            on_idle=partition.idle if partition is not None else None,
-        )
+        self._worker_journal: WorkerJournal | None = None
+        self._shared: SharedFrontier | None = None
+        self._memory: MemoryFrontier | None = None
+        self._frontier: Frontier
+        if config.frontier is not None:
+            self._shared = SharedFrontier(config.frontier, self.tally, on_dead=self._dead)
+            self._frontier = self._shared
+        else:
+            if config.output_dir is not None and partition is None:
+                self._journal = Journal(config, self.tally)
+            self._frontier = self._memory = MemoryFrontier(
+                self._politeness,
+                max_pages=config.max_pages,
+                spill=self._journal,
+                budget=partition.budget if partition is not None else None,
+                on_idle=partition.idle if partition is not None else None,
+            )
         self._idle = asyncio.Semaphore(config.concurrency)
         self._work: asyncio.Queue[Lease | None] = asyncio.Queue()
         self._parse_jobs: asyncio.Queue[tuple[Response, asyncio.Future[ParsedPage]] | None]
@@ -131,6 +143,8 @@ class Engine:
             if self._journal is not None:
                 restored = self._journal.start()
                 settings = restored.settings
+            if self._shared is not None:
+                settings = await self._join()
             deadline = None
             if self.config.max_time is not None:
                 loop = asyncio.get_running_loop()
@@ -142,10 +156,47 @@ class Engine:
                 for timer in (deadline, self._grace):
                     if timer is not None:
                         timer.cancel()
-                stats = self._final_stats()
-                if self._journal is not None:
-                    self._journal.finish(stats, finished=stats.finished)
+                stats = await self._finish()
         return stats
+
+    async def _join(self) -> Settings:
+        """Create or join the shared crawl; its settings become this engine's."""
+        assert self._shared is not None
+        try:
+            self.config = await self._shared.open(self.config)
+            if self.config.output_dir is not None:
+                self._worker_journal = WorkerJournal(self.config)
+                self._worker_journal.start(self._shared.url, self._shared.crawl_id)
+        except BaseException:
+            await self._shared.aclose(settle=False)
+            raise
+        return Settings.of(self.config)
+
+    async def _finish(self) -> CrawlStats:
+        """The final stats (the whole crawl's, for a shared one); every file written."""
+        stats = self._final_stats()
+        if self._journal is not None:
+            self._journal.finish(stats, finished=stats.finished)
+        if self._shared is None:
+            return stats
+        try:
+            stats = await self._shared_stats()
+            await self._shared.aclose()
+        except FrontierUnavailable:
+            await self._shared.aclose(settle=False)
+            raise
+        finally:
+            if self._worker_journal is not None:
+                self._worker_journal.finish(stats)
+        return stats
+
+    async def _shared_stats(self) -> CrawlStats:
+        assert self._shared is not None
+        tally = Tally()
+        tally.restore(await self._shared.counters())
+        counts = await self._shared.frontier_counts()
+        queued, leased = counts.get("pending", 0), counts["leased"]
+        return tally.snapshot(queued, leased, finished=self._shared.is_finished())
 
     async def _crawl(
         self,
@@ -162,8 +213,9 @@ class Engine:
             seeds = [url for url in map(normalize, settings.seeds) if url is not None]
             self._visitor = self._make_visitor(fetcher, seeds, settings)
             if restored is not None and restored.pending:
-                self._frontier.restore(restored.seen, restored.pending, self.tally.pages)
-            elif self._partition is None:
+                assert self._memory is not None
+                self._memory.restore(restored.seen, restored.pending, self.tally.pages)
+            elif self._partition is None and self._shared is None:
                 await self._enqueue((Entry(url, 0) for url in seeds), False)
             self.ready.set()
             await self._run_stages()
@@ -184,11 +236,22 @@ class Engine:
             politeness=self._politeness,
             scope=scope,
             tally=self.tally,
-            sink=self._partition.sink if self._partition is not None else self._journal,
+            sink=self._sink(),
             enqueue=self._enqueue,
             parse=self._parse,
             on_record=self._on_record,
+            robots_store=self._shared,
         )
+
+    def _sink(self) -> Sink | None:
+        if self._partition is not None:
+            return self._partition.sink
+        return self._journal or self._worker_journal
+
+    async def _dead(self, entry: Entry) -> None:
+        """The shared frontier gave up on an entry whose workers kept dying: its record."""
+        assert self._visitor is not None
+        await self._visitor.give_up(entry, DEAD_LETTER)
 
     async def _enqueue(self, entries: Iterable[Entry], front: bool) -> list[Entry]:
         """Queue entries (routing other processes' hosts to them); return those taken on."""
@@ -225,8 +288,9 @@ class Engine:
 
     async def restore(self, seen: Iterable[str], pending: list[Entry]) -> None:
         """A resumed crawl's share for this process of the front."""
-        await self._frontier.add(pending)
-        self._frontier.restore(seen, 0, 0)
+        assert self._memory is not None
+        await self._memory.add(pending)
+        self._memory.restore(seen, 0, 0)
 
     async def _run_stages(self) -> None:
         async with asyncio.TaskGroup() as stages:
@@ -242,12 +306,19 @@ class Engine:
     async def _dispatch(self) -> None:
         try:
             while True:
+                # Lease for every idle worker at once: one round trip to a shared frontier.
                 await self._idle.acquire()
-                lease = await self._frontier.lease()
-                if lease is None:
+                idle = 1
+                while idle < self.config.concurrency and not self._idle.locked():
+                    await self._idle.acquire()
+                    idle += 1
+                leases = await self._frontier.lease(idle)
+                for _ in range(idle - len(leases)):
                     self._idle.release()
+                if not leases:
                     return
-                self._work.put_nowait(lease)
+                for lease in leases:
+                    self._work.put_nowait(lease)
         finally:
             for _ in range(self.config.concurrency):
                 self._work.put_nowait(None)

@@ -28,3 +28,9 @@ class OutputLocked(CrawlerError):
     """Another live run holds the output directory's lock (exit 3)."""
 
     exit_code = 3
+
+
+class FrontierUnavailable(CrawlerError):
+    """The shared frontier (Redis) stopped answering for too long (exit 5)."""
+
+    exit_code = 5

@@ -74,6 +74,8 @@ class Entry:
 class Lease:
     entry: Entry
     host: str
+    # The shared frontier's lease id (0 in memory).
+    ticket: int = 0
 
 
 # Entries kept in memory before new ones are left in the spill, and the number
@@ -177,8 +179,9 @@ class Frontier(Protocol):
     async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
         """Queue the entries not seen before; return those."""
 
-    async def lease(self) -> Lease | None:
-        """The next entry whose host is ready; None when the crawl is finished or closed."""
+    async def lease(self, limit: int = 1) -> list[Lease]:
+        """Up to ``limit`` entries whose hosts are ready now, waiting for the first;
+        [] when the crawl is finished or closed. Each starts its request at once."""
 
     async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
         """The leased entry is done; its outcome feeds the host's politeness."""
@@ -199,9 +202,6 @@ class Frontier(Protocol):
 
     def close(self) -> None:
         """Lease nothing more; in-flight entries may still be acked."""
-
-    def restore(self, seen: Iterable[str], pending: int, pages_done: int) -> None:
-        """Start from a saved crawl (its pending entries come from the spill)."""
 
     def is_finished(self) -> bool:
         """Nothing leased, nothing leasable queued."""
@@ -381,7 +381,7 @@ class MemoryFrontier:
         self._schedule(host)
         return Lease(entry, host)
 
-    async def lease(self) -> Lease | None:
+    async def lease(self, limit: int = 1) -> list[Lease]:
         while not self._closed:
             if self.is_finished():
                 if self._on_idle is None:
@@ -392,9 +392,14 @@ class MemoryFrontier:
             next_delayed = self._release_delayed(now)
             earliest = self._earliest()
             if earliest is not None and earliest[0] <= now:
-                lease = self._take(earliest[1], now)
-                if lease is not None:
-                    return lease
+                leases: list[Lease] = []
+                while earliest is not None and earliest[0] <= now and len(leases) < limit:
+                    lease = self._take(earliest[1], now)
+                    if lease is not None:
+                        leases.append(lease)
+                    earliest = self._earliest()
+                if leases:
+                    return leases
                 continue
             self._changed.clear()
             due = min(next_delayed, earliest[0] if earliest is not None else math.inf)
@@ -405,7 +410,7 @@ class MemoryFrontier:
             except TimeoutError:
                 pass
         self._changed.set()
-        return None
+        return []
 
     async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
         self._leased -= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
@@ -18,7 +19,13 @@ from crawler.fetcher import Fetcher, Response
 from crawler.frontier import Entry, Lease, Outcome
 from crawler.journal import Sink
 from crawler.politeness import Politeness
-from crawler.robots import MAX_ROBOTS_BYTES, MAX_ROBOTS_REDIRECTS, RobotsPolicy, policy_from
+from crawler.robots import (
+    MAX_ROBOTS_BYTES,
+    MAX_ROBOTS_REDIRECTS,
+    RobotsAnswer,
+    RobotsPolicy,
+    policy_from,
+)
 from crawler.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
@@ -30,6 +37,14 @@ MAX_CRAWL_DELAY = 60.0
 
 Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
 InScope = Callable[[Iterable[str], str], list[str]]
+
+
+class RobotsStore(Protocol):
+    """robots.txt shared by the workers of a crawl (the shared frontier), fetched once."""
+
+    async def load_robots(self, host: str) -> RobotsAnswer | None: ...
+
+    async def save_robots(self, host: str, answer: RobotsAnswer, crawl_delay: float) -> None: ...
 
 
 class HostKnowledge:
@@ -46,6 +61,7 @@ class HostKnowledge:
         sink: Sink | None,
         enqueue: Enqueue,
         in_scope: InScope,
+        robots_store: RobotsStore | None = None,
     ) -> None:
         self.config = config
         self._fetcher = fetcher
@@ -55,6 +71,7 @@ class HostKnowledge:
         self._sink = sink
         self._enqueue = enqueue
         self._in_scope = in_scope
+        self._store = robots_store
         self._robots: dict[str, RobotsPolicy] = {}
         self._robots_failures: dict[str, int] = {}
         self._sitemap_hosts: set[str] = set()
@@ -68,11 +85,19 @@ class HostKnowledge:
     def policy(self, host: str) -> RobotsPolicy | None:
         return self._robots.get(host)
 
-    async def learn_robots(self, lease: Lease) -> Outcome:
-        """Fetch the host's robots.txt with this lease; the entry goes back, first in line."""
+    async def learn_robots(self, lease: Lease) -> Outcome | None:
+        """The host's robots.txt: from the shared crawl if another worker fetched it
+        (None: the visit goes on), else fetched with this lease, whose entry goes
+        back first in line."""
+        if self._store is not None:
+            stored = await self._store.load_robots(lease.host)
+            if stored is not None:
+                self._know(lease.host, self._policy(stored))
+                return None
         scheme = urlsplit(lease.entry.url).scheme
-        answer = await self._fetch_robots(f"{scheme}://{lease.host}/robots.txt")
-        policy = policy_from(answer.status, answer.body, self.config.user_agent, answer.error)
+        response = await self._fetch_robots(f"{scheme}://{lease.host}/robots.txt")
+        answer = RobotsAnswer(response.status, response.error, response.body)
+        policy = self._policy(answer)
         failures = self._robots_failures.get(lease.host, 0)
         retry_after = None
         if policy.refuse_all is not None and failures < self.config.retries:
@@ -80,11 +105,21 @@ class HostKnowledge:
             self._robots_failures[lease.host] = failures + 1
             retry_after = min(2.0**failures, self.config.max_retry_after)
         else:
-            self._robots[lease.host] = policy
-            delay = min(policy.crawl_delay(), MAX_CRAWL_DELAY)
-            self._politeness.robots_known(lease.host, delay)
+            delay = self._know(lease.host, policy)
+            if self._store is not None:
+                await self._store.save_robots(lease.host, answer, delay)
         deferred = replace(lease.entry, leases=lease.entry.leases + 1)
-        return Outcome(deferred, answer.status, retry_after)
+        return Outcome(deferred, response.status, retry_after)
+
+    def _policy(self, answer: RobotsAnswer) -> RobotsPolicy:
+        return policy_from(answer.status, answer.body, self.config.user_agent, answer.error)
+
+    def _know(self, host: str, policy: RobotsPolicy) -> float:
+        """Keep the host's policy; return its Crawl-delay (capped)."""
+        self._robots[host] = policy
+        delay = min(policy.crawl_delay(), MAX_CRAWL_DELAY)
+        self._politeness.robots_known(host, delay)
+        return delay
 
     async def _fetch_robots(self, url: str) -> Response:
         """robots.txt, following up to five redirects (RFC 9309 §2.3.1.2), cut at 500 KiB."""

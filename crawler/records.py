@@ -88,6 +88,7 @@ class CrawlStats:
     offsite_links: int = 0
     dropped_links: int = 0
     excluded_links: int = 0
+    refused_links: int = 0
     sitemaps: int = 0
     sitemap_urls: int = 0
     items: int = 0

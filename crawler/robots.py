@@ -17,6 +17,25 @@ MAX_ROBOTS_REDIRECTS = 5
 
 
 @dataclass(frozen=True, slots=True)
+class RobotsAnswer:
+    """A host's robots.txt as fetched: what a shared crawl keeps, once per host."""
+
+    status: int | None
+    error: str | None
+    body: bytes
+
+    def pack(self) -> str:
+        head = f"{self.status or ''}\t{self.error or ''}\n"
+        return head + self.body.decode("latin-1")
+
+    @classmethod
+    def unpack(cls, value: str) -> RobotsAnswer:
+        head, _, body = value.partition("\n")
+        status, _, error = head.partition("\t")
+        return cls(int(status) if status else None, error or None, body.encode("latin-1"))
+
+
+@dataclass(frozen=True, slots=True)
 class RobotsPolicy:
     """What one host's robots.txt allows a user agent to do."""
 

@@ -112,18 +112,11 @@ class CrawlState:
     @classmethod
     def create(cls, path: Path, settings: dict[str, Any]) -> CrawlState:
         """A new state for a new crawl; an unfinished or foreign one is never replaced."""
-        if path.exists():
-            existing = cls.open(path)
-            finished = existing.meta("status") == "finished"
-            existing.close()
-            if not finished:
-                raise ConfigError(
-                    f"{path.parent} holds an unfinished crawl: continue it with --resume, "
-                    f"or remove {path} to start over"
-                )
-            path.unlink()
-            for suffix in ("-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        cls.remove_finished(
+            path,
+            f"{path.parent} holds an unfinished crawl: continue it with --resume, "
+            f"or remove {path} to start over",
+        )
         connection = sqlite3.connect(path, isolation_level="DEFERRED")
         _configure(connection)
         with connection:
@@ -135,6 +128,21 @@ class CrawlState:
         state.set_meta("status", "running")
         state.set_meta("generation", 1)
         return state
+
+    @classmethod
+    def remove_finished(cls, path: Path, unfinished: str) -> None:
+        """Delete the state at ``path`` if its crawl is finished; ConfigError(``unfinished``)
+        if it is not (an unfinished crawl is never overwritten)."""
+        if not path.exists():
+            return
+        existing = cls.open(path)
+        finished = existing.meta("status") == "finished"
+        existing.close()
+        if not finished:
+            raise ConfigError(unfinished)
+        path.unlink()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     @classmethod
     def open(cls, path: Path) -> CrawlState:

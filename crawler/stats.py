@@ -31,6 +31,7 @@ _COUNTS = (
     "removed",
     "excluded_links",
     "items",
+    "refused_links",
 )
 
 
@@ -55,6 +56,8 @@ class Tally:
         self.removed = 0
         self.excluded_links = 0
         self.items = 0
+        # Links a full shared frontier (Redis at maxmemory) could not take.
+        self.refused_links = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self._earlier_duration = 0.0

@@ -28,7 +28,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import Item, LinkRules, Page, load_extractor, run_extractor
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import DONE, Entry, Lease, Outcome
-from crawler.hosts import Enqueue, HostKnowledge
+from crawler.hosts import Enqueue, HostKnowledge, RobotsStore
 from crawler.journal import Sink
 from crawler.parser import ParsedPage, is_html
 from crawler.politeness import Politeness
@@ -65,6 +65,7 @@ class Visitor:
         enqueue: Enqueue,
         parse: Parse,
         on_record: RecordSink | None,
+        robots_store: RobotsStore | None = None,
     ) -> None:
         self.config = config
         self._fetcher = fetcher
@@ -85,6 +86,7 @@ class Visitor:
             sink=sink,
             enqueue=enqueue,
             in_scope=self._in_scope,
+            robots_store=robots_store,
         )
         self._rules = LinkRules(config.allow, config.deny, config.link_filter)
         extract = config.extract
@@ -93,7 +95,9 @@ class Visitor:
     async def visit(self, lease: Lease) -> Outcome:
         entry = lease.entry
         if self._hosts.needs_robots(lease.host):
-            return await self._hosts.learn_robots(lease)
+            deferred = await self._hosts.learn_robots(lease)
+            if deferred is not None:
+                return deferred
         if self._hosts.needs_sitemaps(lease.host):
             await self._hosts.queue_sitemaps(lease)
         if entry.kind == "sitemap":
@@ -265,6 +269,13 @@ class Visitor:
             redirects=len(hop.hops),
         )
         await self._emit(record, Completion(record.url, _as_json(record), (), record.status))
+
+    async def give_up(self, entry: Entry, reason: str) -> None:
+        """A record for an entry the crawl gave up on without an answer."""
+        if entry.kind != "page":
+            return
+        record = self._record(entry, None, error=reason)
+        await self._emit(record, Completion(record.url, _as_json(record)))
 
     async def _queue_targets(self, entry: Entry, page_url: str, targets: list[str]) -> list[str]:
         if self._sink is not None:

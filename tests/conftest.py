@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,3 +100,52 @@ async def reaped(process: asyncio.subprocess.Process) -> AsyncIterator[None]:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of a test's own, on a free loopback port, without persistence."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server (skipped without one, failed with CRAWLER_REQUIRE_REDIS=1)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CRAWLER_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is not installed and CRAWLER_REQUIRE_REDIS=1")
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    process = subprocess.Popen([*command, "no"], stdout=subprocess.DEVNULL)
+    server = RedisServer(process, port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.02)
+        yield server
+    finally:
+        server.stop()

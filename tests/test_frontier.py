@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from crawler.frontier import Entry, MemoryFrontier
+from crawler.frontier import Entry, Lease, MemoryFrontier
 from crawler.politeness import BACKOFF_FLOOR, HostSlot, Politeness
 
 
@@ -15,10 +15,15 @@ def frontier(per_host: int = 2, delay: float = 0.0, max_pages: int | None = None
     return MemoryFrontier(Politeness(per_host, delay, robots_first=False), max_pages=max_pages)
 
 
+async def one(front: MemoryFrontier) -> Lease | None:
+    leases = await front.lease()
+    return leases[0] if leases else None
+
+
 async def lease_now(front: MemoryFrontier, wait: float = 0.05):  # type: ignore[no-untyped-def]
     """The next lease if one comes within ``wait`` seconds, else None."""
     try:
-        return await asyncio.wait_for(front.lease(), wait)
+        return await asyncio.wait_for(one(front), wait)
     except TimeoutError:
         return None
 
@@ -34,7 +39,7 @@ async def test_duplicates_are_dropped() -> None:
 async def test_per_host_limit_holds_until_ack() -> None:
     front = frontier(per_host=2)
     await front.add(Entry(f"http://a.org/{n}", 0) for n in range(4))
-    first, second = await front.lease(), await front.lease()
+    first, second = await one(front), await one(front)
     assert first and second
     assert await lease_now(front) is None
     await front.ack(first, 200, None)
@@ -46,15 +51,15 @@ async def test_gap_between_starts_to_one_host() -> None:
     front = frontier(per_host=4, delay=0.2)
     await front.add(Entry(f"http://a.org/{n}", 0) for n in range(2))
     started = time.monotonic()
-    await front.lease()
-    await front.lease()
+    await one(front)
+    await one(front)
     assert time.monotonic() - started >= 0.2
 
 
 async def test_a_waiting_host_does_not_hold_up_others() -> None:
     front = frontier(per_host=1)
     await front.add([Entry("http://slow.org/1", 0), Entry("http://slow.org/2", 0)])
-    lease = await front.lease()
+    lease = await one(front)
     assert lease is not None
     await front.ack(lease, 503, 30.0)  # the slow host must now wait 30 s
     await front.add([Entry("http://fast.org/1", 0)])
@@ -65,7 +70,7 @@ async def test_a_waiting_host_does_not_hold_up_others() -> None:
 async def test_max_pages_leases_only_continuations_after_the_limit() -> None:
     front = frontier(per_host=4, max_pages=1)
     await front.add([Entry("http://a.org/1", 0), Entry("http://a.org/2", 0)])
-    first = await front.lease()
+    first = await one(front)
     assert first is not None
     hop = Entry("http://a.org/moved", 0, origin=first.entry.url)
     await front.add([hop], front=True)
@@ -74,22 +79,22 @@ async def test_max_pages_leases_only_continuations_after_the_limit() -> None:
     assert continuation is not None and continuation.entry == hop
     await front.ack(continuation, 200, None)
     assert await lease_now(front) is None or front.is_finished()
-    assert await front.lease() is None
+    assert await one(front) is None
     assert front.pending() == 1
 
 
 async def test_lease_returns_none_when_finished_or_closed() -> None:
     front = frontier()
-    assert await front.lease() is None
+    assert await one(front) is None
     await front.add([Entry("http://a.org/", 0)])
     front.close()
-    assert await front.lease() is None
+    assert await one(front) is None
 
 
 async def test_requeue_puts_the_entry_first() -> None:
     front = frontier(per_host=1)
     await front.add([Entry("http://a.org/1", 0), Entry("http://a.org/2", 0)])
-    lease = await front.lease()
+    lease = await one(front)
     assert lease is not None
     await front.requeue(lease, Entry("http://a.org/1", 0, attempts=1, leases=1), 500, None)
     again = await lease_now(front)
@@ -123,7 +128,7 @@ def test_one_request_at_a_time_until_robots_is_known(robots_first: bool) -> None
 async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
     front = frontier(per_host=1)
     await front.add([Entry("http://a.org/1", 0), Entry("http://a.org/2", 0)])
-    lease = await front.lease()
+    lease = await one(front)
     assert lease is not None
     retry = Entry("http://a.org/1", 0, attempts=1, leases=1)
     await front.requeue(lease, retry, 500, None, delay=0.3)
@@ -131,11 +136,11 @@ async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
     second = await lease_now(front)
     assert second is not None and second.entry.url == "http://a.org/2"
     await front.ack(second, 200, None)
-    third = await front.lease()
+    third = await one(front)
     assert third is not None and third.entry == retry
     assert time.monotonic() - started >= 0.3
     await front.ack(third, 200, None)
-    assert await front.lease() is None
+    assert await one(front) is None
 
 
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,3 +155,13 @@ def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch)
     assert len(seen) == 100
     assert all(key in seen for key in keys)
     assert hash("http://a.org/other") not in seen
+
+
+async def test_lease_takes_what_is_ready_up_to_the_limit() -> None:
+    front = frontier(per_host=2)
+    await front.add(Entry(f"http://{host}.org/{n}", 0) for host in "abc" for n in range(3))
+    first = await front.lease(10)
+    assert sorted(lease.host for lease in first) == sorted(["a.org", "b.org", "c.org"] * 2)
+    assert await lease_now(front) is None  # every host is at its limit of 2
+    await front.ack(first[0], 200, None)
+    assert [lease.host for lease in await front.lease(10)] == [first[0].host]

@@ -24,6 +24,7 @@ LAYERS = {
     "fetcher": 2,
     "politeness": 2,
     "frontier": 2,
+    "shared_frontier": 2,
     "output": 2,
     "engine": 3,
     "visit": 3,

@@ -1,0 +1,363 @@
+"""The Redis frontier against a real redis-server: scripts, leases, politeness, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import RedisServer, SiteFactory, read_jsonl, static_site
+from crawler.config import CrawlConfig
+from crawler.engine import DEAD_LETTER, Engine
+from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
+from crawler.frontier import Entry, Lease
+from crawler.shared_frontier import MAX_ATTEMPTS, PREFIX, SharedFrontier, decode, encode
+from crawler.stats import Tally
+
+SEED = "http://a.test/"
+
+
+async def _opened(
+    url: str, config: CrawlConfig, **options: float | Callable[[Entry], object]
+) -> SharedFrontier:
+    front = SharedFrontier(url, Tally(), **options)  # type: ignore[arg-type]
+    await front.open(config)
+    return front
+
+
+@pytest.fixture
+async def fronts(redis_server: RedisServer) -> AsyncIterator[Callable[..., object]]:
+    """fronts(config, **options) opens a SharedFrontier; all are closed at teardown."""
+    opened: list[SharedFrontier] = []
+
+    async def make(config: CrawlConfig, **options: float) -> SharedFrontier:
+        front = await _opened(redis_server.url, config, **options)
+        opened.append(front)
+        return front
+
+    yield make
+    for front in opened:
+        await front.aclose(settle=False)
+
+
+async def lease_within(front: SharedFrontier, seconds: float) -> list[Lease]:
+    try:
+        async with asyncio.timeout(seconds):
+            return await front.lease(8)
+    except TimeoutError:
+        return []
+
+
+@given(
+    url=st.text(min_size=1, max_size=40),
+    depth=st.integers(0, 200),
+    referrer=st.none() | st.text(max_size=40),
+    kind=st.sampled_from(["page", "sitemap"]),
+    leases=st.integers(0, 3),
+    hops=st.lists(st.text(max_size=10), max_size=3),
+)
+def test_entries_survive_encoding(
+    url: str, depth: int, referrer: str | None, kind: str, leases: int, hops: list[str]
+) -> None:
+    entry = Entry(url, depth, referrer or None, kind, leases=leases, hops=tuple(hops))
+    if entry.is_continuation():
+        assert decode(encode(entry)) == entry
+    else:
+        assert decode(encode(entry)) == Entry(url, depth, referrer or None, kind)
+
+
+async def test_two_workers_share_one_seen_set(fronts: Callable[..., object]) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True)
+    first = await fronts(config)  # type: ignore[misc]
+    second = await fronts(CrawlConfig(ignore_robots=True))  # type: ignore[misc]
+    assert first.created and not second.created
+    added = await first.add([Entry("http://a.test/x", 1), Entry(SEED, 1)])
+    assert [entry.url for entry in added] == ["http://a.test/x"]
+    assert await second.add([Entry("http://a.test/x", 1), Entry("http://b.test/", 1)]) == [
+        Entry("http://b.test/", 1)
+    ]
+    leased = await second.lease(10)
+    assert sorted(lease.entry.url for lease in leased) == [
+        SEED,
+        "http://a.test/x",
+        "http://b.test/",
+    ]
+    for lease in leased:
+        await second.ack(lease, 200, None)
+    assert await second.lease(10) == []
+    assert second.is_finished()
+    assert await first.lease(10) == []  # finished for every worker
+
+
+async def test_the_host_gap_holds_across_workers(fronts: Callable[..., object]) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, per_host=1, delay=0.3)
+    first = await fronts(config)  # type: ignore[misc]
+    second = await fronts(CrawlConfig())  # type: ignore[misc]
+    await first.add([Entry(f"http://a.test/{n}", 1) for n in range(3)])
+    starts = []
+    leases = await first.lease(4)
+    starts.append(time.monotonic())
+    assert len(leases) == 1  # --per-host 1
+    assert await lease_within(second, 0.2) == []  # the host is full: no second lease anywhere
+    await first.ack(leases[0], 200, None)
+    for worker in (second, first, second):
+        (lease,) = await worker.lease(4)
+        starts.append(time.monotonic())
+        await worker.ack(lease, 200, None)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.28, gaps
+
+
+async def test_throttled_host_backs_off_and_retry_after_holds_it(
+    fronts: Callable[..., object],
+) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, max_retry_after=5)
+    front = await fronts(config)  # type: ignore[misc]
+    (seed,) = await front.lease(8)
+    await front.add([Entry("http://a.test/1", 1), Entry("http://b.test/", 1)])
+    await front.ack(seed, 503, 0.6)
+    (other,) = await lease_within(front, 0.3)  # a.test waits; b.test does not
+    assert other.host == "b.test"
+    await front.ack(other, 200, None)
+    started = time.monotonic()
+    (lease,) = await lease_within(front, 2)
+    assert lease.entry.url == "http://a.test/1"
+    assert time.monotonic() - started >= 0.2
+
+
+async def test_retry_waits_alone_and_continuations_come_first(
+    fronts: Callable[..., object],
+) -> None:
+    front = await fronts(CrawlConfig(seeds=(SEED,), ignore_robots=True))  # type: ignore[misc]
+    (lease,) = await front.lease(8)
+    again = Entry(SEED, 0, attempts=1, leases=1)
+    await front.requeue(lease, again, 500, None, delay=0.4)
+    await front.add([Entry("http://a.test/other", 1)])
+    (other,) = await front.lease(8)
+    assert other.entry.url == "http://a.test/other"  # the host is not held back
+    await front.ack(other, 200, None)
+    started = time.monotonic()
+    (retry,) = await front.lease(8)
+    assert retry.entry == again
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_a_dead_workers_leases_come_back_then_go_to_the_dead_list(
+    fronts: Callable[..., object],
+) -> None:
+    given_up: list[Entry] = []
+
+    async def dead(entry: Entry) -> None:
+        given_up.append(entry)
+
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True)
+    survivor = await fronts(config, on_dead=dead)  # type: ignore[misc]
+    for attempt in range(MAX_ATTEMPTS):
+        doomed = await fronts(CrawlConfig(), lease_seconds=0.2)  # type: ignore[misc]
+        (lease,) = await lease_within(doomed, 2)
+        assert lease.entry.url == SEED
+        await doomed.aclose(settle=False)  # killed: no ack, no heartbeat
+        await asyncio.sleep(0.3)
+        await survivor.reclaim()
+        counts = await survivor.frontier_counts()
+        assert counts["reclaimed"] == attempt + 1
+    assert [entry.url for entry in given_up] == [SEED]
+    assert (await survivor.frontier_counts())["dead"] == 1
+    assert await survivor.lease(4) == []  # nothing pending, nothing leased: finished
+
+
+async def test_heartbeat_keeps_a_slow_lease(fronts: Callable[..., object]) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True)
+    holder = await fronts(config, lease_seconds=0.5)  # type: ignore[misc]
+    other = await fronts(CrawlConfig())  # type: ignore[misc]
+    (lease,) = await holder.lease(4)
+    for _ in range(4):
+        await asyncio.sleep(0.3)
+        await holder._heartbeat()
+        await other.reclaim()
+    assert (await other.frontier_counts()).get("reclaimed", 0) == 0
+    await holder.ack(lease, 200, None)
+    await holder.aclose()
+    assert (await other.frontier_counts()).get("stale_acks", 0) == 0
+
+
+async def test_a_late_ack_after_reclaim_is_stale(fronts: Callable[..., object]) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True)
+    slow = await fronts(config, lease_seconds=0.1)  # type: ignore[misc]
+    other = await fronts(CrawlConfig())  # type: ignore[misc]
+    (lease,) = await slow.lease(4)
+    await asyncio.sleep(0.2)
+    await other.reclaim()
+    (again,) = await other.lease(4)
+    await slow.ack(lease, 200, None)
+    await other.ack(again, 200, None)
+    await other.aclose()
+    await slow.aclose()
+    redis = aioredis.Redis.from_url(slow.url, decode_responses=True)
+    counts = await redis.hgetall(PREFIX + "f")
+    await redis.aclose()
+    assert counts["stale_acks"] == "1" and counts["acked"] == "1"
+
+
+async def test_max_pages_holds_across_workers(fronts: Callable[..., object]) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, max_pages=3, per_host=10)
+    first = await fronts(config)  # type: ignore[misc]
+    second = await fronts(CrawlConfig())  # type: ignore[misc]
+    await first.add([Entry(f"http://a.test/{n}", 1) for n in range(10)])
+    taken = await first.lease(2) + await second.lease(5)
+    assert len(taken) == 3
+    assert await lease_within(first, 0.3) == []  # the budget is spent: nothing more
+    for lease in taken:
+        await first.ack(lease, 200, None)
+    assert await first.lease(5) == []
+    assert first.is_finished()
+
+
+async def test_joiners_take_the_crawls_settings(fronts: Callable[..., object]) -> None:
+    creator = CrawlConfig(seeds=(SEED,), delay=0.5, max_depth=3, allow=("*/docs/*",))
+    await fronts(creator)  # type: ignore[misc]
+    joined = SharedFrontier((await fronts(CrawlConfig())).url, Tally())  # type: ignore[misc]
+    shared = await joined.open(CrawlConfig(concurrency=7))
+    await joined.aclose(settle=False)
+    assert (shared.delay, shared.max_depth, shared.allow, shared.seeds) == (
+        0.5,
+        3,
+        ("*/docs/*",),
+        (SEED,),
+    )
+    assert shared.concurrency == 7  # a worker's own setting stays its own
+    other = SharedFrontier(joined.url, Tally())
+    with pytest.raises(ConfigError, match="another crawl"):
+        await other.open(CrawlConfig(seeds=("http://other.test/",)))
+    await other.aclose(settle=False)
+
+
+async def test_no_crawl_to_join_and_finished_crawl(redis_server: RedisServer) -> None:
+    front = SharedFrontier(redis_server.url, Tally())
+    with pytest.raises(ConfigError, match="no crawl"):
+        await front.open(CrawlConfig())
+    await front.aclose(settle=False)
+    front = await _opened(redis_server.url, CrawlConfig(seeds=(SEED,), ignore_robots=True))
+    (lease,) = await front.lease(4)
+    await front.ack(lease, 200, None)
+    assert await front.lease(4) == []
+    await front.aclose()
+    again = SharedFrontier(redis_server.url, Tally())
+    with pytest.raises(NothingToDo):
+        await again.open(CrawlConfig(seeds=(SEED,)))
+    await again.aclose(settle=False)
+
+
+async def test_an_evicting_redis_is_refused(redis_server: RedisServer) -> None:
+    redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.config_set("maxmemory-policy", "allkeys-lru")
+    await redis.aclose()
+    front = SharedFrontier(redis_server.url, Tally())
+    with pytest.raises(ConfigError, match="noeviction"):
+        await front.open(CrawlConfig(seeds=(SEED,)))
+    await front.aclose(settle=False)
+
+
+async def test_a_full_redis_refuses_new_links_and_says_so(redis_server: RedisServer) -> None:
+    tally = Tally()
+    front = SharedFrontier(redis_server.url, tally)
+    await front.open(CrawlConfig(seeds=(SEED,), ignore_robots=True))
+    redis = aioredis.Redis.from_url(redis_server.url)
+    used = (await redis.info("memory"))["used_memory"]
+    await redis.config_set("maxmemory", used)
+    (lease,) = await front.lease(4)
+    assert await front.add([Entry(f"http://a.test/{n}", 1) for n in range(5)]) == []
+    assert tally.refused_links == 5
+    await front.ack(lease, 200, None)  # acks still go through: they free memory
+    await redis.config_set("maxmemory", 0)
+    await redis.aclose()
+    assert await front.lease(4) == []
+    await front.aclose()
+
+
+async def test_redis_gone_stops_the_worker_in_bounded_time(redis_server: RedisServer) -> None:
+    front = SharedFrontier(redis_server.url, Tally(), outage_seconds=1.0)
+    await front.open(CrawlConfig(seeds=(SEED,), ignore_robots=True))
+    redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(FrontierUnavailable, match="did not answer"):
+        await front.lease(4)
+    assert time.monotonic() - started < 6
+    await front.aclose(settle=False)
+
+
+# The engine over the shared frontier.
+
+SITE = {f"/p{n}": [f"/p{(n * 7 + k) % 60}" for k in range(1, 5)] for n in range(60)}
+SITE["/"] = ["/p0", "/p1", "/missing"]
+
+
+async def test_engine_crawls_the_same_pages_as_in_memory(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = await serve(static_site(SITE))
+    local = await Engine(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "m")).run()
+    before = len(site.requests)
+    config = CrawlConfig(
+        seeds=(site.url + "/",), output_dir=tmp_path / "r", frontier=redis_server.url
+    )
+    shared = await Engine(config).run()
+    assert shared.finished and shared.pages == local.pages == 62
+    assert (shared.ok, shared.broken, shared.status_counts) == (
+        local.ok,
+        local.broken,
+        local.status_counts,
+    )
+    records = read_jsonl(tmp_path / "r" / "pages.jsonl")
+    assert sorted(r["url"] for r in records) == sorted(
+        r["url"] for r in read_jsonl(tmp_path / "m" / "pages.jsonl")
+    )
+    assert sorted(site.requests[before:]) == sorted(site.requests[:before])
+    assert read_jsonl(tmp_path / "r" / "broken.jsonl")[0]["url"].endswith("/missing")
+
+
+async def test_two_engines_share_a_crawl_and_robots_txt(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = await serve(static_site({**SITE, "/robots.txt": []}))
+    seeds = (site.url + "/",)
+    engines = [
+        Engine(CrawlConfig(seeds=seeds, output_dir=tmp_path / name, frontier=redis_server.url))
+        for name in ("a", "b")
+    ]
+    first, second = await asyncio.gather(*(engine.run() for engine in engines))
+    assert first.finished and second.finished and first.pages == 62
+    urls = [r["url"] for name in "ab" for r in read_jsonl(tmp_path / name / "pages.jsonl")]
+    assert len(urls) == len(set(urls)) == 62
+    pages = [path for path in site.requests if path != "/sitemap.xml"]
+    assert len(pages) == len(set(pages))  # each page and robots.txt requested once in all
+    assert site.count("/robots.txt") == 1
+
+
+async def test_a_dead_letter_gets_a_record(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = await serve(static_site({"/": ["/a"], "/a": []}))
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    engine = Engine(
+        CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, frontier=redis_server.url)
+    )
+    assert engine._shared is not None
+    host = site.url.removeprefix("http://")
+    # An entry whose lease expired MAX_ATTEMPTS - 1 times already, leased by a worker that died.
+    await redis.hset(
+        PREFIX + "lease:data", "999", f"{host}\n{MAX_ATTEMPTS - 1}\tp\t1\t{site.url}/x\t"
+    )
+    await redis.zadd(PREFIX + "leases", {"999": 0})
+    stats = await engine.run()
+    await redis.aclose()
+    records = {r["url"]: r for r in read_jsonl(tmp_path / "pages.jsonl")}
+    assert records[site.url + "/x"]["error"] == DEAD_LETTER
+    assert stats.error_counts == {DEAD_LETTER: 1}
