@@ -4,6 +4,7 @@
     python3 benchmarks/bench.py --pages 2000 --runs 1 # a quick look
     python3 benchmarks/bench.py --page-kb 200 2000 --pages 2000   # large pages
     python3 benchmarks/bench.py --hosts 4 --processes 1 2         # several loopback hosts
+    python3 benchmarks/bench.py --hosts 16 --redis-workers 1 2 4 --no-scrapy   # shared frontier
 
 What it does: generates a deterministic site (pages, page size, links per
 page, hosts on 127.0.0.2, 127.0.0.3, ...) into a temporary folder; serves it
@@ -14,11 +15,18 @@ site with the same settings (64 requests in flight, robots.txt off), in
 alternation, --runs times each, and prints for each: pages/s (median), CPU
 seconds per 1,000 pages, peak RSS, and the ratio to Scrapy. nginx is
 stopped by its pid at the end. Loopback only.
+
+--redis-workers N...: also the shared frontier, with N worker processes (one
+redis-server of its own on a free port, emptied before each run; all
+workers are given the seeds: the first creates the crawl, the others join).
+Its CPU seconds include redis-server's; its peak RSS is the largest
+worker's, and Redis's used_memory at the end is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -198,6 +206,65 @@ def run_ours(seeds: list[str], work: Path, processes: int, extra: list[str]) -> 
     return measured(name, command, work, count)
 
 
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("--redis-workers needs redis-server (apt-get install redis-server)")
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    server = subprocess.Popen([*command, "no"], stdout=subprocess.DEVNULL)
+    for _ in range(500):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.01)
+    raise SystemExit("redis-server did not start")
+
+
+def redis_cli(port: int, *command: str) -> str:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), *command], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+def cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_shared(
+    seeds: list[str], work: Path, workers: int, redis: subprocess.Popen[bytes], port: int
+) -> Run:
+    """N workers of one crawl over the shared frontier; pages = distinct URLs recorded."""
+    redis_cli(port, "FLUSHALL")
+    redis_cpu = cpu_of(redis.pid)
+    outputs = [work / f"shared-{n}" for n in range(workers)]
+    started = time.monotonic()
+    processes = []
+    for out in outputs:
+        shutil.rmtree(out, ignore_errors=True)
+        command = [sys.executable, "-m", "crawler", "crawl", *seeds, "--output", str(out)]
+        command += ["--quiet", "--concurrency", "64", "--per-host", "64", "--ignore-robots"]
+        command += ["--no-sitemaps", "--timeout", "60", "--frontier", f"redis://127.0.0.1:{port}/0"]
+        processes.append(subprocess.Popen(command, cwd=work, stdout=subprocess.DEVNULL))
+    cpu, rss = 0.0, 0.0
+    for process in processes:
+        _, status, usage = os.wait4(process.pid, 0)
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            raise SystemExit(f"a shared-frontier worker failed: {process.args}")
+        cpu += usage.ru_utime + usage.ru_stime
+        rss = max(rss, usage.ru_maxrss / 1024)
+    seconds = time.monotonic() - started
+    cpu += cpu_of(redis.pid) - redis_cpu
+    urls = set()
+    for out in outputs:
+        with (out / "pages.jsonl").open() as pages:
+            urls.update(json.loads(line)["url"] for line in pages)
+    memory = redis_cli(port, "INFO", "memory").split("used_memory:", 1)[1].split()[0]
+    print(f"  redis used_memory after the crawl: {int(memory) / 2**20:.1f} MiB", flush=True)
+    return Run(f"redis x{workers}", len(urls), seconds, cpu, rss)
+
+
 def run_scrapy_command(
     seeds: list[str], hosts: list[str], work: Path, settings: list[str] = ()
 ) -> list[str]:
@@ -261,6 +328,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, nargs="+", default=[1])
     parser.add_argument("--no-scrapy", action="store_true", help="measure only our crawler")
+    parser.add_argument("--redis-workers", type=int, nargs="*", default=[])
     args = parser.parse_args()
 
     port = free_port()
@@ -272,11 +340,20 @@ def main() -> None:
         hosts = [f"127.0.0.{2 + h}" for h in range(args.hosts)]
         seeds = [f"http://{host_of(h, args.hosts)}:{port}/p/{h}.html" for h in range(args.hosts)]
         server = start_nginx(work / "site", work, port, args.hosts)
+        redis_port = free_port()
+        redis = start_redis(redis_port) if args.redis_workers else None
         runs: list[Run] = []
         try:
             for number in range(args.runs):
                 for processes in args.processes:
                     runs.append(run_ours(seeds, work, processes, []))
+                    print(
+                        f"run {number + 1}: {runs[-1].name}: {runs[-1].pages_per_s:.1f} pages/s",
+                        flush=True,
+                    )
+                for workers in args.redis_workers:
+                    assert redis is not None
+                    runs.append(run_shared(seeds, work, workers, redis, redis_port))
                     print(
                         f"run {number + 1}: {runs[-1].name}: {runs[-1].pages_per_s:.1f} pages/s",
                         flush=True,
@@ -289,6 +366,9 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(10)
+            if redis is not None:
+                redis.terminate()
+                redis.wait(10)
         report(runs)
 
 

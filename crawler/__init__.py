@@ -5,7 +5,7 @@ The public surface is ``__all__``; see docs in README.md and DESIGN.md §3.
 
 from crawler.api import Crawler, crawl, run
 from crawler.config import CrawlConfig
-from crawler.errors import ConfigError, CrawlerError, OutputLocked
+from crawler.errors import ConfigError, CrawlerError, FrontierUnavailable, OutputLocked
 from crawler.extract import Item, Page
 from crawler.records import BrokenLink, CrawlStats, PageRecord
 
@@ -16,6 +16,7 @@ __all__ = [
     "CrawlStats",
     "Crawler",
     "CrawlerError",
+    "FrontierUnavailable",
     "Item",
     "OutputLocked",
     "Page",

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from crawler.config import CrawlConfig
-from crawler.errors import FrontierUnavailable
+from crawler.errors import CrawlerError, FrontierUnavailable
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import DONE, Entry, Frontier, Lease, MemoryFrontier, Outcome, PageBudget
 from crawler.journal import Journal, Restored, Settings, Sink, WorkerJournal
@@ -293,6 +293,13 @@ class Engine:
         self._memory.restore(seen, 0, 0)
 
     async def _run_stages(self) -> None:
+        try:
+            await self._stages()
+        except* CrawlerError as group:
+            # A run-stopping error (the shared frontier gone) is raised as itself.
+            raise group.exceptions[0] from None
+
+    async def _stages(self) -> None:
         async with asyncio.TaskGroup() as stages:
             stages.create_task(self._parse_loop(), name="parser")
             async with asyncio.TaskGroup() as crawl:

@@ -91,6 +91,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+async def until(condition: Callable[[], object], seconds: float, step: float = 0.02) -> None:
+    """Poll until ``condition()`` is true; fail the test after ``seconds``."""
+    for _ in range(int(seconds / step) + 1):
+        if condition():
+            return
+        await asyncio.sleep(step)
+    pytest.fail(f"still not true after {seconds} s")
+
+
 @contextlib.asynccontextmanager
 async def reaped(process: asyncio.subprocess.Process) -> AsyncIterator[None]:
     """Run the block; a child process still running at its end (a failed test) is killed."""

@@ -1,0 +1,184 @@
+"""Workers of one shared crawl as separate `crawler crawl --frontier` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from conftest import RedisServer, Site, SiteFactory, html_page, reaped, until
+from test_cli import assert_one_line_error, run_cli
+
+HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+PAGES = 30
+DELAY = 0.2
+
+
+def records(folder: Path) -> list[dict[str, Any]]:
+    """pages.jsonl's complete lines (a worker killed mid-line leaves a torn one)."""
+    path = folder / "pages.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    return [json.loads(line) for line in lines]
+
+
+async def three_hosts(
+    serve: SiteFactory, answering: set[int] | None = None, seconds: float = 0.0
+) -> list[Site]:
+    """PAGES pages on each host; each page links to pages on every host. Each
+    answer takes ``seconds``, while the client's port is in ``answering``."""
+    sites: list[Site] = []
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        number = int(request.match_info.get("n", "0"))
+        links = [f"{site.url}/p{(number * 3 + k) % PAGES}" for site in sites for k in (1, 2, 3)]
+        if answering is not None and request.transport is not None:
+            port = request.transport.get_extra_info("peername")[1]
+            answering.add(port)
+            await asyncio.sleep(seconds)
+            answering.discard(port)
+        return html_page(request.path, links)
+
+    for host in HOSTS:
+        sites.append(await serve({"/": page, r"/p{n:\d+}": page}, host=host))
+    return sites
+
+
+def local_ports(pid: int) -> set[int]:
+    """The local TCP ports of a process's sockets (Linux: /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+async def start_worker(folder: str, frontier: str, *urls: str, cwd: Path) -> Any:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        *urls,
+        "--frontier",
+        frontier,
+        "--output",
+        folder,
+        "--delay",
+        str(DELAY),
+        "--concurrency",
+        "4",
+        "--quiet",
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_three_workers_one_killed_cover_the_site_politely(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    answering: set[int] = set()
+    sites = await three_hosts(serve, answering, seconds=0.15)
+    seeds = [site.url + "/" for site in sites]
+    workers = [await start_worker("w0", redis_server.url, *seeds, cwd=tmp_path)]
+    async with reaped(workers[0]):
+        await until((tmp_path / "w0" / "frontier.json").exists, 20)
+        workers += [await start_worker(f"w{n}", redis_server.url, cwd=tmp_path) for n in (1, 2)]
+        async with reaped(workers[1]), reaped(workers[2]):
+            total = len(HOSTS) * (PAGES + 1)
+            holding: list[Any] = []
+
+            def half_way_and_held() -> bool:
+                """Half the site fetched, and the server answering a worker (it holds a lease)."""
+                if sum(len(site.requests) for site in sites) >= total // 2:
+                    holding[:] = [w for w in workers if local_ports(w.pid) & answering]
+                return bool(holding)
+
+            await until(half_way_and_held, 60, step=0.01)
+            victim = holding[0]
+            victim.send_signal(signal.SIGKILL)
+            survivors = [worker for worker in workers if worker is not victim]
+            async with asyncio.timeout(90):
+                results = [await worker.communicate() for worker in survivors]
+    assert [worker.returncode for worker in survivors] == [0, 0], results
+    found = [r["url"] for name in ("w0", "w1", "w2") for r in records(tmp_path / name)]
+    expected = {f"{site.url}/p{n}" for site in sites for n in range(PAGES)}
+    expected |= set(seeds)
+    assert set(found) == expected
+    # Only the killed worker's leases (at most its 4 in flight) were fetched again.
+    requested = [(site.url, path) for site in sites for path in site.requests]
+    repeated = [key for key, count in collections.Counter(requested).items() if count > 1]
+    assert 1 <= len(repeated) <= 4, repeated
+    for site in sites:
+        assert site.count("/robots.txt") == 1
+        starts = sorted(when for _, when in site.arrivals)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+        assert min(gaps) >= DELAY * 0.75, (site.url, min(gaps))
+    folder = tmp_path / f"w{workers.index(survivors[0])}"
+    stats = json.loads((folder / "stats.json").read_text())
+    assert stats["finished"] and stats["pages"] >= len(expected)
+
+
+async def test_a_stopped_worker_resumes_the_shared_crawl(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    sites = await three_hosts(serve)
+    seeds = [site.url + "/" for site in sites]
+    common = ["--frontier", redis_server.url, "--output", "out", "--delay", str(DELAY)]
+    code, _, err = await run_cli("crawl", *seeds, *common, "--max-time", "1", cwd=tmp_path)
+    assert code == 0, err
+    done = records(tmp_path / "out")
+    assert 0 < len(done) < len(HOSTS) * (PAGES + 1)
+    assert not json.loads((tmp_path / "out" / "stats.json").read_text())["finished"]
+    code, _, err = await run_cli("crawl", *common, "--resume", cwd=tmp_path)
+    assert code == 0, err
+    urls = [r["url"] for r in records(tmp_path / "out")]
+    assert len(urls) == len(set(urls)) == len(HOSTS) * (PAGES + 1)
+    code, _, err = await run_cli("crawl", *common, cwd=tmp_path)
+    assert code == 0 and "finished" in err
+
+
+async def test_redis_gone_mid_crawl_exits_5_and_keeps_the_records(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    sites = await three_hosts(serve)
+    worker = await start_worker("out", redis_server.url, sites[0].url + "/", cwd=tmp_path)
+    async with reaped(worker):
+        await until(lambda: len(records(tmp_path / "out")) >= 5, 30)
+        redis_server.stop()
+        async with asyncio.timeout(60):
+            _, stderr = await worker.communicate()
+    assert worker.returncode == 5
+    assert "did not answer" in stderr.decode().splitlines()[-1]
+    assert "Traceback" not in stderr.decode()
+    assert len(records(tmp_path / "out")) >= 5
+    assert (tmp_path / "out" / "stats.json").exists()
+
+
+async def test_frontier_flag_errors(redis_server: RedisServer, tmp_path: Path) -> None:
+    joined = await run_cli("crawl", "--frontier", redis_server.url, cwd=tmp_path)
+    assert_one_line_error(joined, 2, "no crawl in")
+    bad = await run_cli("crawl", "http://a.test/", "--frontier", "http://x/", cwd=tmp_path)
+    assert_one_line_error(bad, 2, "redis://")
+    both = await run_cli(
+        "crawl", "http://a.test/", "--frontier", redis_server.url, "--processes", "2", cwd=tmp_path
+    )
+    assert_one_line_error(both, 2, "--processes")
