@@ -13,6 +13,8 @@ Started from shared/notes/redis-frontier.md; what changed, and why:
   politeness.py does in one process) and in-flight limit. The limit is 1 until
   the host's robots.txt is known, so exactly one worker fetches it (no lock
   key), and ``save_robots`` stores it and raises the limit to --per-host.
+  A gap gets GAP_MARGIN_MS more: requests leave from different machines a
+  few ms after their leases, and the server must still see the whole gap.
 - LEASE takes up to n entries per call, several from one host when its gap
   allows (the engine asks for as many as it has idle workers). ACK carries
   continuations (retries, redirect hops, the entry deferred by robots.txt):
@@ -93,6 +95,9 @@ OUTAGE_SECONDS = 20.0
 # Longest sleep before asking Redis again when nothing was due.
 POLL_SECONDS = 0.05
 BACKOFF_FLOOR_MS = 500
+# Added to a host's gap: its requests leave from several machines, whose time
+# from lease to request differs; the margin keeps the gap whole at the server.
+GAP_MARGIN_MS = 20
 # Settings every worker of a crawl shares; the rest are each worker's own.
 SHARED_SETTINGS = (
     "seeds",
@@ -112,7 +117,8 @@ SHARED_SETTINGS = (
     "deny",
 )
 
-_COMMON = """
+_COMMON = (
+    """
 local P = ARGV[1]
 local first_limit = tonumber(ARGV[3])
 local delay_ms = tonumber(ARGV[4])
@@ -145,6 +151,7 @@ local function schedule(h)
     return
   end
   local gap = math.max(tonumber(s[3] or delay_ms), tonumber(s[4] or '0'))
+  if gap > 0 then gap = gap + MARGIN end
   local due = 0
   if s[1] then due = tonumber(s[1]) + gap end
   due = math.max(due, tonumber(s[2] or '0'))
@@ -186,6 +193,7 @@ local function enqueue(first)
   return result
 end
 """
+).replace("MARGIN", str(GAP_MARGIN_MS))
 
 # ARGV: common (5), settings JSON, crawl id, then as ENQUEUE. Returns 0 if the crawl existed.
 _CREATE = (
