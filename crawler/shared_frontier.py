@@ -32,7 +32,7 @@ Started from shared/notes/redis-frontier.md; what changed, and why:
   its own seen set (8 bytes a URL) in front of Redis's, so a link it already
   sent is not sent again.
 - The seen set is 16,384 buckets of 64-bit fingerprints (BLAKE2b), as Redis
-  intsets: about 9 bytes a URL up to 8M URLs (512 per bucket), measured by
+  intsets: 10.1 bytes a URL at 1M URLs, fewer as they fill (512 per bucket, 8M), by
   benchmarks/redis_memory.py. Beyond that buckets turn into hash tables.
 - Settings that workers must agree on live in the crawl's ``meta`` hash;
   joiners take them. One crawl per Redis database (keys ``c:{crawl}:...``;
