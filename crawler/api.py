@@ -14,7 +14,6 @@ from crawler.engine import Engine
 from crawler.extract import Item
 from crawler.procs import ProcessFront
 from crawler.records import CrawlStats, PageRecord
-from crawler.urls import host_of, normalize
 from crawler.visit import RecordSink
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
@@ -99,16 +98,9 @@ class Crawler:
 
 
 def _runner(config: CrawlConfig, on_record: RecordSink | None) -> Engine | ProcessFront:
-    """One engine, or the multiprocessing front for --processes N over several hosts.
-
-    A crawl whose scope is one host runs in one engine whatever N is: a host
-    lives in one process (procs.py says why), and the front would only add its
-    parent's work. (A resumed crawl has no seeds here: it takes the front.)
-    """
+    """One engine, or the multiprocessing front for --processes N."""
     if config.processes > 1:
-        hosts = {host_of(url) for url in map(normalize, config.seeds) if url is not None}
-        if len(hosts) != 1 or config.allow_domain:
-            return ProcessFront(config, on_record)
+        return ProcessFront(config, on_record)
     return Engine(config, on_record)
 
 

@@ -35,7 +35,7 @@ from crawler.fetcher import Fetcher, Response
 from crawler.frontier import DONE, Entry, Frontier, Lease, MemoryFrontier, Outcome, PageBudget
 from crawler.journal import Journal, Restored, Settings, Sink, WorkerJournal
 from crawler.parser import ParsedPage, header_directives, parse_html
-from crawler.politeness import Politeness
+from crawler.politeness import Politeness, SharedSlot
 from crawler.records import CrawlStats
 from crawler.shared_frontier import SharedFrontier
 from crawler.stats import Tally
@@ -56,6 +56,8 @@ class Partition(Protocol):
 
     budget: PageBudget
     sink: Sink
+    # The politeness slot of a host whose URLs the front splits between processes.
+    shared_slot: SharedSlot | None
 
     def owns(self, url: str) -> bool:
         """Whether this process owns the URL's host."""
@@ -88,6 +90,7 @@ class Engine:
             config.delay,
             robots_first=not config.ignore_robots,
             backoff_cap=config.max_retry_after,
+            shared=partition.shared_slot if partition is not None else None,
         )
         self.tally = Tally()
         self._journal = None

@@ -367,7 +367,13 @@ class MemoryFrontier:
         """Lease the host's first entry; None if it is a page the budget no longer allows."""
         heapq.heappop(self._heap)
         self._scheduled.discard(host)
-        if self._queues[host][0].counts_as_page() and not self._budget.take():
+        page = self._queues[host][0].counts_as_page()
+        slot = self._politeness.slot(host)
+        if (page and self._budget.exhausted()) or not slot.try_start(now):
+            self._schedule(host)
+            return None
+        if page and not self._budget.take():  # another process took the last page
+            slot.finish(now, None, None)
             self._schedule(host)
             return None
         entry = self._queues[host].popleft()
@@ -377,7 +383,6 @@ class MemoryFrontier:
         if entry.is_continuation():
             self._continuations -= 1
         self._leased += 1
-        self._politeness.slot(host).start(now)
         self._schedule(host)
         return Lease(entry, host)
 

@@ -5,12 +5,23 @@ Scrapy's downloader Slot); the frontier asks it when a host is ready and tells
 it when a request starts and how it ended. The gap between two request starts
 to one host is max(--delay, robots.txt Crawl-delay, current back-off), and a
 Retry-After pushes the next start out on top of that.
+
+A SharedSlot is the same model kept in shared memory, for a host whose URLs
+the multiprocessing front splits between its processes (a single-host crawl):
+every process checks and starts under one lock, on the system-wide monotonic
+clock, so the host's bound and gap hold for all of them together.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import SynchronizedArray
+from typing import Protocol
 
 # Back-off after a 429/503: the gap doubles from this floor up to the slot's
 # cap (--max-retry-after), and halves again on each success until it falls
@@ -45,6 +56,17 @@ class HostSlot:
         self.in_flight += 1
         self.last_start = now
 
+    def try_start(self, now: float) -> bool:
+        """Start a request if the slot allows one at ``now``."""
+        if self.ready_at() > now:
+            return False
+        self.start(now)
+        return True
+
+    def robots_known(self, limit: int, crawl_delay: float) -> None:
+        self.limit = limit
+        self.crawl_delay = crawl_delay
+
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None:
         self.in_flight -= 1
         if status in THROTTLE_STATUSES:
@@ -55,27 +77,108 @@ class HostSlot:
             self.not_before = max(self.not_before, now + retry_after)
 
 
+class Slot(Protocol):
+    def ready_at(self) -> float: ...
+
+    def try_start(self, now: float) -> bool: ...
+
+    def finish(self, now: float, status: int | None, retry_after: float | None) -> None: ...
+
+    def robots_known(self, limit: int, crawl_delay: float) -> None: ...
+
+
+# While a shared slot is full, the processes look again this often.
+SHARED_POLL_SECONDS = 0.001
+
+
+class SharedSlot:
+    """A HostSlot in shared memory (a multiprocessing Array of its 8 fields)."""
+
+    def __init__(self, values: SynchronizedArray[float]) -> None:
+        self._values = values
+
+    @staticmethod
+    def initial(limit: int, delay: float, backoff_cap: float) -> list[float]:
+        """The array's starting values (a new HostSlot's fields, in order)."""
+        slot = HostSlot(limit, delay, backoff_cap)
+        return [float(getattr(slot, item.name)) for item in dataclasses.fields(HostSlot)]
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[HostSlot]:
+        with self._values.get_lock():
+            values: list[float] = self._values[:]
+            slot = HostSlot(
+                limit=int(values[0]),
+                delay=values[1],
+                backoff_cap=values[2],
+                in_flight=int(values[3]),
+                last_start=values[4],
+                crawl_delay=values[5],
+                backoff=values[6],
+                not_before=values[7],
+            )
+            yield slot
+            self._values[:] = [getattr(slot, item.name) for item in dataclasses.fields(HostSlot)]
+
+    def ready_at(self) -> float:
+        # HostSlot.ready_at, read straight from the array (the frontier asks often).
+        values = self._values
+        with values.get_lock():
+            limit, delay, _, in_flight, last, crawl_delay, backoff, not_before = values[:]
+        ready = math.inf
+        if in_flight < limit:
+            ready = max(last + max(delay, crawl_delay, backoff), not_before)
+        if ready == math.inf:
+            # Full, maybe with another process's requests: look again at the next
+            # tick (a stable time within a tick, so the frontier's heap settles).
+            ready = (math.floor(time.monotonic() / SHARED_POLL_SECONDS) + 1) * SHARED_POLL_SECONDS
+        return ready
+
+    def try_start(self, now: float) -> bool:
+        with self._slot() as slot:
+            return slot.try_start(now)
+
+    def finish(self, now: float, status: int | None, retry_after: float | None) -> None:
+        with self._slot() as slot:
+            slot.finish(now, status, retry_after)
+
+    def robots_known(self, limit: int, crawl_delay: float) -> None:
+        with self._slot() as slot:
+            slot.robots_known(limit, crawl_delay)
+
+
 class Politeness:
-    """The slots of every host of one crawl."""
+    """The slots of every host of one crawl (or one slot shared by processes)."""
 
     def __init__(
-        self, per_host: int, delay: float, *, robots_first: bool, backoff_cap: float = 60.0
+        self,
+        per_host: int,
+        delay: float,
+        *,
+        robots_first: bool,
+        backoff_cap: float = 60.0,
+        shared: SharedSlot | None = None,
     ) -> None:
         self._per_host = per_host
         self._delay = delay
         self._backoff_cap = backoff_cap
-        # Until a host's robots.txt is known, one request at a time: the robots fetch.
-        self._first_limit = 1 if robots_first else per_host
+        self.first_limit = first_limit(per_host, robots_first=robots_first)
         self._slots: dict[str, HostSlot] = {}
+        self._shared = shared
 
-    def slot(self, host: str) -> HostSlot:
+    def slot(self, host: str) -> Slot:
+        if self._shared is not None:
+            return self._shared
         slot = self._slots.get(host)
         if slot is None:
-            slot = HostSlot(self._first_limit, self._delay, self._backoff_cap)
+            slot = HostSlot(self.first_limit, self._delay, self._backoff_cap)
             self._slots[host] = slot
         return slot
 
     def robots_known(self, host: str, crawl_delay: float) -> None:
-        slot = self.slot(host)
-        slot.limit = self._per_host
-        slot.crawl_delay = crawl_delay
+        self.slot(host).robots_known(self._per_host, crawl_delay)
+
+
+def first_limit(per_host: int, *, robots_first: bool) -> int:
+    """Until a host's robots.txt is known, one request at a time: the robots fetch."""
+    return 1 if robots_first else per_host

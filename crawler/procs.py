@@ -53,6 +53,7 @@ import multiprocessing
 import threading
 from collections.abc import Iterable
 from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
 from crawler.config import CrawlConfig
@@ -60,10 +61,11 @@ from crawler.errors import ConfigError, CrawlerError
 from crawler.extract import Item
 from crawler.frontier import Entry
 from crawler.journal import Journal, Settings
+from crawler.politeness import SharedSlot, first_limit
 from crawler.records import CrawlStats, PageRecord
 from crawler.state import Completion
 from crawler.stats import Tally
-from crawler.urls import normalize
+from crawler.urls import host_of, normalize
 from crawler.visit import RecordSink
 from crawler.worker import WORKER_COUNTS, WorkerSpec, owner, worker_main
 
@@ -101,6 +103,8 @@ class ProcessFront:
         self._failure: str | None = None
         self._queued = 0
         self._outgoing: dict[int, list[Entry]] = {}
+        self._split = False
+        self._slot: SynchronizedArray[float] | None = None
 
     def stop(self) -> None:
         """Stop every worker; each finishes what it has in flight, then reports and exits."""
@@ -158,8 +162,14 @@ class ProcessFront:
     def _start_workers(
         self, context: SpawnContext, outbox: multiprocessing.Queue[Any], settings: Settings
     ) -> None:
-        # Kept on self: the workers' handle to it must outlive this call.
+        # Kept on self: the workers' handles to them must outlive this call.
         self._counter = counter = context.Value("q", self.tally.pages)
+        hosts = {host_of(url) for url in map(normalize, settings.seeds) if url is not None}
+        self._split = len(hosts) == 1 and not settings.allow_domain
+        if self._split:
+            limit = first_limit(self.config.per_host, robots_first=not self.config.ignore_robots)
+            initial = SharedSlot.initial(limit, self.config.delay, self.config.max_retry_after)
+            self._slot = context.Array("d", initial)
         config = dataclasses.replace(
             self.config,
             seeds=settings.seeds,
@@ -172,7 +182,13 @@ class ProcessFront:
             inbox: multiprocessing.Queue[Any] = context.Queue()
             process = context.Process(
                 target=worker_main,
-                args=(WorkerSpec(config, index, self._count), inbox, outbox, counter),
+                args=(
+                    WorkerSpec(config, index, self._count, self._split),
+                    inbox,
+                    outbox,
+                    counter,
+                    self._slot,
+                ),
                 name=f"crawler-worker-{index}",
                 daemon=True,
             )
@@ -185,11 +201,11 @@ class ProcessFront:
         if restored is not None and restored.pending:
             seen: list[list[str]] = [[] for _ in range(self._count)]
             for url in restored.seen:
-                seen[owner(url, self._count)].append(url)
+                seen[owner(url, self._count, split=self._split)].append(url)
             assert self._journal is not None
             pending: list[list[Entry]] = [[] for _ in range(self._count)]
             for _, entry in self._journal.load(-1, restored.pending):
-                pending[owner(entry.url, self._count)].append(entry)
+                pending[owner(entry.url, self._count, split=self._split)].append(entry)
             self._queued = restored.pending
             for index in range(self._count):
                 self._send(index, ("restore", seen[index], pending[index]))
@@ -204,7 +220,9 @@ class ProcessFront:
     def _route(self, entries: Iterable[Entry]) -> None:
         """Entries for their owners, sent by _flush_routes (one message per owner per batch)."""
         for entry in entries:
-            self._outgoing.setdefault(owner(entry.url, self._count), []).append(entry)
+            self._outgoing.setdefault(owner(entry.url, self._count, split=self._split), []).append(
+                entry
+            )
 
     def _flush_routes(self) -> None:
         outgoing, self._outgoing = self._outgoing, {}

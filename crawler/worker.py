@@ -17,7 +17,7 @@ import multiprocessing
 import signal
 import traceback
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from typing import Any
 
 from crawler.config import CrawlConfig
@@ -25,6 +25,7 @@ from crawler.engine import Engine
 from crawler.frontier import Entry, PageBudget, SeenSet, fingerprint
 from crawler.journal import Sink
 from crawler.output import LinkIndex, Output
+from crawler.politeness import SharedSlot
 from crawler.records import PageRecord
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
@@ -66,9 +67,10 @@ class SharedBudget(PageBudget):
             return True
 
 
-def owner(url: str, processes: int) -> int:
-    """The process that owns the URL's host name (every port of it, as scope does)."""
-    return owner_of(host_of(url), processes)
+def owner(url: str, processes: int, *, split: bool = False) -> int:
+    """The process that owns the URL: by its host name (every port of it, as scope
+    does), or by the whole URL when the front splits a single host's URLs."""
+    return owner_of(url if split else host_of(url), processes)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class WorkerSpec:
     config: CrawlConfig
     index: int
     processes: int
+    # A single-host crawl: URLs are split between processes, politeness shared.
+    split: bool = False
 
 
 class _Outbox:
@@ -108,10 +112,17 @@ class _Outbox:
 class _WorkerPartition:
     """The Engine's Partition and Sink in a worker: everything goes to the parent."""
 
-    def __init__(self, spec: WorkerSpec, outbox: _Outbox, budget: PageBudget) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        outbox: _Outbox,
+        budget: PageBudget,
+        shared_slot: SharedSlot | None,
+    ) -> None:
         self._spec = spec
         self._outbox = outbox
         self.budget = budget
+        self.shared_slot = shared_slot
         self.sink: Sink = self
         self.links = LinkIndex()
         self.consumed = 0
@@ -125,7 +136,7 @@ class _WorkerPartition:
         self._reported: int | None = None
 
     def owns(self, url: str) -> bool:
-        return owner(url, self._spec.processes) == self._spec.index
+        return owner(url, self._spec.processes, split=self._spec.split) == self._spec.index
 
     def route(self, entries: list[Entry]) -> None:
         # A URL sent once is the owner's to dedup: most links repeat, so this keeps
@@ -175,7 +186,8 @@ class _WorkerPartition:
         self.links.note(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
-        # Hosts are split between workers, so their mirror folders never meet.
+        # Each mirrored path is one URL's (a single host's URLs split between
+        # workers may rarely collide on a path: the last one written stays).
         if self._mirror is not None:
             await self._mirror.save_html(url, body)
 
@@ -185,11 +197,12 @@ def worker_main(
     inbox: multiprocessing.Queue[Any],
     outbox: multiprocessing.Queue[Any],
     counter: Synchronized[int],
+    slot: SynchronizedArray[float] | None,
 ) -> None:
     """A worker process: ignore Ctrl-C (the parent stops us), run one engine."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        asyncio.run(_work(spec, inbox, outbox, counter))
+        asyncio.run(_work(spec, inbox, outbox, counter, slot))
     except BaseException:
         outbox.put((spec.index, [("failed", traceback.format_exc())]))
         raise
@@ -203,9 +216,12 @@ async def _work(
     inbox: multiprocessing.Queue[Any],
     outbox: multiprocessing.Queue[Any],
     counter: Synchronized[int],
+    slot: SynchronizedArray[float] | None,
 ) -> None:
     sender = _Outbox(outbox, spec.index)
-    partition = _WorkerPartition(spec, sender, SharedBudget(spec.config.max_pages, counter))
+    budget = SharedBudget(spec.config.max_pages, counter)
+    shared = SharedSlot(slot) if slot is not None else None
+    partition = _WorkerPartition(spec, sender, budget, shared)
     engine = Engine(spec.config, partition=partition)
     partition.tally = engine.tally
     reader = asyncio.create_task(_read_inbox(inbox, engine, partition), name="inbox")

@@ -4,6 +4,7 @@ global limits, a worker killed with kill -9, Ctrl-C, and --resume."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -218,12 +219,38 @@ async def test_save_html_in_every_process(serve: SiteFactory, tmp_path: Path) ->
     assert len(files) == len(ok)
 
 
-def test_a_single_host_crawl_runs_in_one_engine() -> None:
-    from crawler.api import _runner
-    from crawler.engine import Engine
-    from crawler.procs import ProcessFront
+async def test_a_single_host_is_split_between_processes_politely(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    in_flight, most = 0, 0
+    arrivals: list[float] = []
 
-    one_host = CrawlConfig(seeds=("http://a.org/", "http://a.org/x"), processes=2)
-    two_hosts = CrawlConfig(seeds=("http://a.org/", "http://b.org/"), processes=2)
-    assert isinstance(_runner(one_host, None), Engine)
-    assert isinstance(_runner(two_hosts, None), ProcessFront)
+    async def page(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, most
+        arrivals.append(asyncio.get_running_loop().time())
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.03)
+        in_flight -= 1
+        number = int(request.match_info["n"])
+        return html_page(str(number), [f"/p/{(number * 7 + k) % 80}" for k in range(1, 6)])
+
+    async def robots(_: web.Request) -> web.StreamResponse:
+        return web.Response(text="User-agent: *\nDisallow: /private\n")
+
+    site = await serve({r"/p/{n:\d+}": page, "/robots.txt": robots})
+    config = CrawlConfig(
+        seeds=(site.url + "/p/0",), output_dir=tmp_path, processes=2, per_host=2, delay=0.02
+    )
+    stats = await crawl(config)
+    assert stats.finished and stats.pages == 80
+    urls = [r["url"] for r in read_jsonl(tmp_path / "pages.jsonl")]
+    assert len(urls) == len(set(urls)) == 80
+    pages = [path for path in site.requests if path.startswith("/p/")]
+    assert len(pages) == len(set(pages)) == 80
+    assert 1 <= site.count("/robots.txt") <= 2  # once per process at most
+    assert most <= 2  # --per-host holds for both processes together
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.015, min(gaps)
+    split = {owner(f"{site.url}/p/{n}", 2, split=True) for n in range(80)}
+    assert split == {0, 1}
