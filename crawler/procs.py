@@ -11,14 +11,16 @@ what the workers report, routes links between them, and drives the display.
 
 Why hosts and not URLs: a host's politeness (its in-flight bound, its gap,
 its back-off, its robots.txt) must be kept on one clock, so one process owns
-it. A crawl of a single host therefore runs in one process (api.py then
-runs a plain Engine, without this front). Spreading its
-parsing instead was tried and measured (a spawn ProcessPoolExecutor doing
-parse and link normalisation): 1,220 pages/s against 1,990 for one process
-on the benchmark's single host, because with lxml a page's parsing costs
-about what shipping its body to another process does. Splitting one host's
-URLs between processes would need its politeness on a shared clock: that is
-the Redis frontier's job (--frontier), not this front's.
+it. A crawl of a single host (one host in scope, no --allow-domain) is the
+exception: its URLs are split between processes by a stable hash of the
+whole URL, and its politeness slot lives in shared memory
+(politeness.SharedSlot: one lock, the system-wide monotonic clock), so the
+bound and the gap hold for all processes together; each process reads
+robots.txt once for itself. Spreading only the parsing was tried first and
+measured (a spawn ProcessPoolExecutor doing parse and link normalisation):
+1,220 pages/s against 1,990 for one process, because with lxml a page's
+parsing costs about what shipping its body to another process does; a whole
+share of the fetching, parsing and link work per process does gain.
 
 Invariants (the termination rule):
 1. The parent counts the batches it forwards to each worker; a worker reports
