@@ -2,8 +2,9 @@
 
 import sys
 
-from crawler.cli import main
-
-# Guarded: the multiprocessing front's spawned workers import this module again.
+# Guarded: the multiprocessing front's spawned workers import this module again,
+# and need none of the command line.
 if __name__ == "__main__":
+    from crawler.cli import main
+
     sys.exit(main())

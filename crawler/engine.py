@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError, FrontierUnavailable
@@ -37,11 +37,12 @@ from crawler.journal import Journal, Restored, Settings, Sink, WorkerJournal
 from crawler.parser import ParsedPage, header_directives, parse_html
 from crawler.politeness import Politeness, SharedSlot
 from crawler.records import CrawlStats
-from crawler.shared_frontier import SharedFrontier
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, normalize
 from crawler.visit import RecordSink, Visitor
-from crawler.warc import WarcRecorder
+
+if TYPE_CHECKING:
+    from crawler.shared_frontier import SharedFrontier
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,10 @@ class Engine:
         self._memory: MemoryFrontier | None = None
         self._frontier: Frontier
         if config.frontier is not None:
+            # Imported here, as warc below: redis and warcio cost every process's
+            # start-up, the front's spawned workers too, and few crawls use them.
+            from crawler.shared_frontier import SharedFrontier
+
             self._shared = SharedFrontier(config.frontier, self.tally, on_dead=self._dead)
             self._frontier = self._shared
         else:
@@ -141,6 +146,8 @@ class Engine:
         with contextlib.ExitStack() as files:
             recorder = None
             if self.config.warc is not None:
+                from crawler.warc import WarcRecorder
+
                 recorder = files.enter_context(WarcRecorder(self.config.warc)).record
             settings, restored = Settings.of(self.config), None
             if self._journal is not None:

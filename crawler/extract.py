@@ -23,12 +23,13 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
-
-from bs4 import BeautifulSoup
+from typing import TYPE_CHECKING, Any
 
 from crawler.errors import ConfigError
 from crawler.parser import decode_html
+
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
 
 Extractor = Callable[
     ["Page"], Iterable[dict[str, Any]] | Awaitable[Iterable[dict[str, Any]]] | None
@@ -66,6 +67,10 @@ class Page:
     @cached_property
     def soup(self) -> BeautifulSoup:
         """The BeautifulSoup tree of the page, built on first use."""
+        # Imported here: bs4 is a tenth of a worker process's start-up, and most
+        # crawls never build a tree.
+        from bs4 import BeautifulSoup
+
         return BeautifulSoup(self.text, "lxml")
 
 

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
-import charset_normalizer
 from lxml import etree
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -74,6 +73,8 @@ def decode_html(body: bytes, header_charset: str | None) -> str:
     if text is None:
         text = _try_decode(body, "utf-8")
     if text is None:
+        import charset_normalizer  # only for the rare page that declares no charset
+
         guess = charset_normalizer.from_bytes(body[:_DETECT_BYTES]).best()
         encoding = guess.encoding if guess is not None else "utf-8"
         text = body.decode(encoding, errors="replace")
