@@ -472,12 +472,14 @@ class SharedFrontier:
         on_dead: Callable[[Entry], Awaitable[None]] | None = None,
         lease_seconds: float = LEASE_SECONDS,
         outage_seconds: float = OUTAGE_SECONDS,
+        host_cap: int = HOST_CAP,
     ) -> None:
         self.url = url
         self._tally = tally
         self._on_dead = on_dead
         self._lease_ms = int(lease_seconds * 1000)
         self._outage = outage_seconds
+        self._host_cap = host_cap
         self._redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5
         )
@@ -527,7 +529,7 @@ class SharedFrontier:
             self._configure(config)
             crawl_id = f"{time.time_ns():x}"
             seeds = [Entry(url, 0) for url in config.seeds]
-            args = [*self._common, json.dumps(settings), crawl_id, HOST_CAP]
+            args = [*self._common, json.dumps(settings), crawl_id, self._host_cap]
             created = await self._eval("create", args + self._enqueue_args(seeds, front=False))
             if created[0] == 1:
                 self.created = True
@@ -743,7 +745,7 @@ class SharedFrontier:
         batch, self._settle = self._settle, _Settle()
         deltas = self._counter_deltas()
         calls = [
-            ("enqueue", [*self._common, HOST_CAP, *self._enqueue_args(entries, front)])
+            ("enqueue", [*self._common, self._host_cap, *self._enqueue_args(entries, front)])
             for entries, front, _ in batch.adds
         ]
         if batch.acks or deltas:

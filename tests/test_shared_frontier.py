@@ -282,6 +282,30 @@ async def test_a_full_redis_refuses_new_links_and_says_so(redis_server: RedisSer
     await front.aclose()
 
 
+async def test_a_full_host_queue_refuses_links_until_it_drains(
+    fronts: Callable[..., object],
+) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, per_host=10)
+    front = await fronts(config, host_cap=3)  # type: ignore[misc]
+    links = [Entry(f"http://a.test/{n}", 1) for n in range(4)]
+    added = await front.add(links)
+    assert len(added) == 2  # the seed and two links fill the queue of 3
+    assert front._tally.refused_links == 2
+    for lease in await front.lease(10):
+        await front.ack(lease, 200, None)
+    # Refused URLs were not marked seen: a later link brings them back.
+    assert [entry.url for entry in await front.add(links)] == ["http://a.test/2", "http://a.test/3"]
+
+
+async def test_scripts_come_back_after_a_script_flush(fronts: Callable[..., object]) -> None:
+    front = await fronts(CrawlConfig(seeds=(SEED,), ignore_robots=True))  # type: ignore[misc]
+    redis = aioredis.Redis.from_url(front.url)
+    await redis.script_flush()  # as after a restart of Redis
+    await redis.aclose()
+    (lease,) = await front.lease(4)
+    assert lease.entry.url == SEED
+
+
 async def test_redis_gone_stops_the_worker_in_bounded_time(redis_server: RedisServer) -> None:
     front = SharedFrontier(redis_server.url, Tally(), outage_seconds=1.0)
     await front.open(CrawlConfig(seeds=(SEED,), ignore_robots=True))
