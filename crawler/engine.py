@@ -33,6 +33,7 @@ from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError, FrontierUnavailable
 from crawler.fetcher import Fetcher, Response
 from crawler.frontier import DONE, Entry, Frontier, Lease, MemoryFrontier, Outcome, PageBudget
+from crawler.hosts import RobotsStore
 from crawler.journal import Journal, Restored, Settings, Sink, WorkerJournal
 from crawler.parser import ParsedPage, header_directives, parse_html
 from crawler.politeness import Politeness, SharedSlot
@@ -57,8 +58,10 @@ class Partition(Protocol):
 
     budget: PageBudget
     sink: Sink
-    # The politeness slot of a host whose URLs the front splits between processes.
+    # The politeness slot of a host whose URLs the front splits between processes,
+    # and where its robots.txt is shared.
     shared_slot: SharedSlot | None
+    robots_store: RobotsStore | None
 
     def owns(self, url: str) -> bool:
         """Whether this process owns the URL's host."""
@@ -250,8 +253,13 @@ class Engine:
             enqueue=self._enqueue,
             parse=self._parse,
             on_record=self._on_record,
-            robots_store=self._shared,
+            robots_store=self._robots_store(),
         )
+
+    def _robots_store(self) -> RobotsStore | None:
+        if self._shared is not None:
+            return self._shared
+        return self._partition.robots_store if self._partition is not None else None
 
     def _sink(self) -> Sink | None:
         if self._partition is not None:

@@ -92,7 +92,8 @@ SHARED_POLL_SECONDS = 0.001
 
 
 class SharedSlot:
-    """A HostSlot in shared memory (a multiprocessing Array of its 8 fields)."""
+    """A HostSlot in shared memory: a multiprocessing Array of its 8 fields and a
+    ninth value, 1 once some process has learned the host's robots.txt."""
 
     def __init__(self, values: SynchronizedArray[float]) -> None:
         self._values = values
@@ -101,12 +102,12 @@ class SharedSlot:
     def initial(limit: int, delay: float, backoff_cap: float) -> list[float]:
         """The array's starting values (a new HostSlot's fields, in order)."""
         slot = HostSlot(limit, delay, backoff_cap)
-        return [float(getattr(slot, item.name)) for item in dataclasses.fields(HostSlot)]
+        return [float(getattr(slot, item.name)) for item in dataclasses.fields(HostSlot)] + [0.0]
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[HostSlot]:
         with self._values.get_lock():
-            values: list[float] = self._values[:]
+            values: list[float] = self._values[:8]
             slot = HostSlot(
                 limit=int(values[0]),
                 delay=values[1],
@@ -118,13 +119,13 @@ class SharedSlot:
                 not_before=values[7],
             )
             yield slot
-            self._values[:] = [getattr(slot, item.name) for item in dataclasses.fields(HostSlot)]
+            self._values[:8] = [getattr(slot, item.name) for item in dataclasses.fields(HostSlot)]
 
     def ready_at(self) -> float:
         # HostSlot.ready_at, read straight from the array (the frontier asks often).
         values = self._values
         with values.get_lock():
-            limit, delay, _, in_flight, last, crawl_delay, backoff, not_before = values[:]
+            limit, delay, _, in_flight, last, crawl_delay, backoff, not_before = values[:8]
         ready = math.inf
         if in_flight < limit:
             ready = max(last + max(delay, crawl_delay, backoff), not_before)
@@ -145,6 +146,11 @@ class SharedSlot:
     def robots_known(self, limit: int, crawl_delay: float) -> None:
         with self._slot() as slot:
             slot.robots_known(limit, crawl_delay)
+            self._values[8] = 1.0
+
+    def robots_learned(self) -> bool:
+        """Whether some process has learned the host's robots.txt."""
+        return bool(self._values[8])
 
 
 class Politeness:

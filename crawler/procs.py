@@ -15,8 +15,8 @@ it. A crawl of a single host (one host in scope, no --allow-domain) is the
 exception: its URLs are split between processes by a stable hash of the
 whole URL, and its politeness slot lives in shared memory
 (politeness.SharedSlot: one lock, the system-wide monotonic clock), so the
-bound and the gap hold for all processes together; each process reads
-robots.txt once for itself. Spreading only the parsing was tried first and
+bound and the gap hold for all processes together; its robots.txt is
+fetched by one process and sent through the parent to the others. Spreading only the parsing was tried first and
 measured (a spawn ProcessPoolExecutor doing parse and link normalisation):
 1,220 pages/s against 1,990 for one process, because with lxml a page's
 parsing costs about what shipping its body to another process does; a whole
@@ -274,6 +274,11 @@ class ProcessFront:
             if self._journal is not None:
                 self._journal.output.links.merge(message[2])
             self._mark_exited(index)
+        elif kind == "robots":
+            # A split host's robots.txt, fetched by one worker: the others take it.
+            for other in range(self._count):
+                if other != index and not self._exited[other]:
+                    self._send(other, message)
         elif kind == "failed":
             self._fail(f"worker {index} failed:\n{message[1]}")
 

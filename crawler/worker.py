@@ -23,10 +23,12 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.engine import Engine
 from crawler.frontier import Entry, PageBudget, SeenSet, fingerprint
+from crawler.hosts import RobotsStore
 from crawler.journal import Sink
 from crawler.output import LinkIndex, Output
 from crawler.politeness import SharedSlot
 from crawler.records import PageRecord
+from crawler.robots import RobotsAnswer
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
 from crawler.urls import host_of, owner_of
@@ -42,6 +44,9 @@ WORKER_COUNTS = (
     "sitemaps",
     "sitemap_urls",
 )
+# How long (in milliseconds) a worker waits for a split host's robots.txt that
+# another worker has fetched, before fetching it itself.
+ROBOTS_WAIT_STEPS = 1000
 # A worker sends its messages in batches of this many, or this often.
 BATCH = 1024
 BATCH_SECONDS = 0.1
@@ -123,6 +128,9 @@ class _WorkerPartition:
         self._outbox = outbox
         self.budget = budget
         self.shared_slot = shared_slot
+        # A split host's robots.txt is fetched by one worker and sent to the others.
+        self.robots_store: RobotsStore | None = self if spec.split else None
+        self._robots: dict[str, RobotsAnswer] = {}
         self.sink: Sink = self
         self.links = LinkIndex()
         self.consumed = 0
@@ -171,6 +179,23 @@ class _WorkerPartition:
     @property
     def incremental(self) -> bool:
         return False
+
+    async def load_robots(self, host: str) -> RobotsAnswer | None:
+        """The host's robots.txt if another worker fetched it; when one has (the
+        shared slot says so), its answer is on the way: wait for it, up to 1 s."""
+        slot = self.shared_slot
+        if host not in self._robots and slot is not None and slot.robots_learned():
+            for _ in range(ROBOTS_WAIT_STEPS):
+                await asyncio.sleep(0.001)
+                if host in self._robots:
+                    break
+        return self._robots.get(host)
+
+    async def save_robots(self, host: str, answer: RobotsAnswer, crawl_delay: float) -> None:
+        self._outbox.send(("robots", host, answer.pack()), now=True)
+
+    def robots_received(self, host: str, packed: str) -> None:
+        self._robots[host] = RobotsAnswer.unpack(packed)
 
     def record(self, record: PageRecord, completion: Completion) -> None:
         self.links.track(record)
@@ -249,6 +274,8 @@ async def _read_inbox(
         try:
             if message[0] == "take":
                 await engine.take(message[1])
+            elif message[0] == "robots":
+                partition.robots_received(message[1], message[2])
             else:
                 await engine.restore(message[1], message[2])
             partition.consumed += 1
