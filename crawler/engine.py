@@ -1,11 +1,17 @@
 """The crawl loop of one event loop: dispatcher, workers, parser stage.
 
-Layer 3: imports layers 0-2 and visit (same layer). Shape: the dispatcher
-leases entries from the frontier (which hands out only hosts that are ready)
-whenever a worker is idle; a worker gives the lease to the Visitor (visit.py),
-which fetches, sends HTML to the parser stage, queues links and emits the
-record; redirects and retries come back as continuations, so every request
-passes its host's politeness slot.
+Layer 3: imports layers 0-2, and visit and hosts (same layer). Shape: the
+dispatcher leases entries from the frontier (which hands out only hosts that
+are ready) for the workers that are idle; a worker gives the lease to the
+Visitor (visit.py), which fetches, sends HTML to the parser stage, queues
+links and emits the record; redirects and retries come back as
+continuations, so every request passes its host's politeness slot.
+
+The frontier is the in-memory one (its state journaled to state.sqlite) or,
+with --frontier, the shared one in Redis (shared_frontier.py, its results in
+this worker's folder through WorkerJournal): leasing, acking and requeueing
+are the same; only how a run opens (create or join) and its final stats
+(the whole shared crawl's) differ.
 
 Invariants:
 1. Every lease is matched by exactly one ack or requeue, in a ``finally``; a
