@@ -16,8 +16,9 @@ exception: its URLs are split between processes by a stable hash of the
 whole URL, and its politeness slot lives in shared memory
 (politeness.SharedSlot: one lock, the system-wide monotonic clock), so the
 bound and the gap hold for all processes together; its robots.txt is
-fetched by one process and sent through the parent to the others. Spreading only the parsing was tried first and
-measured (a spawn ProcessPoolExecutor doing parse and link normalisation):
+fetched by one process and sent through the parent to the others. Spreading
+only the parsing was tried first and measured (a spawn ProcessPoolExecutor
+doing parse and link normalisation):
 1,220 pages/s against 1,990 for one process, because with lxml a page's
 parsing costs about what shipping its body to another process does; a whole
 share of the fetching, parsing and link work per process does gain.
