@@ -167,7 +167,12 @@ def owner_of(host: str, processes: int) -> int:
     BLAKE2b, not CRC32: CRC32 is linear, so names that differ in one character
     (127.0.0.2, 127.0.0.3, ...) share their low bits and all landed in one process.
     """
-    digest = hashlib.blake2b(host.encode("utf-8"), digest_size=8).digest()
+    return url_owner(host, processes)
+
+
+def url_owner(key: str, processes: int) -> int:
+    """owner_of without its cache, for keys that rarely repeat (a split host's URLs)."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % processes
 
 

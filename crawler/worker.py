@@ -31,7 +31,7 @@ from crawler.records import PageRecord
 from crawler.robots import RobotsAnswer
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
-from crawler.urls import host_of, owner_of
+from crawler.urls import host_key, host_of, owner_of, url_owner
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class SharedBudget(PageBudget):
 def owner(url: str, processes: int, *, split: bool = False) -> int:
     """The process that owns the URL: by its host name (every port of it, as scope
     does), or by the whole URL when the front splits a single host's URLs."""
-    return owner_of(url if split else host_of(url), processes)
+    if split:
+        return url_owner(url, processes)
+    return owner_of(host_of(url), processes)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class _WorkerPartition:
         self.consumed = 0
         self.taking = False
         self._routed = SeenSet()
+        self._owned: dict[str, bool] = {}
         config = spec.config
         self._mirror = None
         if config.save_html and config.output_dir is not None:
@@ -144,7 +147,15 @@ class _WorkerPartition:
         self._reported: int | None = None
 
     def owns(self, url: str) -> bool:
-        return owner(url, self._spec.processes, split=self._spec.split) == self._spec.index
+        spec = self._spec
+        if spec.split:
+            return owner(url, spec.processes, split=True) == spec.index
+        # Every link passes here: one answer per network location, not one hash per link.
+        netloc = host_key(url)
+        mine = self._owned.get(netloc)
+        if mine is None:
+            mine = self._owned[netloc] = owner(url, spec.processes) == spec.index
+        return mine
 
     def route(self, entries: list[Entry]) -> None:
         # A URL sent once is the owner's to dedup: most links repeat, so this keeps
