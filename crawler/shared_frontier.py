@@ -68,6 +68,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import fields, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
@@ -77,7 +78,7 @@ from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
 from crawler.frontier import Entry, Lease, SeenSet
 from crawler.robots import RobotsAnswer
 from crawler.stats import Tally
-from crawler.urls import host_key
+from crawler.urls import host_key, normalize
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,16 @@ return 1
 )
 
 
+def redacted(url: str) -> str:
+    """``url`` with a password replaced by ***, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
 def fingerprint(url: str) -> int:
     """A URL's 64-bit fingerprint, the same in every process and on every machine."""
     digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).digest()
@@ -474,7 +485,8 @@ class SharedFrontier:
         outage_seconds: float = OUTAGE_SECONDS,
         host_cap: int = HOST_CAP,
     ) -> None:
-        self.url = url
+        # What messages, logs and frontier.json show: the URL without its password.
+        self.url = redacted(url)
         self._tally = tally
         self._on_dead = on_dead
         self._lease_ms = int(lease_seconds * 1000)
@@ -507,7 +519,7 @@ class SharedFrontier:
         self._done = False
         self.created = False
         self.crawl_id = ""
-        self.refused_links = 0
+        self._warned_full = False
         self._chores: list[asyncio.Task[None]] = []
 
     # Opening and closing.
@@ -528,7 +540,7 @@ class SharedFrontier:
         if not meta and config.seeds and not config.resume:
             self._configure(config)
             crawl_id = f"{time.time_ns():x}"
-            seeds = [Entry(url, 0) for url in config.seeds]
+            seeds = [Entry(url, 0) for url in map(normalize, config.seeds) if url is not None]
             args = [*self._common, json.dumps(settings), crawl_id, self._host_cap]
             created = await self._eval("create", args + self._enqueue_args(seeds, front=False))
             if created[0] == 1:
@@ -537,7 +549,11 @@ class SharedFrontier:
             meta = await self._call(lambda: self._redis.hgetall(PREFIX + "meta"))
         if not meta:
             raise ConfigError(f"no crawl in {self.url} to join: start one with seed URLs")
-        stored = json.loads(meta["settings"])
+        try:
+            stored = json.loads(meta["settings"])
+            self.crawl_id = meta["id"]
+        except (KeyError, ValueError):
+            raise ConfigError(f"{self.url} holds {PREFIX}* keys that are not a crawl") from None
         if config.seeds and list(config.seeds) != stored["seeds"]:
             raise ConfigError(
                 f"{self.url} holds another crawl (seeds {' '.join(stored['seeds'])}):"
@@ -545,7 +561,6 @@ class SharedFrontier:
             )
         if meta.get("status") == "finished":
             raise NothingToDo(f"the crawl in {self.url} is finished; nothing to do")
-        self.crawl_id = meta["id"]
         shared = replace(config, **{key: _setting(key, value) for key, value in stored.items()})
         self._warn_overrides(config, shared)
         self._configure(shared)
@@ -783,9 +798,9 @@ class SharedFrontier:
         """ENQUEUE refused (Redis at maxmemory): back-pressure, counted and said, never silent."""
         if not isinstance(error, redis_errors.OutOfMemoryError):
             raise error
-        if not self.refused_links:
+        if not self._warned_full:
+            self._warned_full = True
             log.warning("%s is full (maxmemory): new links are refused and counted", self.url)
-        self.refused_links += len(entries)
         self._tally.refused_links += len(entries)
 
     def _counter_deltas(self) -> dict[str, int]:

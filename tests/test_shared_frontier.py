@@ -18,7 +18,14 @@ from crawler.config import CrawlConfig
 from crawler.engine import DEAD_LETTER, Engine
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
 from crawler.frontier import Entry, Lease
-from crawler.shared_frontier import MAX_ATTEMPTS, PREFIX, SharedFrontier, decode, encode
+from crawler.shared_frontier import (
+    MAX_ATTEMPTS,
+    PREFIX,
+    SharedFrontier,
+    decode,
+    encode,
+    redacted,
+)
 from crawler.stats import Tally
 
 SEED = "http://a.test/"
@@ -71,6 +78,12 @@ def test_entries_survive_encoding(
         assert decode(encode(entry)) == entry
     else:
         assert decode(encode(entry)) == Entry(url, depth, referrer or None, kind)
+
+
+def test_a_password_is_never_shown() -> None:
+    assert redacted("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
+    assert redacted("redis://me:s3cret@h/1") == "redis://me:***@h/1"
+    assert redacted("redis://10.0.0.5:6379/0") == "redis://10.0.0.5:6379/0"
 
 
 async def test_two_workers_share_one_seen_set(fronts: Callable[..., object]) -> None:
@@ -253,6 +266,23 @@ async def test_no_crawl_to_join_and_finished_crawl(redis_server: RedisServer) ->
     with pytest.raises(NothingToDo):
         await again.open(CrawlConfig(seeds=(SEED,)))
     await again.aclose(settle=False)
+
+
+async def test_seeds_are_normalised_and_foreign_keys_refused(redis_server: RedisServer) -> None:
+    front = await _opened(
+        redis_server.url, CrawlConfig(seeds=("HTTP://A.test",), ignore_robots=True)
+    )
+    (lease,) = await front.lease(4)
+    assert lease.entry.url == SEED
+    await front.aclose(settle=False)
+    redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.flushdb()
+    await redis.hset(PREFIX + "meta", "settings", "not json")
+    await redis.aclose()
+    other = SharedFrontier(redis_server.url, Tally())
+    with pytest.raises(ConfigError, match="not a crawl"):
+        await other.open(CrawlConfig())
+    await other.aclose(settle=False)
 
 
 async def test_an_evicting_redis_is_refused(redis_server: RedisServer) -> None:
