@@ -4,7 +4,9 @@ Layer 3: imports layers 0-2. The Visitor asks it before a host's first page
 (robots.txt is fetched with that page's lease, which then goes back first in
 line, so the host's gap holds between the two requests) and before each page
 (the policy). Sitemaps are queued once per host and read as entries of the
-frontier like pages, through the host's politeness slot.
+frontier like pages, through the host's politeness slot. When processes
+share a host (the Redis frontier, a split host of the front), a RobotsStore
+gives them the robots.txt one of them fetched, so it is fetched once.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ How a run starts, by mode:
   completed from the state, seen set, pending entries and counters restored;
 - --incremental: lock, the existing finished state turned into a new
   generation (every URL pending again, its validators kept), fresh pages file.
+
+A worker of a shared crawl (--frontier) has no state.sqlite: its frontier
+and counters are in Redis, and WorkerJournal (below) only writes its folder.
 """
 
 from __future__ import annotations
