@@ -34,6 +34,9 @@ Started from shared/notes/redis-frontier.md; what changed, and why:
 - The seen set is 16,384 buckets of 64-bit fingerprints (BLAKE2b), as Redis
   intsets: 10.1 bytes a URL at 1M URLs, fewer as they fill (512 per bucket, 8M), by
   benchmarks/redis_memory.py. Beyond that buckets turn into hash tables.
+- With --max-pages, ENQUEUE stops queueing new pages once twice that many
+  were (ADMISSION_FACTOR, the note's admission budget): LEASE could never
+  take more, so Redis does not hold a big site's millions of links.
 - Settings that workers must agree on live in the crawl's ``meta`` hash;
   joiners take them. One crawl per Redis database (keys ``c:{crawl}:...``;
   the hash tag keeps every key of the crawl in one Cluster slot).
@@ -93,6 +96,9 @@ RECLAIM_SECONDS = 2.0
 # A URL whose lease expired this many times (its workers died) goes to the dead list.
 MAX_ATTEMPTS = 3
 OUTAGE_SECONDS = 20.0
+# With --max-pages, new pages are queued until this many times --max-pages have
+# been: the crawl can never lease more, and Redis need not hold them.
+ADMISSION_FACTOR = 2
 # Longest sleep before asking Redis again when nothing was due.
 POLL_SECONDS = 0.05
 BACKOFF_FLOOR_MS = 500
@@ -119,7 +125,8 @@ SHARED_SETTINGS = (
 )
 
 _COMMON = (
-    """
+    (
+        """
 local P = ARGV[1]
 local first_limit = tonumber(ARGV[3])
 local delay_ms = tonumber(ARGV[4])
@@ -162,12 +169,19 @@ end
 local function enqueue(first)
   local result = {}
   local touched = {}
-  local added, dups, capped, conts = 0, 0, 0, 0
+  local added, dups, capped, conts, beyond = 0, 0, 0, 0, 0
   local cap = tonumber(ARGV[first])
+  local admit = -1
+  if max_pages >= 0 then admit = max_pages * ADMISSION end
+  local admitted = tonumber(redis.call('HGET', F, 'admitted') or '0')
   for i = first + 1, #ARGV, 5 do
     local h, item = ARGV[i + 2], ARGV[i + 3]
     local q = P .. 'q:' .. h
-    if redis.call('LLEN', q) >= cap then
+    local page = flag_of(item) == 'p'
+    if page and admit >= 0 and admitted >= admit then
+      beyond = beyond + 1
+      result[#result + 1] = 3
+    elseif redis.call('LLEN', q) >= cap then
       capped = capped + 1
       result[#result + 1] = 2
     elseif redis.call('SADD', P .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 0 then
@@ -180,6 +194,7 @@ local function enqueue(first)
         redis.call('RPUSH', q, item)
       end
       if flag_of(item) == 'c' then conts = conts + 1 end
+      if page then admitted = admitted + 1 end
       added = added + 1
       touched[h] = true
       result[#result + 1] = 1
@@ -190,11 +205,16 @@ local function enqueue(first)
   redis.call('HINCRBY', F, 'enqueued', added)
   redis.call('HINCRBY', F, 'duplicates', dups)
   redis.call('HINCRBY', F, 'capped', capped)
+  redis.call('HINCRBY', F, 'beyond_max_pages', beyond)
+  redis.call('HSET', F, 'admitted', admitted)
   for h in pairs(touched) do schedule(h) end
   return result
 end
 """
-).replace("MARGIN", str(GAP_MARGIN_MS))
+    )
+    .replace("MARGIN", str(GAP_MARGIN_MS))
+    .replace("ADMISSION", str(ADMISSION_FACTOR))
+)
 
 # ARGV: common (5), settings JSON, crawl id, then as ENQUEUE. Returns 0 if the crawl existed.
 _CREATE = (
@@ -649,7 +669,7 @@ class SharedFrontier:
         for entry, result in zip(fresh, results, strict=True):
             if result == 2:  # capped: not seen, so a later link may bring it back
                 self._tally.refused_links += 1
-            else:
+            else:  # queued, known, or past what --max-pages can ever lease
                 self._seen.add(fingerprint(entry.url))
             if result == 1:
                 added.append(entry)

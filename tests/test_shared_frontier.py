@@ -233,6 +233,17 @@ async def test_max_pages_holds_across_workers(fronts: Callable[..., object]) -> 
     assert first.is_finished()
 
 
+async def test_max_pages_bounds_what_is_queued(fronts: Callable[..., object]) -> None:
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, max_pages=3)
+    front = await fronts(config)  # type: ignore[misc]
+    added = await front.add([Entry(f"http://a.test/{n}", 1) for n in range(20)])
+    assert len(added) == 5  # with the seed, twice --max-pages
+    hops = await front.add([Entry("http://a.test/hop", 1, origin="http://a.test/0")], front=True)
+    assert len(hops) == 1  # a redirect hop carries a record on: always queued
+    counts = await front.frontier_counts()
+    assert (counts["admitted"], counts["beyond_max_pages"], counts["pending"]) == (6, 15, 7)
+
+
 async def test_joiners_take_the_crawls_settings(fronts: Callable[..., object]) -> None:
     creator = CrawlConfig(seeds=(SEED,), delay=0.5, max_depth=3, allow=("*/docs/*",))
     await fronts(creator)  # type: ignore[misc]
