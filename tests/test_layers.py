@@ -19,6 +19,7 @@ LAYERS = {
     "parser": 0,
     "stats": 0,
     "sitemaps": 0,
+    "redis_scripts": 0,
     "config": 1,
     "extract": 1,
     "fetcher": 2,

@@ -1,0 +1,316 @@
+"""The Lua scripts of the shared frontier (shared_frontier.py has the design).
+
+Layer 0: imports nothing from crawler. Each script is one atomic change to a
+crawl's keys (``c:{crawl}:...``); all start with the same ARGV (key prefix,
+per-host limit, first limit, delay ms, max pages or -1) and read Redis's clock
+with TIME. Scripts with a shebang run whole or not at all: without
+``allow-oom``, Redis refuses them up front when it is at maxmemory.
+"""
+
+from __future__ import annotations
+
+BACKOFF_FLOOR_MS = 500
+# Added to a host's gap: its requests leave from several machines, whose time
+# from lease to request differs; the margin keeps the gap whole at the server.
+GAP_MARGIN_MS = 20
+# With --max-pages, new pages are queued until this many times --max-pages have
+# been: the crawl can never lease more, and Redis need not hold them.
+ADMISSION_FACTOR = 2
+
+_COMMON = (
+    (
+        """
+local P = ARGV[1]
+local first_limit = tonumber(ARGV[3])
+local delay_ms = tonumber(ARGV[4])
+local max_pages = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local F = P .. 'f'
+
+local function flag_of(item)
+  local tab = string.find(item, '\\t', 1, true)
+  return string.sub(item, tab + 1, tab + 1)
+end
+
+local function exhausted()
+  if max_pages < 0 then return false end
+  return tonumber(redis.call('HGET', F, 'started') or '0') >= max_pages
+end
+
+local function schedule(h)
+  local q = P .. 'q:' .. h
+  local head = redis.call('LINDEX', q, 0)
+  if not head then
+    redis.call('ZREM', P .. 'ready', h)
+    return
+  end
+  local s = redis.call('HMGET', P .. 'h:' .. h, 'last', 'nb', 'gap', 'bo', 'lim', 'inf')
+  local limit = tonumber(s[5] or first_limit)
+  if tonumber(s[6] or '0') >= limit or (flag_of(head) == 'p' and exhausted()) then
+    redis.call('ZREM', P .. 'ready', h)
+    return
+  end
+  local gap = math.max(tonumber(s[3] or delay_ms), tonumber(s[4] or '0'))
+  if gap > 0 then gap = gap + MARGIN end
+  local due = 0
+  if s[1] then due = tonumber(s[1]) + gap end
+  due = math.max(due, tonumber(s[2] or '0'))
+  redis.call('ZADD', P .. 'ready', due, h)
+end
+
+local function enqueue(first)
+  local result = {}
+  local touched = {}
+  local added, dups, capped, conts, beyond = 0, 0, 0, 0, 0
+  local cap = tonumber(ARGV[first])
+  local admit = -1
+  if max_pages >= 0 then admit = max_pages * ADMISSION end
+  local admitted = tonumber(redis.call('HGET', F, 'admitted') or '0')
+  for i = first + 1, #ARGV, 5 do
+    local h, item = ARGV[i + 2], ARGV[i + 3]
+    local q = P .. 'q:' .. h
+    local page = flag_of(item) == 'p'
+    if page and admit >= 0 and admitted >= admit then
+      beyond = beyond + 1
+      result[#result + 1] = 3
+    elseif redis.call('LLEN', q) >= cap then
+      capped = capped + 1
+      result[#result + 1] = 2
+    elseif redis.call('SADD', P .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 0 then
+      dups = dups + 1
+      result[#result + 1] = 0
+    else
+      if ARGV[i + 4] == '1' then
+        redis.call('LPUSH', q, item)
+      else
+        redis.call('RPUSH', q, item)
+      end
+      if flag_of(item) == 'c' then conts = conts + 1 end
+      if page then admitted = admitted + 1 end
+      added = added + 1
+      touched[h] = true
+      result[#result + 1] = 1
+    end
+  end
+  redis.call('HINCRBY', F, 'pending', added)
+  redis.call('HINCRBY', F, 'conts', conts)
+  redis.call('HINCRBY', F, 'enqueued', added)
+  redis.call('HINCRBY', F, 'duplicates', dups)
+  redis.call('HINCRBY', F, 'capped', capped)
+  redis.call('HINCRBY', F, 'beyond_max_pages', beyond)
+  redis.call('HSET', F, 'admitted', admitted)
+  for h in pairs(touched) do schedule(h) end
+  return result
+end
+"""
+    )
+    .replace("MARGIN", str(GAP_MARGIN_MS))
+    .replace("ADMISSION", str(ADMISSION_FACTOR))
+)
+
+# ARGV: common (5), settings JSON, crawl id, then as ENQUEUE. Returns 0 if the crawl existed.
+_CREATE = (
+    "#!lua\n"
+    + _COMMON
+    + """
+if redis.call('HSETNX', P .. 'meta', 'settings', ARGV[6]) == 0 then return {0} end
+redis.call('HSET', P .. 'meta', 'id', ARGV[7], 'created', now, 'status', 'running')
+return {1, enqueue(8)}
+"""
+)
+
+# ARGV: common (5), host cap, then (bucket, fingerprint, host, item, front) per URL.
+_ENQUEUE = "#!lua\n" + _COMMON + "\nreturn enqueue(6)\n"
+
+# ARGV: common (5), n, lease ms. Returns now, done, next due, pending, leased, then
+# (ticket, host, item) per lease.
+_LEASE = (
+    "#!lua flags=allow-oom\n"
+    + _COMMON
+    + """
+local n, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', P .. 'delayed', m)
+  local a = string.find(m, '\\n', 1, true)
+  local b = string.find(m, '\\n', a + 1, true)
+  local h = string.sub(m, a + 1, b - 1)
+  redis.call('LPUSH', P .. 'q:' .. h, string.sub(m, b + 1))
+  schedule(h)
+end
+local out = {}
+for _ = 1, 2 * n + 8 do
+  if #out >= 3 * n then break end
+  local first = redis.call('ZRANGEBYSCORE', P .. 'ready', '-inf', now, 'LIMIT', 0, 1)
+  if #first == 0 then break end
+  local h = first[1]
+  local q = P .. 'q:' .. h
+  local item = redis.call('LINDEX', q, 0)
+  if item and not (flag_of(item) == 'p' and exhausted()) then
+    redis.call('LPOP', q)
+    local f = flag_of(item)
+    if f == 'p' then redis.call('HINCRBY', F, 'started', 1) end
+    if f == 'c' then redis.call('HINCRBY', F, 'conts', -1) end
+    redis.call('HINCRBY', F, 'pending', -1)
+    local id = redis.call('INCR', P .. 'seq')
+    redis.call('HSET', P .. 'lease:data', id, h .. '\\n' .. item)
+    redis.call('ZADD', P .. 'leases', now + lease_ms, id)
+    redis.call('HINCRBY', P .. 'h:' .. h, 'inf', 1)
+    redis.call('HSET', P .. 'h:' .. h, 'last', now)
+    out[#out + 1] = id
+    out[#out + 1] = h
+    out[#out + 1] = item
+  end
+  schedule(h)
+end
+local pending = tonumber(redis.call('HGET', F, 'pending') or '0')
+local conts = tonumber(redis.call('HGET', F, 'conts') or '0')
+local leased = redis.call('ZCARD', P .. 'leases')
+local done = 0
+if leased == 0 and (pending <= 0 or (exhausted() and conts <= 0)) then
+  done = 1
+  redis.call('HSET', P .. 'meta', 'status', 'finished')
+end
+local due = -1
+for _, key in ipairs({'ready', 'delayed'}) do
+  local top = redis.call('ZRANGE', P .. key, 0, 0, 'WITHSCORES')
+  if #top > 0 and (due < 0 or tonumber(top[2]) < due) then due = tonumber(top[2]) end
+end
+local result = {now, done, due, pending, leased}
+for _, v in ipairs(out) do result[#result + 1] = v end
+return result
+"""
+)
+
+# ARGV: common (5), back-off cap ms, k, then (ticket, status, retry-after ms,
+# continuation, delay ms) per ack, then (field, delta) pairs for the stats hash.
+_ACK = (
+    "#!lua flags=allow-oom\n"
+    + _COMMON
+    + """
+local cap_ms = tonumber(ARGV[6])
+local k = tonumber(ARGV[7])
+local acked, stale = 0, 0
+local last = 7 + 5 * k
+for i = 8, last, 5 do
+  local id = ARGV[i]
+  if redis.call('ZREM', P .. 'leases', id) == 0 then
+    stale = stale + 1
+  else
+    local data = redis.call('HGET', P .. 'lease:data', id)
+    redis.call('HDEL', P .. 'lease:data', id)
+    local h = string.sub(data, 1, string.find(data, '\\n', 1, true) - 1)
+    local hk = P .. 'h:' .. h
+    if redis.call('HINCRBY', hk, 'inf', -1) <= 0 then redis.call('HDEL', hk, 'inf') end
+    local status = tonumber(ARGV[i + 1])
+    if status == 429 or status == 503 then
+      local bo = tonumber(redis.call('HGET', hk, 'bo') or '0')
+      redis.call('HSET', hk, 'bo', math.min(math.max(bo * 2, BACKOFF_FLOOR), cap_ms))
+    elseif status and status < 400 then
+      local bo = tonumber(redis.call('HGET', hk, 'bo') or '0')
+      if bo > 0 then
+        if bo / 2 >= BACKOFF_FLOOR then bo = bo / 2 else bo = 0 end
+        redis.call('HSET', hk, 'bo', bo)
+      end
+    end
+    if ARGV[i + 2] ~= '' then
+      local nb = tonumber(redis.call('HGET', hk, 'nb') or '0')
+      redis.call('HSET', hk, 'nb', math.max(nb, now + tonumber(ARGV[i + 2])))
+    end
+    local cont = ARGV[i + 3]
+    if cont ~= '' then
+      redis.call('HINCRBY', F, 'pending', 1)
+      redis.call('HINCRBY', F, 'conts', 1)
+      local wait = tonumber(ARGV[i + 4])
+      if wait > 0 then
+        redis.call('ZADD', P .. 'delayed', now + wait, id .. '\\n' .. h .. '\\n' .. cont)
+      else
+        redis.call('LPUSH', P .. 'q:' .. h, cont)
+      end
+    end
+    schedule(h)
+    acked = acked + 1
+  end
+end
+redis.call('HINCRBY', F, 'acked', acked)
+redis.call('HINCRBY', F, 'stale_acks', stale)
+for i = last + 1, #ARGV, 2 do
+  redis.call('HINCRBY', P .. 'stats', ARGV[i], ARGV[i + 1])
+end
+return stale
+""".replace("BACKOFF_FLOOR", str(BACKOFF_FLOOR_MS))
+)
+
+# ARGV: common (5), max, max attempts. Returns (host, item) per entry sent to the dead list.
+_RECLAIM = (
+    "#!lua flags=allow-oom\n"
+    + _COMMON
+    + """
+local dead = {}
+local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
+for _, id in ipairs(ids) do
+  local data = redis.call('HGET', P .. 'lease:data', id)
+  redis.call('ZREM', P .. 'leases', id)
+  redis.call('HDEL', P .. 'lease:data', id)
+  local nl = string.find(data, '\\n', 1, true)
+  local h, item = string.sub(data, 1, nl - 1), string.sub(data, nl + 1)
+  local hk = P .. 'h:' .. h
+  if redis.call('HINCRBY', hk, 'inf', -1) <= 0 then redis.call('HDEL', hk, 'inf') end
+  local tab = string.find(item, '\\t', 1, true)
+  local attempts = tonumber(string.sub(item, 1, tab - 1)) + 1
+  local rest = string.sub(item, tab + 1)
+  local f = flag_of(item)
+  redis.call('HINCRBY', F, 'reclaimed', 1)
+  if attempts >= tonumber(ARGV[7]) then
+    redis.call('RPUSH', P .. 'dead', h .. '\\n' .. attempts .. '\\t' .. rest)
+    redis.call('HINCRBY', F, 'dead', 1)
+    dead[#dead + 1] = h
+    dead[#dead + 1] = attempts .. '\\t' .. rest
+  else
+    redis.call('LPUSH', P .. 'q:' .. h, attempts .. '\\t' .. rest)
+    redis.call('HINCRBY', F, 'pending', 1)
+    if f == 'p' then redis.call('HINCRBY', F, 'started', -1) end
+    if f == 'c' then redis.call('HINCRBY', F, 'conts', 1) end
+  end
+  schedule(h)
+end
+return dead
+"""
+)
+
+# ARGV: common (5), host, robots answer, per-host limit, gap ms.
+_ROBOTS = (
+    "#!lua flags=allow-oom\n"
+    + _COMMON
+    + """
+local h = ARGV[6]
+redis.call('SET', P .. 'robots:' .. h, ARGV[7])
+redis.call('HSET', P .. 'h:' .. h, 'lim', ARGV[8], 'gap', ARGV[9])
+schedule(h)
+return 1
+"""
+)
+
+
+# ARGV: common (5), lease ms, then the tickets this worker holds.
+_HEARTBEAT = (
+    "#!lua flags=allow-oom\n"
+    + _COMMON
+    + """
+for i = 7, #ARGV do
+  redis.call('ZADD', P .. 'leases', 'XX', 'GT', now + tonumber(ARGV[6]), ARGV[i])
+end
+return 1
+"""
+)
+
+
+SCRIPTS = {
+    "create": _CREATE,
+    "enqueue": _ENQUEUE,
+    "lease": _LEASE,
+    "ack": _ACK,
+    "reclaim": _RECLAIM,
+    "robots": _ROBOTS,
+    "heartbeat": _HEARTBEAT,
+}
