@@ -278,14 +278,15 @@ return dead
 """
 )
 
-# ARGV: common (5), host, robots answer, per-host limit, gap ms.
+# ARGV: common (5), host, robots answer, Crawl-delay ms. The host's limit
+# becomes --per-host and its gap the larger of --delay and the Crawl-delay.
 _ROBOTS = (
     "#!lua flags=allow-oom\n"
     + _COMMON
     + """
 local h = ARGV[6]
 redis.call('SET', P .. 'robots:' .. h, ARGV[7])
-redis.call('HSET', P .. 'h:' .. h, 'lim', ARGV[8], 'gap', ARGV[9])
+redis.call('HSET', P .. 'h:' .. h, 'lim', ARGV[2], 'gap', math.max(delay_ms, tonumber(ARGV[8])))
 schedule(h)
 return 1
 """

@@ -306,8 +306,6 @@ class SharedFrontier:
         first_limit = config.per_host if config.ignore_robots else 1
         max_pages = -1 if config.max_pages is None else config.max_pages
         self._common = [PREFIX, config.per_host, first_limit, int(config.delay * 1000), max_pages]
-        self._per_host = config.per_host
-        self._delay_ms = int(config.delay * 1000)
         self._backoff_cap_ms = int(config.max_retry_after * 1000)
 
     @staticmethod
@@ -440,8 +438,7 @@ class SharedFrontier:
         return None if value is None else RobotsAnswer.unpack(value)
 
     async def save_robots(self, host: str, answer: RobotsAnswer, crawl_delay: float) -> None:
-        gap_ms = max(self._delay_ms, int(crawl_delay * 1000))
-        args = [*self._common, host, answer.pack(), self._per_host, gap_ms]
+        args = [*self._common, host, answer.pack(), int(crawl_delay * 1000)]
         await self._eval("robots", args)
 
     # Shared counters.
