@@ -196,7 +196,8 @@ class _Settle:
     """Adds and acks waiting for the next round trip (group commit)."""
 
     def __init__(self) -> None:
-        self.adds: list[tuple[list[Entry], bool, asyncio.Future[list[int]]]] = []
+        # Per add(): its ENQUEUE arguments (URLs encoded once), how many, its answer.
+        self.adds: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
         self.acks: list[tuple[Any, ...]] = []
 
 
@@ -260,12 +261,16 @@ class SharedFrontier:
         if not meta and config.seeds and not config.resume:
             self._configure(config)
             crawl_id = f"{time.time_ns():x}"
-            seeds = [Entry(url, 0) for url in map(normalize, config.seeds) if url is not None]
+            seeds = [
+                (Entry(url, 0), fingerprint(url))
+                for url in map(normalize, config.seeds)
+                if url is not None
+            ]
             args = [*self._common, json.dumps(settings), crawl_id, self._host_cap]
             created = await self._eval("create", args + self._enqueue_args(seeds, front=False))
             if created[0] == 1:
                 self.created = True
-                self._seen.update(fingerprint(entry.url) for entry in seeds)
+                self._seen.update(key for _, key in seeds)
             meta = await self._call(lambda: self._redis.hgetall(PREFIX + "meta"))
         if not meta:
             raise ConfigError(f"no crawl in {self.url} to join: start one with seed URLs")
@@ -356,19 +361,20 @@ class SharedFrontier:
         return self._done
 
     async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
-        fresh = [entry for entry in entries if fingerprint(entry.url) not in self._seen]
+        keyed = ((entry, fingerprint(entry.url)) for entry in entries)
+        fresh = [(entry, key) for entry, key in keyed if key not in self._seen]
         if not fresh:
             return []
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._settle.adds.append((fresh, front, future))
+        self._settle.adds.append((self._enqueue_args(fresh, front), len(fresh), future))
         self._start_settling()
         results = await future
         added = []
-        for entry, result in zip(fresh, results, strict=True):
+        for (entry, key), result in zip(fresh, results, strict=True):
             if result == 2:  # capped: not seen, so a later link may bring it back
                 self._tally.refused_links += 1
             else:  # queued, known, or past what --max-pages can ever lease
-                self._seen.add(fingerprint(entry.url))
+                self._seen.add(key)
             if result == 1:
                 added.append(entry)
         return added
@@ -476,10 +482,7 @@ class SharedFrontier:
         ``then`` (a LEASE) in the same round trip; return ``then``'s result."""
         batch, self._settle = self._settle, _Settle()
         deltas = self._counter_deltas()
-        calls = [
-            ("enqueue", [*self._common, self._host_cap, *self._enqueue_args(entries, front)])
-            for entries, front, _ in batch.adds
-        ]
+        calls = [("enqueue", [*self._common, self._host_cap, *args]) for args, _, _ in batch.adds]
         if batch.acks or deltas:
             args = [*self._common, self._backoff_cap_ms, len(batch.acks)]
             args += [value for ack in batch.acks for value in ack]
@@ -498,10 +501,10 @@ class SharedFrontier:
             raise
         if batch.acks or deltas:
             self._commit_deltas(deltas, results[len(batch.adds)])
-        for (entries, _, future), result in zip(batch.adds, results, strict=False):
+        for (_, count, future), result in zip(batch.adds, results, strict=False):
             if isinstance(result, redis_errors.ResponseError):
-                self._refused(entries, result)
-                result = [0] * len(entries)
+                self._refused(count, result)
+                result = [0] * count
             if not future.done():
                 future.set_result([int(value) for value in result])
         self._settled.set()
@@ -511,14 +514,14 @@ class SharedFrontier:
             raise results[-1]
         return results[-1]
 
-    def _refused(self, entries: list[Entry], error: Exception) -> None:
+    def _refused(self, count: int, error: Exception) -> None:
         """ENQUEUE refused (Redis at maxmemory): back-pressure, counted and said, never silent."""
         if not isinstance(error, redis_errors.OutOfMemoryError):
             raise error
         if not self._warned_full:
             self._warned_full = True
             log.warning("%s is full (maxmemory): new links are refused and counted", self.url)
-        self._tally.refused_links += len(entries)
+        self._tally.refused_links += count
 
     def _counter_deltas(self) -> dict[str, int]:
         flat = _flat_counters(self._tally.counters())
@@ -534,11 +537,12 @@ class SharedFrontier:
         for name, delta in deltas.items():
             self._pushed[name] = self._pushed.get(name, 0) + delta
 
-    def _enqueue_args(self, entries: list[Entry], front: bool) -> list[Any]:
+    @staticmethod
+    def _enqueue_args(entries: list[tuple[Entry, int]], front: bool) -> list[Any]:
+        """(bucket, fingerprint, host, item, front) per entry, given with its fingerprint."""
         args: list[Any] = []
         flag = "1" if front else "0"
-        for entry in entries:
-            key = fingerprint(entry.url)
+        for entry, key in entries:
             args += [key & (BUCKETS - 1), key, host_key(entry.url), encode(entry), flag]
         return args
 
