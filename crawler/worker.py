@@ -44,9 +44,9 @@ WORKER_COUNTS = (
     "sitemaps",
     "sitemap_urls",
 )
-# How long (in milliseconds) a worker waits for a split host's robots.txt that
-# another worker has fetched, before fetching it itself.
-ROBOTS_WAIT_STEPS = 1000
+# How long a worker waits for a split host's robots.txt that another worker has
+# fetched, before fetching it itself.
+ROBOTS_WAIT_SECONDS = 1.0
 # A worker sends its messages in batches of this many, or this often.
 BATCH = 1024
 BATCH_SECONDS = 0.1
@@ -133,6 +133,7 @@ class _WorkerPartition:
         # A split host's robots.txt is fetched by one worker and sent to the others.
         self.robots_store: RobotsStore | None = self if spec.split else None
         self._robots: dict[str, RobotsAnswer] = {}
+        self._robots_arrived: dict[str, asyncio.Event] = {}
         self.sink: Sink = self
         self.links = LinkIndex()
         self.consumed = 0
@@ -193,13 +194,13 @@ class _WorkerPartition:
 
     async def load_robots(self, host: str) -> RobotsAnswer | None:
         """The host's robots.txt if another worker fetched it; when one has (the
-        shared slot says so), its answer is on the way: wait for it, up to 1 s."""
+        shared slot says so), its answer is on the way: wait for it, a while."""
         slot = self.shared_slot
         if host not in self._robots and slot is not None and slot.robots_learned():
-            for _ in range(ROBOTS_WAIT_STEPS):
-                await asyncio.sleep(0.001)
-                if host in self._robots:
-                    break
+            arrived = self._robots_arrived.setdefault(host, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ROBOTS_WAIT_SECONDS):
+                    await arrived.wait()
         return self._robots.get(host)
 
     async def save_robots(self, host: str, answer: RobotsAnswer, crawl_delay: float) -> None:
@@ -207,6 +208,7 @@ class _WorkerPartition:
 
     def robots_received(self, host: str, packed: str) -> None:
         self._robots[host] = RobotsAnswer.unpack(packed)
+        self._robots_arrived.setdefault(host, asyncio.Event()).set()
 
     def record(self, record: PageRecord, completion: Completion) -> None:
         self.links.track(record)
