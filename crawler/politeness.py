@@ -104,31 +104,31 @@ class SharedSlot:
         slot = HostSlot(limit, delay, backoff_cap)
         return [float(getattr(slot, item.name)) for item in dataclasses.fields(HostSlot)] + [0.0]
 
+    def _read(self) -> HostSlot:
+        """The slot as it is now (the caller holds the lock)."""
+        values: list[float] = self._values[:8]
+        return HostSlot(
+            limit=int(values[0]),
+            delay=values[1],
+            backoff_cap=values[2],
+            in_flight=int(values[3]),
+            last_start=values[4],
+            crawl_delay=values[5],
+            backoff=values[6],
+            not_before=values[7],
+        )
+
     @contextlib.contextmanager
     def _slot(self) -> Iterator[HostSlot]:
+        """The slot, written back when the block ends, all under the lock."""
         with self._values.get_lock():
-            values: list[float] = self._values[:8]
-            slot = HostSlot(
-                limit=int(values[0]),
-                delay=values[1],
-                backoff_cap=values[2],
-                in_flight=int(values[3]),
-                last_start=values[4],
-                crawl_delay=values[5],
-                backoff=values[6],
-                not_before=values[7],
-            )
+            slot = self._read()
             yield slot
             self._values[:8] = [getattr(slot, item.name) for item in dataclasses.fields(HostSlot)]
 
     def ready_at(self) -> float:
-        # HostSlot.ready_at, read straight from the array (the frontier asks often).
-        values = self._values
-        with values.get_lock():
-            limit, delay, _, in_flight, last, crawl_delay, backoff, not_before = values[:8]
-        ready = math.inf
-        if in_flight < limit:
-            ready = max(last + max(delay, crawl_delay, backoff), not_before)
+        with self._values.get_lock():
+            ready = self._read().ready_at()
         if ready == math.inf:
             # Full, maybe with another process's requests: look again at the next
             # tick (a stable time within a tick, so the frontier's heap settles).
