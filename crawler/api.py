@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from crawler.config import CrawlConfig
-from crawler.engine import Engine
 from crawler.extract import Item
 from crawler.procs import ProcessFront
 from crawler.records import CrawlStats, PageRecord
-from crawler.visit import RecordSink
+
+if TYPE_CHECKING:
+    from crawler.engine import Engine
+    from crawler.visit import RecordSink
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
 _BACKLOG = 1000
@@ -98,9 +101,12 @@ class Crawler:
 
 
 def _runner(config: CrawlConfig, on_record: RecordSink | None) -> Engine | ProcessFront:
-    """One engine, or the multiprocessing front for --processes N."""
+    """One engine, or the multiprocessing front for --processes N (whose parent
+    does without the engine and aiohttp: its start-up delays every worker's)."""
     if config.processes > 1:
         return ProcessFront(config, on_record)
+    from crawler.engine import Engine
+
     return Engine(config, on_record)
 
 

@@ -26,7 +26,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from crawler import demo
 from crawler.api import Crawler
 from crawler.config import CrawlConfig, build_config, load_toml
 from crawler.errors import ConfigError, CrawlerError, NothingToDo
@@ -338,6 +337,8 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.pages < 1:
         raise ConfigError("--pages must be at least 1")
     if args.serve:
+        from crawler import demo  # aiohttp.web: only the demo needs it
+
         return demo.main(["--pages", str(args.pages)])
     _setup_logging(None)
     stats, stopped_by, config = asyncio.run(_demo(args.pages))

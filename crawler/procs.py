@@ -8,6 +8,10 @@ port of a host goes to one process). Per-host politeness is untouched, since
 each host lives in one process. The parent is the one
 writer: it journals (state.sqlite, pages.jsonl, broken.jsonl, stats.json)
 what the workers report, routes links between them, and drives the display.
+Parent and worker talk over a socket pair each (channel.py), on their event
+loops; entries and records cross as plain tuples (pack/unpack below), which
+pickle several times faster than the dataclasses. The parent imports neither
+aiohttp nor the engine: its start-up is on the crawl's critical path.
 
 Why hosts and not URLs: a host's politeness (its in-flight bound, its gap,
 its back-off, its robots.txt) must be kept on one clock, so one process owns
@@ -24,9 +28,9 @@ parsing costs about what shipping its body to another process does; a whole
 share of the fetching, parsing and link work per process does gain.
 
 Invariants (the termination rule):
-1. The parent counts the batches it forwards to each worker; a worker reports
-   "idle" with the number of batches it has consumed whenever its frontier
-   has nothing leasable and nothing in flight, and after each batch it
+1. The parent counts the messages it forwards to each worker; a worker reports
+   "idle" with the number of messages it has consumed whenever its frontier
+   has nothing leasable and nothing in flight, and after each message it
    consumes while idle.
 2. The crawl is finished when every worker's last report is idle with a
    consumed count equal to the parent's forwarded count for it: no worker has
@@ -38,11 +42,14 @@ Invariants (the termination rule):
 4. --max-pages holds across processes: one shared counter, taken under a lock.
    Links routed between workers are journaled by the parent as it routes
    them, before the record of the page that found them (state.py's invariant
-   1); --resume hands a saved crawl's pending entries back to their owners.
-5. A worker that dies is seen at once (its process sentinel); the crawl stops,
-   every file is written, its pages stay pending for --resume, and the run
-   ends with WorkerDied (exit 4). Ctrl-C reaches the parent only: workers
-   ignore SIGINT and are stopped by message.
+   1), so their owner reports only how many it took; --resume hands a saved
+   crawl's pending entries back to their owners.
+5. A worker that dies is seen at once: its channel ends (after everything it
+   sent has been read) and its process sentinel fires; the crawl stops, every
+   file is written, its pages stay pending for --resume, and the run ends
+   with WorkerDied (exit 4). Ctrl-C reaches the parent only: workers ignore
+   SIGINT and are stopped by message; a worker whose parent is gone (its
+   channel ends) stops too.
 """
 
 from __future__ import annotations
@@ -53,12 +60,15 @@ import dataclasses
 import json
 import logging
 import multiprocessing
-import threading
+import operator
+import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
-from multiprocessing.sharedctypes import SynchronizedArray
-from typing import Any
+from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
+from typing import TYPE_CHECKING, Any
 
+from crawler.channel import Channel
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, CrawlerError
 from crawler.extract import Item
@@ -68,11 +78,68 @@ from crawler.politeness import SharedSlot, first_limit
 from crawler.records import CrawlStats, PageRecord
 from crawler.state import Completion
 from crawler.stats import Tally
-from crawler.urls import host_of, normalize
-from crawler.visit import RecordSink
-from crawler.worker import WORKER_COUNTS, WorkerSpec, owner, worker_main
+from crawler.urls import host_of, normalize, owner_of, url_owner
+
+if TYPE_CHECKING:
+    from crawler.visit import RecordSink
 
 log = logging.getLogger(__name__)
+
+# Counters only workers see (records are counted by the parent).
+WORKER_COUNTS = (
+    "retries",
+    "offsite_links",
+    "dropped_links",
+    "excluded_links",
+    "sitemaps",
+    "sitemap_urls",
+)
+# How long the parent waits for a worker whose channel ended to be reaped.
+REAP_SECONDS = 5.0
+
+
+def owner(url: str, processes: int, *, split: bool = False) -> int:
+    """The process that owns the URL: by its host name (every port of it, as scope
+    does), or by the whole URL when the front splits a single host's URLs."""
+    if split:
+        return url_owner(url, processes)
+    return owner_of(host_of(url), processes)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs; picklable for the spawn start method."""
+
+    config: CrawlConfig
+    index: int
+    processes: int
+    # A single-host crawl: URLs are split between processes, politeness shared.
+    split: bool = False
+
+
+# The wire: entries, records and completions as tuples of their fields, in order.
+_entry_row = operator.attrgetter(*(f.name for f in dataclasses.fields(Entry)))
+_record_row = operator.attrgetter(*(f.name for f in dataclasses.fields(PageRecord)))
+_completion_row = operator.attrgetter(*(f.name for f in dataclasses.fields(Completion)))
+
+
+def pack_entries(entries: Iterable[Entry]) -> list[tuple[Any, ...]]:
+    return [_entry_row(entry) for entry in entries]
+
+
+def unpack_entries(rows: Iterable[tuple[Any, ...]]) -> list[Entry]:
+    return [Entry(*row) for row in rows]
+
+
+def pack_record(record: PageRecord, completion: Completion) -> tuple[Any, ...]:
+    return ("record", _record_row(record), _completion_row(completion))
+
+
+def _worker_process(*args: Any) -> None:
+    """The spawn target: the engine and aiohttp are imported in workers only."""
+    from crawler.worker import worker_main
+
+    worker_main(*args)
 
 
 class WorkerDied(CrawlerError):
@@ -95,9 +162,10 @@ class ProcessFront:
         self._forwarded = [0] * self._count
         self._idle: list[int | None] = [None] * self._count
         self._exited = [False] * self._count
+        self._reaped = [asyncio.Event() for _ in range(self._count)]
         self._counts: list[dict[str, int]] = [{} for _ in range(self._count)]
         self._base: dict[str, int] = {}
-        self._inboxes: list[multiprocessing.Queue[Any]] = []
+        self._channels: list[Channel] = []
         self._processes: list[SpawnProcess] = []
         self._messages: asyncio.Queue[tuple[int, list[tuple[Any, ...]]]] = asyncio.Queue()
         self._all_exited = asyncio.Event()
@@ -105,18 +173,19 @@ class ProcessFront:
         self._drained = False
         self._failure: str | None = None
         self._queued = 0
-        self._outgoing: dict[int, list[Entry]] = {}
+        self._outgoing: dict[int, list[tuple[Any, ...]]] = {}
         self._split = False
         self._slot: SynchronizedArray[float] | None = None
+        self._counter: Synchronized[int] | None = None
 
     def stop(self) -> None:
         """Stop every worker; each finishes what it has in flight, then reports and exits."""
         if self._stopping:
             return
         self._stopping = True
-        for index, inbox in enumerate(self._inboxes):
+        for index, channel in enumerate(self._channels):
             if not self._exited[index]:
-                inbox.put(("stop",))
+                channel.send(("stop",))
 
     def stats(self) -> CrawlStats:
         return self.tally.snapshot(max(self._queued, 0), 0)
@@ -127,45 +196,48 @@ class ProcessFront:
             restored = self._journal.start()
             settings = restored.settings
         self._base = {name: getattr(self.tally, name) for name in WORKER_COUNTS}
-        context = multiprocessing.get_context("spawn")
-        outbox: multiprocessing.Queue[Any] = context.Queue()
-        reader = threading.Thread(target=self._read, args=(outbox,), name="front-reader")
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         deadline = None
         self.tally.start()
         try:
-            self._start_workers(context, outbox, settings)
-            reader.start()
+            self._start_workers(multiprocessing.get_context("spawn"), settings)
             for index, process in enumerate(self._processes):
                 loop.add_reader(process.sentinel, self._process_ended, index)
+            for channel in self._channels:
+                await channel.open()
             self._hand_out(settings, restored)
             if self.config.max_time is not None:
                 deadline = loop.call_later(self.config.max_time, self.stop)
-            consumer = asyncio.create_task(self._consume(), name="front-consumer")
-            try:
-                await self._all_exited.wait()
-                await self._messages.join()
-            finally:
-                consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consumer
+            await self._serve()
         finally:
             if deadline is not None:
                 deadline.cancel()
-            self._shut_down(loop, outbox, reader)
             stats = self.tally.snapshot(
                 max(self._queued, 0), 0, finished=self._drained and self._queued <= 0
             )
-            if self._journal is not None:
-                self._journal.finish(stats, finished=stats.finished)
+            try:
+                if self._journal is not None:
+                    self._journal.finish(stats, finished=stats.finished)
+            finally:
+                self._shut_down(loop)
         if self._failure is not None:
             raise WorkerDied(self._failure)
         return stats
 
-    def _start_workers(
-        self, context: SpawnContext, outbox: multiprocessing.Queue[Any], settings: Settings
-    ) -> None:
-        # Kept on self: the workers' handles to them must outlive this call.
+    async def _serve(self) -> None:
+        """Read every worker's channel and handle its messages, until all have exited."""
+        async with asyncio.TaskGroup() as tasks:
+            readers = [
+                tasks.create_task(self._read(index, channel), name=f"front-reader-{index}")
+                for index, channel in enumerate(self._channels)
+            ]
+            consumer = tasks.create_task(self._consume(), name="front-consumer")
+            await self._all_exited.wait()
+            await self._messages.join()
+            for task in (*readers, consumer):
+                task.cancel()
+
+    def _start_workers(self, context: SpawnContext, settings: Settings) -> None:
         self._counter = counter = context.Value("q", self.tally.pages)
         hosts = {host_of(url) for url in map(normalize, settings.seeds) if url is not None}
         self._split = len(hosts) == 1 and not settings.allow_domain
@@ -182,21 +254,20 @@ class ProcessFront:
             max_time=None,
         )
         for index in range(self._count):
-            inbox: multiprocessing.Queue[Any] = context.Queue()
+            mine, theirs = socket.socketpair()
+            spec = WorkerSpec(config, index, self._count, self._split)
             process = context.Process(
-                target=worker_main,
-                args=(
-                    WorkerSpec(config, index, self._count, self._split),
-                    inbox,
-                    outbox,
-                    counter,
-                    self._slot,
-                ),
+                target=_worker_process,
+                args=(spec, theirs, counter, self._slot),
                 name=f"crawler-worker-{index}",
                 daemon=True,
             )
-            process.start()
-            self._inboxes.append(inbox)
+            try:
+                process.start()
+            finally:
+                # Only the worker holds its end: when it dies, the parent's end reads EOF.
+                theirs.close()
+            self._channels.append(Channel(mine))
             self._processes.append(process)
 
     def _hand_out(self, settings: Settings, restored: Any) -> None:
@@ -211,33 +282,37 @@ class ProcessFront:
                 pending[owner(entry.url, self._count, split=self._split)].append(entry)
             self._queued = restored.pending
             for index in range(self._count):
-                self._send(index, ("restore", seen[index], pending[index]))
+                self._send(index, ("restore", seen[index], pack_entries(pending[index])))
             return
-        self._route(Entry(url, 0) for url in map(normalize, settings.seeds) if url is not None)
+        seeds = [Entry(url, 0) for url in map(normalize, settings.seeds) if url is not None]
+        self._route(pack_entries(seeds))
         self._flush_routes()
 
     def _send(self, index: int, message: tuple[Any, ...]) -> None:
         self._forwarded[index] += 1
-        self._inboxes[index].put(message)
+        self._channels[index].send(message)
 
-    def _route(self, entries: Iterable[Entry]) -> None:
-        """Entries for their owners, sent by _flush_routes (one message per owner per batch)."""
-        for entry in entries:
-            self._outgoing.setdefault(owner(entry.url, self._count, split=self._split), []).append(
-                entry
-            )
+    def _route(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Entries (as rows) for their owners, sent by _flush_routes (one message per
+        owner per batch)."""
+        for row in rows:
+            index = owner(row[0], self._count, split=self._split)
+            self._outgoing.setdefault(index, []).append(row)
 
     def _flush_routes(self) -> None:
         outgoing, self._outgoing = self._outgoing, {}
-        for index, group in outgoing.items():
+        for index, rows in outgoing.items():
             if not self._exited[index] and not self._stopping:
-                self._send(index, ("take", group))
+                self._send(index, ("take", rows))
 
-    def _read(self, outbox: multiprocessing.Queue[Any]) -> None:
-        """The reader thread: batches from the workers onto the event loop."""
-        loop = self._loop
-        while (batch := outbox.get()) is not None:
-            loop.call_soon_threadsafe(self._messages.put_nowait, batch)
+    async def _read(self, index: int, channel: Channel) -> None:
+        """A worker's batches, in order; then, once its channel ends, that it is gone."""
+        while (batch := await channel.receive()) is not None:
+            self._messages.put_nowait((index, batch))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REAP_SECONDS):
+                await self._reaped[index].wait()
+        self._messages.put_nowait((index, [("gone",)]))
 
     async def _consume(self) -> None:
         while True:
@@ -252,14 +327,18 @@ class ProcessFront:
     async def _handle(self, index: int, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "record":
-            await self._record(message[1], message[2])
+            await self._record(PageRecord(*message[1]), Completion(*message[2]))
         elif kind == "added":
-            self._queued += len(message[1])
-            self._journal_added(message[1])
+            entries = unpack_entries(message[1])
+            self._queued += len(entries)
+            self._journal_added(entries)
+        elif kind == "taken":
+            # Entries this parent routed (and journaled then) that were new to their owner.
+            self._queued += message[1]
         elif kind == "route":
             # Journaled now, so that a page's record never lands before its links
-            # (state.py's invariant 1); the owner's "added" report counts them.
-            self._journal_added(message[1])
+            # (state.py's invariant 1); the owner's "taken" report counts them.
+            self._journal_added(unpack_entries(message[1]))
             self._route(message[1])
         elif kind == "sitemap":
             self._queued -= 1
@@ -282,6 +361,8 @@ class ProcessFront:
                     self._send(other, message)
         elif kind == "failed":
             self._fail(f"worker {index} failed:\n{message[1]}")
+        elif kind == "gone":
+            self._died(index)
 
     def _journal_added(self, entries: list[Entry]) -> None:
         fresh = [entry for entry in entries if not entry.is_continuation()]
@@ -307,7 +388,7 @@ class ProcessFront:
             setattr(self.tally, name, self._base.get(name, 0) + total)
 
     def _check_drained(self) -> None:
-        """Invariant 2: every worker idle, every batch sent to it consumed."""
+        """Invariant 2: every worker idle, every message sent to it consumed."""
         if self._stopping:
             return
         if all(self._idle[i] == self._forwarded[i] for i in range(self._count)):
@@ -320,16 +401,15 @@ class ProcessFront:
             self._all_exited.set()
 
     def _process_ended(self, index: int) -> None:
-        process = self._processes[index]
-        asyncio.get_running_loop().remove_reader(process.sentinel)
-        if not self._exited[index]:
-            # Its last messages may still be in the pipe: give the reader a moment.
-            asyncio.get_running_loop().call_later(0.5, self._died, index)
+        asyncio.get_running_loop().remove_reader(self._processes[index].sentinel)
+        self._reaped[index].set()
 
     def _died(self, index: int) -> None:
+        """A worker's channel ended: unless it said "exit" first, it died."""
         if self._exited[index]:
             return
         process = self._processes[index]
+        process.join(1)  # its sentinel fires as it exits, a moment before it can be reaped
         self._fail(
             f"worker process {index} (pid {process.pid}) died with exit code "
             f"{process.exitcode}; its pages stay queued: --resume continues the crawl"
@@ -341,25 +421,15 @@ class ProcessFront:
         self._failure = self._failure or reason.splitlines()[0]
         self.stop()
 
-    def _shut_down(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        outbox: multiprocessing.Queue[Any],
-        reader: threading.Thread,
-    ) -> None:
+    def _shut_down(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After the last files are written: close the channels, reap the workers."""
         for process in self._processes:
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(process.sentinel)
+        for channel in self._channels:
+            channel.close()
         for process in self._processes:
             process.join(10)
             if process.is_alive():
                 process.kill()
                 process.join(5)
-        if reader.is_alive():
-            outbox.put(None)
-            reader.join(10)
-        for inbox in self._inboxes:
-            inbox.close()
-            inbox.cancel_join_thread()
-        outbox.close()
-        outbox.cancel_join_thread()

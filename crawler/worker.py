@@ -1,10 +1,13 @@
 """A worker process of the multiprocessing front (procs.py has the rules).
 
-Layer 4: imports the engine and below. It runs one Engine over the hosts it
-owns; everything it learns goes to the parent in batches: entries new to its
-seen set ("added"), entries for other processes' hosts ("route"), records,
-"idle" reports (invariant 1 of procs.py), and at the end its counters and
-referrers ("exit"). It ignores SIGINT: the parent stops it by message.
+Layer 4: imports the engine and below, and procs.py for the wire. It runs
+one Engine over the hosts it owns; everything it learns goes to the parent
+in batches over its channel: entries it found that are new to its seen set
+("added"), how many of those the parent routed to it were new ("taken"),
+entries for other processes' hosts ("route"), records, "idle" reports
+(invariant 1 of procs.py), and at the end its counters and referrers
+("exit"). It ignores SIGINT: the parent stops it by message, or by closing
+the channel.
 """
 
 from __future__ import annotations
@@ -13,37 +16,35 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
 import signal
+import socket
 import traceback
-from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from typing import Any
 
-from crawler.config import CrawlConfig
+from crawler.channel import Channel
 from crawler.engine import Engine
 from crawler.frontier import Entry, PageBudget, SeenSet, fingerprint
 from crawler.hosts import RobotsStore
 from crawler.journal import Sink
 from crawler.output import LinkIndex, Output
 from crawler.politeness import SharedSlot
+from crawler.procs import (
+    WORKER_COUNTS,
+    WorkerSpec,
+    owner,
+    pack_entries,
+    pack_record,
+    unpack_entries,
+)
 from crawler.records import PageRecord
 from crawler.robots import RobotsAnswer
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
-from crawler.urls import host_key, host_of, owner_of, url_owner
+from crawler.urls import host_key
 
 log = logging.getLogger(__name__)
 
-# Counters only workers see (records are counted by the parent).
-WORKER_COUNTS = (
-    "retries",
-    "offsite_links",
-    "dropped_links",
-    "excluded_links",
-    "sitemaps",
-    "sitemap_urls",
-)
 # How long a worker waits for a split host's robots.txt that another worker has
 # fetched, before fetching it itself.
 ROBOTS_WAIT_SECONDS = 1.0
@@ -72,31 +73,11 @@ class SharedBudget(PageBudget):
             return True
 
 
-def owner(url: str, processes: int, *, split: bool = False) -> int:
-    """The process that owns the URL: by its host name (every port of it, as scope
-    does), or by the whole URL when the front splits a single host's URLs."""
-    if split:
-        return url_owner(url, processes)
-    return owner_of(host_of(url), processes)
-
-
-@dataclass(frozen=True)
-class WorkerSpec:
-    """Everything a worker process needs; picklable for the spawn start method."""
-
-    config: CrawlConfig
-    index: int
-    processes: int
-    # A single-host crawl: URLs are split between processes, politeness shared.
-    split: bool = False
-
-
 class _Outbox:
     """A worker's messages to the parent, sent in batches."""
 
-    def __init__(self, channel: multiprocessing.Queue[Any], index: int) -> None:
+    def __init__(self, channel: Channel) -> None:
         self._channel = channel
-        self._index = index
         self._batch: list[tuple[Any, ...]] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -112,7 +93,7 @@ class _Outbox:
             self._timer.cancel()
             self._timer = None
         if self._batch:
-            self._channel.put((self._index, self._batch))
+            self._channel.send(self._batch)
             self._batch = []
 
 
@@ -171,10 +152,14 @@ class _WorkerPartition:
                 self._routed.add(key)
                 fresh.append(entry)
         if fresh:
-            self._outbox.send(("route", fresh))
+            self._outbox.send(("route", pack_entries(fresh)))
 
     def added(self, entries: list[Entry]) -> None:
-        self._outbox.send(("added", entries))
+        if self.taking:
+            # Routed here by the parent, which journaled them as it routed them.
+            self._outbox.send(("taken", len(entries)))
+        else:
+            self._outbox.send(("added", pack_entries(entries)))
 
     def idle(self) -> None:
         if not self.taking and self._reported != self.consumed:
@@ -212,7 +197,7 @@ class _WorkerPartition:
 
     def record(self, record: PageRecord, completion: Completion) -> None:
         self.links.track(record)
-        self._outbox.send(("record", record, dataclasses.replace(completion, links=())))
+        self._outbox.send(pack_record(record, dataclasses.replace(completion, links=())))
 
     def sitemap_done(self, url: str) -> None:
         self._outbox.send(("sitemap", url))
@@ -232,68 +217,72 @@ class _WorkerPartition:
 
 def worker_main(
     spec: WorkerSpec,
-    inbox: multiprocessing.Queue[Any],
-    outbox: multiprocessing.Queue[Any],
+    end: socket.socket,
     counter: Synchronized[int],
     slot: SynchronizedArray[float] | None,
 ) -> None:
     """A worker process: ignore Ctrl-C (the parent stops us), run one engine."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        asyncio.run(_work(spec, inbox, outbox, counter, slot))
-    except BaseException:
-        outbox.put((spec.index, [("failed", traceback.format_exc())]))
-        raise
-    finally:
-        outbox.close()
-        outbox.join_thread()
+    asyncio.run(_work(spec, Channel(end), counter, slot))
 
 
 async def _work(
     spec: WorkerSpec,
-    inbox: multiprocessing.Queue[Any],
-    outbox: multiprocessing.Queue[Any],
+    channel: Channel,
     counter: Synchronized[int],
     slot: SynchronizedArray[float] | None,
 ) -> None:
-    sender = _Outbox(outbox, spec.index)
+    await channel.open()
+    try:
+        await _crawl(spec, channel, counter, slot)
+    except BaseException:
+        channel.send([("failed", traceback.format_exc())])
+        raise
+    finally:
+        await channel.aclose()
+
+
+async def _crawl(
+    spec: WorkerSpec,
+    channel: Channel,
+    counter: Synchronized[int],
+    slot: SynchronizedArray[float] | None,
+) -> None:
+    sender = _Outbox(channel)
     budget = SharedBudget(spec.config.max_pages, counter)
     shared = SharedSlot(slot) if slot is not None else None
     partition = _WorkerPartition(spec, sender, budget, shared)
     engine = Engine(spec.config, partition=partition)
     partition.tally = engine.tally
-    reader = asyncio.create_task(_read_inbox(inbox, engine, partition), name="inbox")
+    reader = asyncio.create_task(_read_parent(channel, engine, partition), name="parent")
     try:
         await engine.run()
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+        sender.flush()
     sender.send(("exit", partition.counters(), partition.links.export()), now=True)
 
 
-async def _read_inbox(
-    inbox: multiprocessing.Queue[Any], engine: Engine, partition: _WorkerPartition
-) -> None:
-    """Parent messages, read off the event loop (a blocking get in a thread)."""
-    loop = asyncio.get_running_loop()
+async def _read_parent(channel: Channel, engine: Engine, partition: _WorkerPartition) -> None:
+    """The parent's messages; its channel ending (the parent gone) stops the crawl."""
     await engine.ready.wait()
-    while True:
-        message = await loop.run_in_executor(None, inbox.get)
+    while (message := await channel.receive()) is not None:
         if message[0] == "stop":
-            engine.stop()
-            return
+            break
         partition.taking = True
         try:
             if message[0] == "take":
-                await engine.take(message[1])
+                await engine.take(unpack_entries(message[1]))
             elif message[0] == "robots":
                 partition.robots_received(message[1], message[2])
             else:
-                await engine.restore(message[1], message[2])
+                await engine.restore(message[1], unpack_entries(message[2]))
             partition.consumed += 1
         finally:
             partition.taking = False
         partition.busy()
         if engine.idle():
             partition.idle()
+    engine.stop()

@@ -20,6 +20,7 @@ LAYERS = {
     "stats": 0,
     "sitemaps": 0,
     "redis_scripts": 0,
+    "channel": 0,
     "config": 1,
     "extract": 1,
     "fetcher": 2,
