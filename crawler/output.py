@@ -109,7 +109,6 @@ class LinkIndex:
             referrers = self._referrers.setdefault(record.url, [])
             if record.referrer and record.referrer not in referrers:
                 referrers.insert(0, record.referrer)
-                self._referrer_counts.setdefault(record.url, 1)
             return self._broken_link(record.url)
         self._fine.add(fingerprint(record.url))
         self._referrers.pop(record.url, None)
@@ -134,13 +133,17 @@ class LinkIndex:
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
 
-    def export(self) -> dict[str, tuple[list[str], int]]:
-        """The referrers this index holds, for another index to merge."""
+    def export(self, broken: Iterable[str]) -> dict[str, tuple[list[str], int]]:
+        """The referrers of the ``broken`` URLs and of those this index saw break,
+        for another index to merge."""
         return {
-            url: (refs, self._referrer_counts.get(url, 0)) for url, refs in self._referrers.items()
+            url: (self._referrers[url], self._referrer_counts.get(url, 0))
+            for url in {*broken, *self._broken}
+            if url in self._referrers
         }
 
     def merge(self, exported: dict[str, tuple[list[str], int]]) -> None:
+        """Add another index's export: the links each noted add up."""
         for url, (referrers, count) in exported.items():
             mine = self._referrers.setdefault(url, [])
             for referrer in referrers:
@@ -151,10 +154,17 @@ class LinkIndex:
     def _broken_link(self, url: str) -> BrokenLink:
         status, error = self._broken[url]
         referrers = tuple(self._referrers.get(url, ()))
-        return BrokenLink(url, status, error, referrers, self._referrer_counts.get(url, 0))
+        # Each referrer is a page that links here, counted or not: a record's own
+        # referrer was noted by another process of a front, or not at all (the
+        # index was full).
+        count = max(self._referrer_counts.get(url, 0), len(referrers))
+        return BrokenLink(url, status, error, referrers, count)
 
     def broken_links(self) -> list[BrokenLink]:
         return [self._broken_link(url) for url in self._broken]
+
+    def broken_urls(self) -> list[str]:
+        return list(self._broken)
 
 
 class Output:

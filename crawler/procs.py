@@ -183,9 +183,11 @@ class ProcessFront:
         if self._stopping:
             return
         self._stopping = True
+        # The URLs known broken: a worker's "exit" brings who links to them.
+        broken = self._journal.output.links.broken_urls() if self._journal is not None else []
         for index, channel in enumerate(self._channels):
             if not self._exited[index]:
-                channel.send(("stop",))
+                channel.send(("stop", broken))
 
     def stats(self) -> CrawlStats:
         return self.tally.snapshot(max(self._queued, 0), 0)

@@ -5,8 +5,8 @@ one Engine over the hosts it owns; everything it learns goes to the parent
 in batches over its channel: entries it found that are new to its seen set
 ("added"), how many of those the parent routed to it were new ("taken"),
 entries for other processes' hosts ("route"), records, "idle" reports
-(invariant 1 of procs.py), and at the end its counters and referrers
-("exit"). It ignores SIGINT: the parent stops it by message, or by closing
+(invariant 1 of procs.py), and at the end its counters and who links to
+the URLs found broken ("exit"). It ignores SIGINT: the parent stops it by message, or by closing
 the channel.
 """
 
@@ -119,6 +119,8 @@ class _WorkerPartition:
         self.links = LinkIndex()
         self.consumed = 0
         self.taking = False
+        # The URLs the parent knew broken when it said stop.
+        self.broken: list[str] = []
         self._routed = SeenSet()
         self._owned: dict[str, bool] = {}
         config = spec.config
@@ -262,7 +264,8 @@ async def _crawl(
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         sender.flush()
-    sender.send(("exit", partition.counters(), partition.links.export()), now=True)
+    referrers = partition.links.export(partition.broken)
+    sender.send(("exit", partition.counters(), referrers), now=True)
 
 
 async def _read_parent(channel: Channel, engine: Engine, partition: _WorkerPartition) -> None:
@@ -270,6 +273,7 @@ async def _read_parent(channel: Channel, engine: Engine, partition: _WorkerParti
     await engine.ready.wait()
     while (message := await channel.receive()) is not None:
         if message[0] == "stop":
+            partition.broken = message[1]
             break
         partition.taking = True
         try:

@@ -97,6 +97,15 @@ async def start_front(sites: Hosts, cwd: Path, **options: object) -> asyncio.sub
     )
 
 
+def referrers(folder: Path) -> dict[str, tuple[list[str], int]]:
+    """broken.jsonl's /p/ URLs, each with its referrers and their count."""
+    return {
+        link["url"]: (sorted(link["referrers"]), link["referrer_count"])
+        for link in read_jsonl(folder / "broken.jsonl")
+        if "/p/" in link["url"]
+    }
+
+
 def test_hosts_are_split_by_a_stable_hash() -> None:
     owners = {owner(f"http://{host}:8080/x", 2) for host in HOSTS}
     assert owners == {0, 1}
@@ -121,7 +130,10 @@ async def test_two_processes_crawl_every_page_exactly_once(
         assert set(paths.values()) == {2}, "a page was requested twice in one crawl"
     broken = read_jsonl(tmp_path / "two" / "broken.jsonl")
     assert len(broken) == 4 + 4  # /missing and /p/40 on each host
-    assert all(link["referrers"] for link in broken)
+    # Each /p/40 is linked from its own host's /p/39 and the previous host's,
+    # which another process crawled: the front knows both, as one process does.
+    assert referrers(tmp_path / "two") == referrers(tmp_path / "one")
+    assert all(count == 2 for _, count in referrers(tmp_path / "two").values())
     saved = json.loads((tmp_path / "two" / "stats.json").read_text())
     assert saved["pages"] == double.pages and saved["finished"] is True
 
