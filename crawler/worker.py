@@ -6,8 +6,8 @@ in batches over its channel: entries it found that are new to its seen set
 ("added"), how many of those the parent routed to it were new ("taken"),
 entries for other processes' hosts ("route"), records, "idle" reports
 (invariant 1 of procs.py), and at the end its counters and who links to
-the URLs found broken ("exit"). It ignores SIGINT: the parent stops it by message, or by closing
-the channel.
+the URLs found broken ("exit"). It ignores SIGINT: the parent stops it by
+message, or by closing the channel.
 """
 
 from __future__ import annotations
