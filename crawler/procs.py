@@ -287,6 +287,7 @@ class ProcessFront:
                 self._send(index, ("restore", seen[index], pack_entries(pending[index])))
             return
         seeds = [Entry(url, 0) for url in map(normalize, settings.seeds) if url is not None]
+        self._journal_added(seeds)  # as every entry the parent routes
         self._route(pack_entries(seeds))
         self._flush_routes()
 

@@ -33,7 +33,7 @@ from crawler.journal import Sink
 from crawler.parser import ParsedPage, is_html
 from crawler.politeness import Politeness
 from crawler.records import PageRecord
-from crawler.state import Completion, Validators
+from crawler.state import Completion, Validators, pack_links
 from crawler.stats import Tally
 from crawler.urls import Scope, host_of, is_trap, normalize
 
@@ -170,7 +170,7 @@ class Visitor:
                 response.etag,
                 response.last_modified,
                 content_hash,
-                tuple(links),
+                pack_links(links),
             )
         await self._emit(record, completion, [Item(record.url, item) for item in items])
         return Outcome(status=status)
@@ -212,7 +212,7 @@ class Visitor:
             response.etag or validators.etag,
             response.last_modified or validators.last_modified,
             validators.content_hash,
-            tuple(links),
+            pack_links(links),
         )
         await self._emit(record, completion)
 

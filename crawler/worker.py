@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import socket
@@ -199,7 +198,7 @@ class _WorkerPartition:
 
     def record(self, record: PageRecord, completion: Completion) -> None:
         self.links.track(record)
-        self._outbox.send(pack_record(record, dataclasses.replace(completion, links=())))
+        self._outbox.send(pack_record(record, completion))
 
     def sitemap_done(self, url: str) -> None:
         self._outbox.send(("sitemap", url))

@@ -266,3 +266,34 @@ async def test_a_single_host_is_split_between_processes_politely(
     assert min(gaps) >= 0.08, min(gaps)
     split = {owner(f"{site.url}/p/{n}", 2, split=True) for n in range(40)}
     assert split == {0, 1}
+
+
+async def test_an_incremental_crawl_follows_the_links_a_front_stored(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """A front's state.sqlite keeps each page's URLs and links, as one process's
+    does: a later --incremental run whose pages all answer 304 still finds every
+    page, and who links to the missing one."""
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        number = int(request.match_info["n"])
+        if number >= PAGES:
+            raise web.HTTPNotFound()
+        etag = f'"{number}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        links = [f"/p/{number + 1}", f"/p/{PAGES}"] if number == PAGES - 2 else [f"/p/{number + 1}"]
+        response = html_page(str(number), links)
+        response.headers["ETag"] = etag
+        return response
+
+    site = await serve({r"/p/{n:\d+}": page})
+    first = await crawl(
+        CrawlConfig(seeds=(site.url + "/p/0",), output_dir=tmp_path, processes=2, no_sitemaps=True)
+    )
+    again = await crawl(CrawlConfig(output_dir=tmp_path, incremental=True, no_sitemaps=True))
+    assert first.pages == again.pages == PAGES + 1  # and the missing /p/40
+    assert again.unchanged == PAGES and again.removed == 0
+    # /p/38 and /p/39 link to it: they answered 304, their links came from the state.
+    [missing] = read_jsonl(tmp_path / "broken.jsonl")
+    assert missing["referrer_count"] == 2
