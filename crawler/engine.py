@@ -69,11 +69,8 @@ class Partition(Protocol):
     shared_slot: SharedSlot | None
     robots_store: RobotsStore | None
 
-    def owns(self, url: str) -> bool:
-        """Whether this process owns the URL's host."""
-
-    def route(self, entries: list[Entry]) -> None:
-        """Send entries for hosts this process does not own to their owner."""
+    def split(self, entries: Iterable[Entry]) -> tuple[list[Entry], list[Entry]]:
+        """The entries this process owns, and the others, sent to their owners."""
 
     def added(self, entries: list[Entry]) -> None:
         """Entries new to this process's seen set (the parent journals them)."""
@@ -281,12 +278,7 @@ class Engine:
         """Queue entries (routing other processes' hosts to them); return those taken on."""
         routed: list[Entry] = []
         if self._partition is not None:
-            owned: list[Entry] = []
-            for entry in entries:
-                (owned if self._partition.owns(entry.url) else routed).append(entry)
-            if routed:
-                self._partition.route(routed)
-            entries = owned
+            entries, routed = self._partition.split(entries)
         added = await self._frontier.add(entries, front=front)
         fresh = [entry for entry in added if not entry.is_continuation()]
         if fresh and self._journal is not None:

@@ -18,6 +18,7 @@ import logging
 import signal
 import socket
 import traceback
+from collections.abc import Iterable
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from typing import Any
 
@@ -40,7 +41,7 @@ from crawler.records import PageRecord
 from crawler.robots import RobotsAnswer
 from crawler.state import Completion, Validators
 from crawler.stats import Tally
-from crawler.urls import host_key
+from crawler.urls import url_owner
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class _WorkerPartition:
         # The URLs the parent knew broken when it said stop.
         self.broken: list[str] = []
         self._routed = SeenSet()
+        # Whether this process owns an origin's host.
         self._owned: dict[str, bool] = {}
         config = spec.config
         self._mirror = None
@@ -129,31 +131,38 @@ class _WorkerPartition:
         self.tally: Tally | None = None
         self._reported: int | None = None
 
-    def owns(self, url: str) -> bool:
+    def split(self, entries: Iterable[Entry]) -> tuple[list[Entry], list[Entry]]:
+        """The entries this process owns, and the others, which it routes to their
+        owners. Every link passes here, so it is one loop: ownership is decided once
+        per origin, and a URL is routed once (most links repeat; the owner dedups),
+        which keeps the traffic to about one message per URL."""
         spec = self._spec
-        if spec.split:
-            return owner(url, spec.processes, split=True) == spec.index
-        # Every link passes here: one answer per network location, not one hash per link.
-        netloc = host_key(url)
-        mine = self._owned.get(netloc)
-        if mine is None:
-            mine = self._owned[netloc] = owner(url, spec.processes) == spec.index
-        return mine
-
-    def route(self, entries: list[Entry]) -> None:
-        # A URL sent once is the owner's to dedup: most links repeat, so this keeps
-        # the traffic to about one message per URL instead of one per link.
-        fresh = []
+        owned: list[Entry] = []
+        foreign: list[Entry] = []
+        fresh: list[Entry] = []
+        known, routed = self._owned, self._routed
         for entry in entries:
+            url = entry.url
+            if spec.split:
+                mine: bool | None = url_owner(url, spec.processes) == spec.index
+            else:
+                # A normalised URL's origin (scheme, host, port) ends at its path's "/".
+                origin = url[: url.find("/", len("https://"))]
+                mine = known.get(origin)
+                if mine is None:
+                    mine = known[origin] = owner(url, spec.processes) == spec.index
+            if mine:
+                owned.append(entry)
+                continue
+            foreign.append(entry)
             if entry.is_continuation():
                 fresh.append(entry)
-                continue
-            key = fingerprint(entry.url)
-            if key not in self._routed:
-                self._routed.add(key)
+            elif (key := fingerprint(url)) not in routed:
+                routed.add(key)
                 fresh.append(entry)
         if fresh:
             self._outbox.send(("route", pack_entries(fresh)))
+        return owned, foreign
 
     def added(self, entries: list[Entry]) -> None:
         if self.taking:
