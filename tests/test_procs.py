@@ -11,10 +11,11 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from conftest import Handler, Site, SiteFactory, html_page, read_jsonl, reaped
+from conftest import Handler, Site, SiteFactory, html_page, read_jsonl, reaped, until
 from crawler import CrawlConfig, Crawler, PageRecord, crawl
 from crawler.procs import owner
 from test_cli import run_cli
@@ -74,7 +75,9 @@ def config(sites: list[Site], out: Path | None, **settings: object) -> CrawlConf
     )
 
 
-async def start_front(sites: Hosts, cwd: Path, **options: object) -> asyncio.subprocess.Process:
+async def start_front(
+    sites: Hosts, cwd: Path, stderr: Any = asyncio.subprocess.PIPE, **options: object
+) -> asyncio.subprocess.Process:
     """`crawler crawl --processes 2` over the four hosts, as a user runs it."""
     domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
     return await asyncio.create_subprocess_exec(
@@ -92,7 +95,7 @@ async def start_front(sites: Hosts, cwd: Path, **options: object) -> asyncio.sub
         "--no-sitemaps",
         cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=stderr,
         **options,  # type: ignore[arg-type]
     )
 
@@ -157,6 +160,23 @@ async def test_max_pages_holds_across_processes(serve: SiteFactory, tmp_path: Pa
     assert not stats.finished
 
 
+async def worker_pids(parent: int) -> list[int]:
+    pgrep = await asyncio.create_subprocess_exec(
+        "pgrep", "-f", "multiprocessing.spawn", "-P", str(parent), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await pgrep.communicate()
+    return [int(pid) for pid in out.split()]
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan waits for init to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
     serve: SiteFactory, tmp_path: Path
 ) -> None:
@@ -170,16 +190,7 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
     async with reaped(process):
         async with asyncio.timeout(30):
             await sites.under_way.wait()
-        workers = await asyncio.create_subprocess_exec(
-            "pgrep",
-            "-f",
-            "multiprocessing.spawn",
-            "-P",
-            str(process.pid),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await workers.communicate()
-        victim = int(out.split()[0])
+        victim = (await worker_pids(process.pid))[0]
         os.kill(victim, signal.SIGKILL)
         async with asyncio.timeout(60):
             _, err = await process.communicate()
@@ -193,6 +204,21 @@ async def test_a_killed_worker_ends_the_crawl_with_exit_4_and_resume_finishes(
     urls = [r["url"] for r in read_jsonl(tmp_path / "out" / "pages.jsonl")]
     assert set(urls) == expected
     assert len(urls) - len(set(urls)) <= 8, "only pages in flight at the kill may repeat"
+
+
+async def test_workers_stop_when_their_parent_is_killed(serve: SiteFactory, tmp_path: Path) -> None:
+    sites = await serve_hosts(serve, delay=0.05)
+    # stderr not a pipe: a pipe closed with the parent could end the workers itself.
+    process = await start_front(sites, tmp_path, stderr=asyncio.subprocess.DEVNULL)
+    async with reaped(process):
+        async with asyncio.timeout(30):
+            await sites.under_way.wait()
+        workers = await worker_pids(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        await process.wait()
+    # Each worker's channel ends: it stops its crawl and exits, orphaned.
+    await until(lambda: not any(map(running, workers)), seconds=10)
 
 
 async def test_ctrl_c_stops_every_process(serve: SiteFactory, tmp_path: Path) -> None:
