@@ -363,7 +363,9 @@ class ProcessFront:
                 if other != index and not self._exited[other]:
                     self._send(other, message)
         elif kind == "failed":
-            self._fail(f"worker {index} failed:\n{message[1]}")
+            # A bug: its traceback is logged whole; the run ends naming the error.
+            self._fail(f"worker process {index} failed: {message[2]}", message[1])
+            self._mark_exited(index)
         elif kind == "gone":
             self._died(index)
 
@@ -419,9 +421,9 @@ class ProcessFront:
         )
         self._mark_exited(index)
 
-    def _fail(self, reason: str) -> None:
-        log.error("%s", reason)
-        self._failure = self._failure or reason.splitlines()[0]
+    def _fail(self, reason: str, detail: str = "") -> None:
+        log.error("%s", f"{detail}{reason}")
+        self._failure = self._failure or reason
         self.stop()
 
     def _shut_down(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -245,11 +245,18 @@ async def _work(
     await channel.open()
     try:
         await _crawl(spec, channel, counter, slot)
-    except BaseException:
-        channel.send([("failed", traceback.format_exc())])
+    except BaseException as error:
+        channel.send([("failed", traceback.format_exc(), _summary(error))])
         raise
     finally:
         await channel.aclose()
+
+
+def _summary(error: BaseException) -> str:
+    """The error itself, out of the task groups it came through."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return f"{type(error).__name__}: {error}"
 
 
 async def _crawl(
