@@ -72,6 +72,9 @@ class Partition(Protocol):
     def split(self, entries: Iterable[Entry]) -> tuple[list[Entry], list[Entry]]:
         """The entries this process owns, and the others, sent to their owners."""
 
+    async def drain(self) -> None:
+        """Wait while the parent is behind with what this process sent it."""
+
     def added(self, entries: list[Entry]) -> None:
         """Entries new to this process's seen set (the parent journals them)."""
 
@@ -335,6 +338,8 @@ class Engine:
                 while idle < self.config.concurrency and not self._idle.locked():
                     await self._idle.acquire()
                     idle += 1
+                if self._partition is not None:
+                    await self._partition.drain()
                 leases = await self._frontier.lease(idle)
                 for _ in range(idle - len(leases)):
                     self._idle.release()

@@ -96,6 +96,10 @@ WORKER_COUNTS = (
 )
 # How long the parent waits for a worker whose channel ended to be reaped.
 REAP_SECONDS = 5.0
+# Batches read from the workers and not yet handled; past this the parent stops
+# reading, and a worker whose channel is full stops leasing (a library reader
+# that falls behind holds the crawl back instead of filling memory).
+BACKLOG_BATCHES = 2
 
 
 def owner(url: str, processes: int, *, split: bool = False) -> int:
@@ -162,12 +166,15 @@ class ProcessFront:
         self._forwarded = [0] * self._count
         self._idle: list[int | None] = [None] * self._count
         self._exited = [False] * self._count
+        self._heard = [False] * self._count
         self._reaped = [asyncio.Event() for _ in range(self._count)]
         self._counts: list[dict[str, int]] = [{} for _ in range(self._count)]
         self._base: dict[str, int] = {}
         self._channels: list[Channel] = []
         self._processes: list[SpawnProcess] = []
-        self._messages: asyncio.Queue[tuple[int, list[tuple[Any, ...]]]] = asyncio.Queue()
+        self._messages: asyncio.Queue[tuple[int, list[tuple[Any, ...]]]] = asyncio.Queue(
+            maxsize=BACKLOG_BATCHES
+        )
         self._all_exited = asyncio.Event()
         self._stopping = False
         self._drained = False
@@ -311,11 +318,12 @@ class ProcessFront:
     async def _read(self, index: int, channel: Channel) -> None:
         """A worker's batches, in order; then, once its channel ends, that it is gone."""
         while (batch := await channel.receive()) is not None:
-            self._messages.put_nowait((index, batch))
+            self._heard[index] = True
+            await self._messages.put((index, batch))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REAP_SECONDS):
                 await self._reaped[index].wait()
-        self._messages.put_nowait((index, [("gone",)]))
+        await self._messages.put((index, [("gone",)]))
 
     async def _consume(self) -> None:
         while True:
@@ -415,10 +423,17 @@ class ProcessFront:
             return
         process = self._processes[index]
         process.join(1)  # its sentinel fires as it exits, a moment before it can be reaped
-        self._fail(
-            f"worker process {index} (pid {process.pid}) died with exit code "
-            f"{process.exitcode}; its pages stay queued: --resume continues the crawl"
+        reason = (
+            f"worker process {index} (pid {process.pid}) died with exit code {process.exitcode}"
         )
+        if not self._heard[index]:
+            # Most often a script that starts a crawl on import: the spawned worker
+            # imports the script again, and multiprocessing refuses to start there.
+            reason += (
+                " before it started (a script that runs a crawl with processes > 1 must"
+                ' do so under `if __name__ == "__main__":`)'
+            )
+        self._fail(f"{reason}; its pages stay queued: --resume continues the crawl")
         self._mark_exited(index)
 
     def _fail(self, reason: str, detail: str = "") -> None:

@@ -88,6 +88,9 @@ class _Outbox:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self.flush)
 
+    async def drain(self) -> None:
+        await self._channel.drain()
+
     def flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -163,6 +166,9 @@ class _WorkerPartition:
         if fresh:
             self._outbox.send(("route", pack_entries(fresh)))
         return owned, foreign
+
+    async def drain(self) -> None:
+        await self._outbox.drain()
 
     def added(self, entries: list[Entry]) -> None:
         if self.taking:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from conftest import Handler, Site, SiteFactory, html_page, read_jsonl, reaped, until
@@ -148,6 +149,47 @@ async def test_the_library_iterates_a_front(serve: SiteFactory) -> None:
         urls = [record.url async for record in crawler if isinstance(record, PageRecord)]
 
     assert len(urls) == len(set(urls)) == crawler.stats().pages == 4 * PAGES + 2
+
+
+async def test_a_reader_that_falls_behind_holds_the_front_back(serve: SiteFactory) -> None:
+    """The library's reader stops reading: the workers stop fetching soon after,
+    instead of the parent holding the rest of the crawl in memory."""
+    pages = 3000
+    sites: list[Site] = []
+
+    def tree(index: int) -> Handler:
+        """Page n links to pages 2n+1 and 2n+2 of its host and of the next: a wide site."""
+
+        async def page(request: web.Request) -> web.StreamResponse:
+            number = int(request.match_info["n"])
+            if number >= pages:
+                raise web.HTTPNotFound()
+            following = sites[(index + 1) % len(HOSTS)].url
+            children = [f"/p/{2 * number + 1}", f"/p/{2 * number + 2}"]
+            return html_page(str(number), children + [following + child for child in children])
+
+        return page
+
+    for index, host in enumerate(HOSTS):
+        sites.append(await serve({r"/p/{n:\d+}": tree(index)}, host=host))
+
+    def requested() -> int:
+        return sum(len(site.requests) for site in sites)
+
+    async with Crawler(config(sites, None)) as front:
+        async for _ in front:
+            break  # and read no more
+        previous = -1
+        for _ in range(60):
+            await asyncio.sleep(0.5)
+            if requested() == previous:
+                break
+            previous = requested()
+        else:
+            pytest.fail("the front kept fetching with nobody reading")
+    # The reader's backlog (1,000 records), two batches in the parent, what the
+    # sockets hold and what was in flight: far from the site's 12,000 pages.
+    assert requested() < 4 * pages / 2
 
 
 async def test_max_pages_holds_across_processes(serve: SiteFactory, tmp_path: Path) -> None:
@@ -323,3 +365,24 @@ async def test_an_incremental_crawl_follows_the_links_a_front_stored(
     # /p/38 and /p/39 link to it: they answered 304, their links came from the state.
     [missing] = read_jsonl(tmp_path / "broken.jsonl")
     assert missing["referrer_count"] == 2
+
+
+async def test_a_script_without_a_main_guard_is_told_why_its_workers_died(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    sites = await serve_hosts(serve)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from crawler import CrawlConfig, run\n"
+        f"run(CrawlConfig(seeds=({sites[0].url + '/p/0'!r},), processes=2))\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+    )
+    async with reaped(process), asyncio.timeout(60):
+        _, err = await process.communicate()
+    assert process.returncode != 0
+    assert (
+        b'before it started (a script that runs a crawl with processes > 1 must do so under `if __name__ == "__main__":`)'
+        in err
+    )
