@@ -89,11 +89,14 @@ class Slot(Protocol):
 
 # While a shared slot is full, the processes look again this often.
 SHARED_POLL_SECONDS = 0.001
+# A shared slot's array: HostSlot's fields in order, then the robots flag.
+_SLOT_FIELDS = dataclasses.fields(HostSlot)
+_ROBOTS_LEARNED = len(_SLOT_FIELDS)
 
 
 class SharedSlot:
-    """A HostSlot in shared memory: a multiprocessing Array of its 8 fields and a
-    ninth value, 1 once some process has learned the host's robots.txt."""
+    """A HostSlot in shared memory: a multiprocessing Array of its fields and one
+    more value, 1 once some process has learned the host's robots.txt."""
 
     def __init__(self, values: SynchronizedArray[float]) -> None:
         self._values = values
@@ -101,22 +104,15 @@ class SharedSlot:
     @staticmethod
     def initial(limit: int, delay: float, backoff_cap: float) -> list[float]:
         """The array's starting values (a new HostSlot's fields, in order)."""
-        slot = HostSlot(limit, delay, backoff_cap)
-        return [float(getattr(slot, item.name)) for item in dataclasses.fields(HostSlot)] + [0.0]
+        return [*_fields_of(HostSlot(limit, delay, backoff_cap)), 0.0]
 
     def _read(self) -> HostSlot:
         """The slot as it is now (the caller holds the lock)."""
-        values: list[float] = self._values[:8]
-        return HostSlot(
-            limit=int(values[0]),
-            delay=values[1],
-            backoff_cap=values[2],
-            in_flight=int(values[3]),
-            last_start=values[4],
-            crawl_delay=values[5],
-            backoff=values[6],
-            not_before=values[7],
-        )
+        slot = HostSlot(0, 0.0)
+        values: list[float] = self._values[:_ROBOTS_LEARNED]
+        for item, value in zip(_SLOT_FIELDS, values, strict=True):
+            setattr(slot, item.name, int(value) if item.type == "int" else value)
+        return slot
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[HostSlot]:
@@ -124,7 +120,7 @@ class SharedSlot:
         with self._values.get_lock():
             slot = self._read()
             yield slot
-            self._values[:8] = [getattr(slot, item.name) for item in dataclasses.fields(HostSlot)]
+            self._values[:_ROBOTS_LEARNED] = _fields_of(slot)
 
     def ready_at(self) -> float:
         with self._values.get_lock():
@@ -146,11 +142,15 @@ class SharedSlot:
     def robots_known(self, limit: int, crawl_delay: float) -> None:
         with self._slot() as slot:
             slot.robots_known(limit, crawl_delay)
-            self._values[8] = 1.0
+            self._values[_ROBOTS_LEARNED] = 1.0
 
     def robots_learned(self) -> bool:
         """Whether some process has learned the host's robots.txt."""
-        return bool(self._values[8])
+        return bool(self._values[_ROBOTS_LEARNED])
+
+
+def _fields_of(slot: HostSlot) -> list[float]:
+    return [float(getattr(slot, item.name)) for item in _SLOT_FIELDS]
 
 
 class Politeness:
