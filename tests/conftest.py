@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -98,6 +99,19 @@ async def until(condition: Callable[[], object], seconds: float, step: float = 0
             return
         await asyncio.sleep(step)
     pytest.fail(f"still not true after {seconds} s")
+
+
+async def start_cli(
+    *args: str,
+    cwd: Path,
+    stdout: Any = asyncio.subprocess.PIPE,
+    stderr: Any = asyncio.subprocess.PIPE,
+    **options: Any,
+) -> asyncio.subprocess.Process:
+    """``crawler ARGS`` (``python -m crawler``) in ``cwd``, as a user runs it; reap it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crawler", *args, cwd=cwd, stdout=stdout, stderr=stderr, **options
+    )
 
 
 @contextlib.asynccontextmanager

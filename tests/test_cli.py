@@ -5,27 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 from aiohttp import web
 
-from conftest import SiteFactory, html_page, read_jsonl, reaped, static_site
+from conftest import SiteFactory, html_page, read_jsonl, reaped, start_cli, static_site
 from crawler.output import OutputLock
 
 Result = tuple[int, str, str]
 
 
 async def run_cli(*args: str, cwd: Path, wait: float = 60.0) -> Result:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_cli(*args, cwd=cwd)
     async with reaped(process):
         async with asyncio.timeout(wait):
             out, err = await process.communicate()
@@ -145,19 +136,7 @@ async def test_sigint_stops_cleanly_with_130(serve: SiteFactory, tmp_path: Path)
         return html_page(str(number), [f"/{number + 1}", f"/{number + 2}"])
 
     site = await serve({r"/{n:\d+}": slow})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        "crawl",
-        site.url + "/0",
-        "--output",
-        "out",
-        "--quiet",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await start_cli("crawl", site.url + "/0", "--output", "out", "--quiet", cwd=tmp_path)
     async with reaped(process):
         pages = tmp_path / "out" / "pages.jsonl"
         async with asyncio.timeout(30):
@@ -184,17 +163,7 @@ async def test_demo_crawls_the_bundled_site(tmp_path: Path) -> None:
 
 
 async def test_demo_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
-        "demo",
-        "--serve",
-        "--pages",
-        "5",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    process = await start_cli("demo", "--serve", "--pages", "5", cwd=tmp_path, stderr=None)
     async with reaped(process):
         assert process.stdout is not None
         async with asyncio.timeout(30):
@@ -222,22 +191,12 @@ async def start_stuck_crawl(
         return html_page("late")
 
     site = await serve({"/": stuck})
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
+    process = await start_cli(
         "crawl",
         site.url + "/",
-        "--output",
-        "out",
-        "--ignore-robots",
-        "--no-sitemaps",
-        "--timeout",
-        "120",
-        *flags,
+        *("--output", "out", "--ignore-robots", "--no-sitemaps", "--timeout", "120", *flags),
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with asyncio.timeout(30):

@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from conftest import Handler, Site, SiteFactory, html_page, read_jsonl, reaped, until
+from conftest import (
+    Handler,
+    Site,
+    SiteFactory,
+    html_page,
+    read_jsonl,
+    reaped,
+    start_cli,
+    until,
+)
 from crawler import CrawlConfig, Crawler, PageRecord, crawl
 from crawler.procs import owner
 from test_cli import run_cli
@@ -81,23 +90,15 @@ async def start_front(
 ) -> asyncio.subprocess.Process:
     """`crawler crawl --processes 2` over the four hosts, as a user runs it."""
     domains = [arg for host in HOSTS for arg in ("--allow-domain", host)]
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
+    return await start_cli(
         "crawl",
         sites[0].url + "/p/0",
         *domains,
-        "--processes",
-        "2",
-        "--output",
-        "out",
-        "--quiet",
-        "--no-sitemaps",
+        *("--processes", "2", "--output", "out", "--quiet", "--no-sitemaps"),
         cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=stderr,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

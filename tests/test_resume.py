@@ -8,13 +8,12 @@ import hashlib
 import json
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from conftest import SiteFactory, html_page, read_jsonl, static_site
+from conftest import SiteFactory, html_page, read_jsonl, start_cli, static_site
 from crawler import CrawlConfig, crawl
 from test_cli import assert_one_line_error, run_cli
 
@@ -54,21 +53,12 @@ async def serve_counting(serve: SiteFactory, after: int) -> tuple[str, asyncio.E
 
 
 async def start_crawl(url: str, cwd: Path, *extra: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
+    return await start_cli(
         "crawl",
         url + "/",
-        "--output",
-        "out",
-        "--quiet",
-        "--per-host",
-        "4",
-        *extra,
+        *("--output", "out", "--quiet", "--per-host", "4", *extra),
         cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
     )
 
 

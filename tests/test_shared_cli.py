@@ -9,13 +9,12 @@ import itertools
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from conftest import RedisServer, Site, SiteFactory, html_page, reaped, until
+from conftest import RedisServer, Site, SiteFactory, html_page, reaped, start_cli, until
 from test_cli import assert_one_line_error, run_cli
 
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -71,24 +70,12 @@ def local_ports(pid: int) -> set[int]:
 
 
 async def start_worker(folder: str, frontier: str, *urls: str, cwd: Path) -> Any:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "crawler",
+    return await start_cli(
         "crawl",
         *urls,
-        "--frontier",
-        frontier,
-        "--output",
-        folder,
-        "--delay",
-        str(DELAY),
-        "--concurrency",
-        "4",
-        "--quiet",
+        *("--frontier", frontier, "--output", folder, "--delay", str(DELAY)),
+        *("--concurrency", "4", "--quiet"),
         cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
 
 
