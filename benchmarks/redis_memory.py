@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import free_port, start_redis
 
 from crawler.config import CrawlConfig
-from crawler.frontier import Entry
-from crawler.shared_frontier import PREFIX, SharedFrontier
+from crawler.frontier.redis_codec import PREFIX
+from crawler.frontier.shared import SharedFrontier
+from crawler.records import Entry
 from crawler.stats import Tally
 
 

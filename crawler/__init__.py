@@ -1,6 +1,6 @@
 """crawler: a fast, polite, crash-safe asynchronous web crawler.
 
-The public surface is ``__all__``; see docs in README.md and DESIGN.md §3.
+The public surface is ``__all__``; see README.md and docs/api.md.
 """
 
 from crawler.api import Crawler, crawl, run

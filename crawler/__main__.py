@@ -2,7 +2,7 @@
 
 import sys
 
-# Guarded: the multiprocessing front's spawned workers import this module again,
+# Guarded: the multiprocessing front's spawned children import this module again,
 # and need none of the command line.
 if __name__ == "__main__":
     from crawler.cli import main

@@ -1,7 +1,7 @@
 """The library API: Crawler (async context manager and async iterator), crawl(), run().
 
-Layer 5: imports config, engine and records. The library never prints,
-configures logging or installs signal handlers; that is cli.py's job.
+The library never prints, configures logging or installs signal handlers;
+that is cli.py's job.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from crawler.config import CrawlConfig
 from crawler.extract import Item
-from crawler.procs import ProcessFront
+from crawler.procs.parent import ProcessFront
 from crawler.records import CrawlStats, PageRecord
 
 if TYPE_CHECKING:
-    from crawler.engine import Engine
-    from crawler.visit import RecordSink
+    from crawler.crawl.engine import Engine
+    from crawler.crawl.recording import RecordSink
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
 _BACKLOG = 1000
@@ -102,10 +102,10 @@ class Crawler:
 
 def _runner(config: CrawlConfig, on_record: RecordSink | None) -> Engine | ProcessFront:
     """One engine, or the multiprocessing front for --processes N (whose parent
-    does without the engine and aiohttp: its start-up delays every worker's)."""
+    does without the engine and aiohttp: its start-up delays every child's)."""
     if config.processes > 1:
         return ProcessFront(config, on_record)
-    from crawler.engine import Engine
+    from crawler.crawl.engine import Engine
 
     return Engine(config, on_record)
 

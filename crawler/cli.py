@@ -1,9 +1,9 @@
 """The command line: flags and config.toml to CrawlConfig, progress, signals, exit codes.
 
-Layer 6: the only module that prints, installs signal handlers, configures
-logging or exits. Exit codes (DESIGN.md §5): 0 finished; 1 --fail-on-broken
-found broken links; 2 usage or config error; 3 output folder locked; 4 a worker
-process of the front died; 5 the shared frontier stopped answering; 130/143
+The only module that prints, installs signal handlers, configures
+logging or exits. Exit codes (README.md, Exit codes): 0 finished; 1 --fail-on-broken
+found broken links; 2 usage or config error; 3 output folder locked; 4 a process
+of the front died; 5 the shared frontier stopped answering; 130/143
 stopped by SIGINT/SIGTERM.
 """
 
@@ -29,9 +29,9 @@ from rich.text import Text
 from crawler.api import Crawler
 from crawler.config import CrawlConfig, build_config, load_toml
 from crawler.errors import ConfigError, CrawlerError, NothingToDo
-from crawler.output import OutputLock
+from crawler.output.files import OutputLock
+from crawler.output.report import summarize, write_report
 from crawler.records import BROKEN_ERRORS, CrawlStats, PageRecord
-from crawler.report import summarize, write_report
 
 log = logging.getLogger("crawler")
 DEFAULT_OUTPUT = "output"
@@ -56,7 +56,7 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--per-host", type=int, help="requests in flight per host")
     flag("--processes", type=int, help="spread hosts over this many processes")
     flag(
-        "--frontier", metavar="URL", help="redis://HOST:PORT/DB: share the crawl with other workers"
+        "--frontier", metavar="URL", help="redis://HOST:PORT/DB: share the crawl with other members"
     )
     flag("--delay", type=float, help="minimum gap in seconds between request starts to a host")
     flag("--allow-domain", action="append", help="also crawl this domain and its subdomains")

@@ -1,6 +1,6 @@
 """CrawlConfig: every crawl setting, frozen and validated, and config.toml loading.
 
-Layer 1: imports only errors and urls. One name per setting everywhere: the
+One name per setting everywhere: the
 flag ``--max-pages`` is ``max_pages`` in config.toml's [crawl] table and here.
 A bad value raises ConfigError with a message a person can act on.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.urls import normalize
+from crawler.web.urls import normalize
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
@@ -61,7 +61,7 @@ class CrawlConfig:
     extract: str | Extractor | None = None
     # Also write every request and response to this WARC file (gzip per record).
     warc: Path | None = None
-    # A shared frontier, redis://HOST:PORT/DB: workers anywhere share one crawl.
+    # A shared frontier, redis://HOST:PORT/DB: members anywhere share one crawl.
     frontier: str | None = None
 
     def __post_init__(self) -> None:
@@ -86,7 +86,7 @@ def _check_frontier(config: CrawlConfig) -> None:
         raise ConfigError("--incremental needs a crawl's own state; it does not go with --frontier")
     if config.processes > 1:
         raise ConfigError(
-            "--processes with --frontier: start one worker per process instead "
+            "--processes with --frontier: start one member per process instead "
             "(each is a client of the shared frontier)"
         )
 

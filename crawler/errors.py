@@ -1,6 +1,6 @@
 """Exception hierarchy of the crawler.
 
-Layer 0: imports nothing from crawler. Per-URL failures are never exceptions
+Per-URL failures are never exceptions
 (they are records with an ``error`` reason); these are the errors that stop a
 run, and ``cli.py`` maps each to its exit code.
 """

@@ -1,6 +1,6 @@
 """Extractors: user functions that pull items out of pages, and the link rules.
 
-Layer 1: imports errors and parser. An extractor is a plain function, sync
+An extractor is a plain function, sync
 or async, named on the command line as ``package.module:function``:
 
     def extract(page: Page) -> Iterable[dict]:
@@ -26,7 +26,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from crawler.errors import ConfigError
-from crawler.parser import decode_html
+from crawler.web.parser import decode_html
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup
@@ -67,7 +67,7 @@ class Page:
     @cached_property
     def soup(self) -> BeautifulSoup:
         """The BeautifulSoup tree of the page, built on first use."""
-        # Imported here: bs4 is a tenth of a worker process's start-up, and most
+        # Imported here: bs4 is a tenth of a front process's start-up, and most
         # crawls never build a tree.
         from bs4 import BeautifulSoup
 

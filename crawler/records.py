@@ -1,7 +1,9 @@
-"""Frozen values that cross modules; their field names are the output schema.
+"""The crawl's vocabulary: frozen values that cross packages.
 
-Layer 0: imports nothing from crawler. Writing a record is turning its fields
-into a dict; ``RECORD_FIELDS`` fixes the column order of pages.jsonl and CSV.
+A PageRecord's field names are the output schema (``RECORD_FIELDS`` fixes the
+column order of pages.jsonl and CSV; output/lines.py writes them). An Entry
+is a URL waiting in a frontier; a Completion is a URL done, as the output
+layer keeps it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,63 @@ class PageRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(PageRecord))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A URL waiting in the frontier, with what its record needs to carry."""
+
+    url: str
+    depth: int
+    referrer: str | None = None
+    # "page", or "sitemap" for a sitemap to read (it gets no record of its own).
+    kind: str = "page"
+    # Failed requests so far (for --retries).
+    attempts: int = 0
+    # Times this entry's record has been leased before (deferred after robots.txt, retried).
+    leases: int = 0
+    # For a redirect hop: the URL the record is for, and the hops requested so far.
+    origin: str | None = None
+    hops: tuple[str, ...] = ()
+    elapsed_ms: int = 0
+    # For a redirect hop: the status of the answer that redirected here.
+    via_status: int | None = None
+
+    def is_continuation(self) -> bool:
+        """Carries on a record already started (retry, deferral, redirect hop)."""
+        return self.leases > 0 or self.origin is not None
+
+    def counts_as_page(self) -> bool:
+        """Leasing it starts a new record: it counts toward --max-pages."""
+        return self.kind == "page" and not self.is_continuation()
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What the last crawl knew of a page, for a conditional request."""
+
+    previous_status: int | None
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    links: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A URL done: its record (None for a sitemap), the items an extractor found on
+    its page, and what --incremental needs later. output/ serialises it."""
+
+    url: str
+    record: PageRecord | None
+    items: tuple[dict[str, Any], ...] = ()
+    status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    # The page's followed links, packed (output.state.pack_links): compressed
+    # where the page is parsed, in the front's processes too.
+    links: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Tally: the counters of one crawl, turned into a frozen CrawlStats on demand.
 
-Layer 0: imports only records. The counters survive a stop: ``counters()``
+The counters survive a stop: ``counters()``
 is what state.sqlite keeps, ``restore()`` takes it back on --resume, so
 stats.json covers the whole crawl however many runs it took.
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from conftest import SiteFactory, html_page, read_jsonl, reaped, start_cli, static_site
-from crawler.output import OutputLock
+from crawler.output.files import OutputLock
 
 Result = tuple[int, str, str]
 
@@ -241,7 +241,7 @@ async def test_sigterm_cancels_a_stuck_request_within_seconds(
 async def test_an_interrupted_demo_starts_over(tmp_path: Path) -> None:
     demo = tmp_path / "output" / "demo"
     demo.mkdir(parents=True)
-    from crawler.state import CrawlState
+    from crawler.output.state import CrawlState
 
     CrawlState.create(demo / "state.sqlite", {"seeds": ["http://127.0.0.1:9/"]}).close()
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from conftest import SiteFactory
-from crawler.fetcher import Fetcher, failure_reason, parse_retry_after
+from crawler.net.fetcher import Fetcher, failure_reason, parse_retry_after
 
 URL = "http://a.org/page"
 

@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from crawler.frontier import Entry, Lease, MemoryFrontier
-from crawler.politeness import BACKOFF_FLOOR, HostSlot, Politeness
+from crawler.frontier.memory import MemoryFrontier
+from crawler.frontier.politeness import BACKOFF_FLOOR, HostSlot, Politeness
+from crawler.frontier.protocol import Lease
+from crawler.records import Entry
 
 
 def frontier(per_host: int = 2, delay: float = 0.0, max_pages: int | None = None) -> MemoryFrontier:
@@ -73,7 +75,7 @@ async def test_max_pages_leases_only_continuations_after_the_limit() -> None:
     first = await one(front)
     assert first is not None
     hop = Entry("http://a.org/moved", 0, origin=first.entry.url)
-    await front.add([hop], front=True)
+    await front.add([hop], first=True)
     await front.ack(first, 301, None)
     continuation = await lease_now(front)
     assert continuation is not None and continuation.entry == hop
@@ -144,7 +146,7 @@ async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
 
 
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crawler.frontier import SeenSet
+    from crawler.web.seen import SeenSet
 
     monkeypatch.setattr(SeenSet, "MERGE_AT", 7)
     seen = SeenSet()

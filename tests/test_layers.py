@@ -1,8 +1,13 @@
-"""The package's dependency direction (DESIGN.md §2): lower layers never import higher."""
+"""The package's dependency direction (docs/architecture.md): the layers, in packages.
+
+This test is the truth about who may import whom; module docstrings say what
+a module is for, not what it imports.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,69 +15,113 @@ import pytest
 import crawler
 
 PACKAGE = Path(crawler.__file__).parent
-LAYERS = {
+# The top level: the vocabulary (every layer may use it) and the two faces.
+VOCABULARY = {"errors", "records", "stats", "config", "extract"}
+RANKS = {
     "demo": 0,
-    "errors": 0,
-    "records": 0,
-    "urls": 0,
-    "robots": 0,
-    "parser": 0,
-    "stats": 0,
-    "sitemaps": 0,
-    "redis_scripts": 0,
-    "channel": 0,
-    "config": 1,
-    "extract": 1,
-    "fetcher": 2,
-    "politeness": 2,
+    "web": 0,
+    "vocabulary": 1,
+    "net": 2,
     "frontier": 2,
-    "shared_frontier": 2,
     "output": 2,
-    "engine": 3,
-    "visit": 3,
-    "hosts": 3,
-    "journal": 2,
-    "state": 2,
-    "report": 2,
-    "warc": 2,
+    "crawl": 3,
     "procs": 4,
-    "worker": 4,
     "api": 5,
     "cli": 6,
     "__main__": 7,
     "__init__": 7,
 }
+# Packages of one rank that must not know each other.
+STRANGERS = {("frontier", "output"), ("output", "frontier"), ("net", "frontier")}
+STRANGERS |= {("net", "output"), ("frontier", "net"), ("output", "net")}
 
 
-def crawler_imports(path: Path) -> set[str]:
+def modules() -> dict[str, Path]:
+    """Every module, by dotted name below crawler (``crawl.engine``, ``cli``)."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = modules()
+
+
+def group(module: str) -> str:
+    """The layer a module belongs to: its package, or vocabulary, or itself."""
+    top = module.split(".")[0]
+    return "vocabulary" if top in VOCABULARY else top
+
+
+def crawler_imports(module: str) -> set[str]:
+    """The modules of crawler that ``module`` imports, anywhere in it."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
-            module = node.module
-            if module == "crawler":
+            if node.module == "crawler":
                 names.update(alias.name for alias in node.names)
-            elif module.startswith("crawler."):
-                names.add(module.split(".")[1])
+            elif node.module.startswith("crawler."):
+                imported = node.module.removeprefix("crawler.")
+                submodules = (f"{imported}.{alias.name}" for alias in node.names)
+                names.update(name for name in submodules if name in MODULES)
+                names.add(imported)
         elif isinstance(node, ast.Import):
-            names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("crawler."))
-    return names
+            names.update(
+                alias.name.removeprefix("crawler.")
+                for alias in node.names
+                if alias.name.startswith("crawler.")
+            )
+    return {name for name in names if name in MODULES and name != module}
 
 
 def test_every_module_has_a_layer() -> None:
-    modules = {path.stem for path in PACKAGE.glob("*.py")}
-    assert modules == set(LAYERS)
+    assert {group(module) for module in MODULES} <= set(RANKS)
 
 
-@pytest.mark.parametrize("module", sorted(LAYERS))
-def test_no_module_imports_a_higher_layer(module: str) -> None:
-    for imported in crawler_imports(PACKAGE / f"{module}.py"):
-        assert LAYERS[imported] <= LAYERS[module], f"{module} imports higher layer {imported}"
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_imports_a_higher_layer_or_a_stranger(module: str) -> None:
+    mine = group(module)
+    for imported in crawler_imports(module):
+        theirs = group(imported)
+        assert RANKS[theirs] <= RANKS[mine], f"{module} imports higher layer {imported}"
+        assert (mine, theirs) not in STRANGERS, f"{module} imports {imported}"
+
+
+def test_web_imports_nothing_from_crawler() -> None:
+    for module in MODULES:
+        if group(module) == "web":
+            assert crawler_imports(module) == set(), module
 
 
 def test_demo_imports_nothing_from_crawler() -> None:
-    assert crawler_imports(PACKAGE / "demo.py") == set()
+    assert crawler_imports("demo") == set()
 
 
-def test_every_module_opens_with_a_docstring() -> None:
-    for path in PACKAGE.glob("*.py"):
-        assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} has no docstring"
+def test_no_import_cycles() -> None:
+    graph = {module: crawler_imports(module) - {"__init__"} for module in MODULES}
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                cycle = [*path[path.index(imported) :], imported]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if imported not in state:
+                visit(imported, [*path, imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_every_module_opens_with_a_docstring_of_its_role() -> None:
+    for module, path in MODULES.items():
+        docstring = ast.get_docstring(ast.parse(path.read_text()))
+        assert docstring, f"{module} has no docstring"
+        # What a module imports is this test's to say, not a list kept by hand.
+        assert not re.search(r"Layer \d", docstring), f"{module}'s docstring lists its layer"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.parser import decode_html, header_directives, parse_html
+from crawler.web.parser import decode_html, header_directives, parse_html
 
 URL = "http://a.org/dir/page"
 

@@ -27,7 +27,7 @@ from conftest import (
     until,
 )
 from crawler import CrawlConfig, Crawler, PageRecord, crawl
-from crawler.procs import owner
+from crawler.procs.wire import owner
 from test_cli import run_cli
 
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")

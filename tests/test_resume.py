@@ -257,7 +257,7 @@ async def test_incremental_needs_a_finished_crawl(tmp_path: Path) -> None:
 async def test_a_frontier_larger_than_memory_spills_and_loses_nothing(
     serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("crawler.frontier.MEMORY_ENTRIES", 16)
+    monkeypatch.setattr("crawler.frontier.memory.MEMORY_ENTRIES", 16)
     url, _ = await serve_counting(serve, 1)
 
     first = await crawl(

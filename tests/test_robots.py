@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.robots import MAX_ROBOTS_BYTES, policy_from
+from crawler.web.robots import MAX_ROBOTS_BYTES, policy_from
 
 UA = "crawler/0.1 (test)"
 RULES = b"User-agent: *\nDisallow: /private/\nCrawl-delay: 1.5\nSitemap: http://a.org/s.xml\n"

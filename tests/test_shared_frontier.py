@@ -15,17 +15,13 @@ from hypothesis import strategies as st
 
 from conftest import RedisServer, SiteFactory, read_jsonl, static_site
 from crawler.config import CrawlConfig
-from crawler.engine import DEAD_LETTER, Engine
+from crawler.crawl.engine import Engine
+from crawler.crawl.visit import DEAD_LETTER
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
-from crawler.frontier import Entry, Lease
-from crawler.shared_frontier import (
-    MAX_ATTEMPTS,
-    PREFIX,
-    SharedFrontier,
-    decode,
-    encode,
-    redacted,
-)
+from crawler.frontier.protocol import Lease
+from crawler.frontier.redis_codec import PREFIX, decode, encode, redacted
+from crawler.frontier.shared import MAX_ATTEMPTS, SharedFrontier
+from crawler.records import Entry
 from crawler.stats import Tally
 
 SEED = "http://a.test/"
@@ -165,13 +161,8 @@ async def test_retry_waits_alone_and_continuations_come_first(
 async def test_a_dead_workers_leases_come_back_then_go_to_the_dead_list(
     fronts: Callable[..., object],
 ) -> None:
-    given_up: list[Entry] = []
-
-    async def dead(entry: Entry) -> None:
-        given_up.append(entry)
-
     config = CrawlConfig(seeds=(SEED,), ignore_robots=True)
-    survivor = await fronts(config, on_dead=dead)  # type: ignore[misc]
+    survivor = await fronts(config)  # type: ignore[misc]
     for attempt in range(MAX_ATTEMPTS):
         doomed = await fronts(CrawlConfig(), lease_seconds=0.2)  # type: ignore[misc]
         (lease,) = await lease_within(doomed, 2)
@@ -181,7 +172,9 @@ async def test_a_dead_workers_leases_come_back_then_go_to_the_dead_list(
         await survivor.reclaim()
         counts = await survivor.frontier_counts()
         assert counts["reclaimed"] == attempt + 1
-    assert [entry.url for entry in given_up] == [SEED]
+    (given_up,) = await survivor.lease(4)  # once more, marked: its record says so
+    assert given_up.given_up and given_up.entry.url == SEED
+    await survivor.ack(given_up, None, None)
     assert (await survivor.frontier_counts())["dead"] == 1
     assert await survivor.lease(4) == []  # nothing pending, nothing leased: finished
 
@@ -238,7 +231,7 @@ async def test_max_pages_bounds_what_is_queued(fronts: Callable[..., object]) ->
     front = await fronts(config)  # type: ignore[misc]
     added = await front.add([Entry(f"http://a.test/{n}", 1) for n in range(20)])
     assert len(added) == 5  # with the seed, twice --max-pages
-    hops = await front.add([Entry("http://a.test/hop", 1, origin="http://a.test/0")], front=True)
+    hops = await front.add([Entry("http://a.test/hop", 1, origin="http://a.test/0")], first=True)
     assert len(hops) == 1  # a redirect hop carries a record on: always queued
     counts = await front.frontier_counts()
     assert (counts["admitted"], counts["beyond_max_pages"], counts["pending"]) == (6, 15, 7)
@@ -414,7 +407,6 @@ async def test_a_dead_letter_gets_a_record(
     engine = Engine(
         CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, frontier=redis_server.url)
     )
-    assert engine._shared is not None
     host = site.url.removeprefix("http://")
     # An entry whose lease expired MAX_ATTEMPTS - 1 times already, leased by a worker that died.
     await redis.hset(

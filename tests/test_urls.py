@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.urls import Scope, host_of, is_trap, normalize, owner_of, remove_dot_segments
+from crawler.web.urls import Scope, host_of, is_trap, normalize, owner_of, remove_dot_segments
 
 
 @pytest.mark.parametrize(

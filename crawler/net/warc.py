@@ -1,6 +1,6 @@
 """--warc PATH: every request and response of the crawl as WARC records (warcio).
 
-Layer 2: imports fetcher (for Response). One gzip member per record, so the
+One gzip member per record, so the
 file can be appended to by a resumed crawl and read by warcio's own tools
 (`warcio index`, `warcio check`). The crawler keeps decoded bodies, so a
 response record holds the decoded payload: its HTTP headers lose
@@ -21,7 +21,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from crawler.errors import ConfigError
-from crawler.fetcher import Response
+from crawler.net.fetcher import Response
 
 _PAYLOAD_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 

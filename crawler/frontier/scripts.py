@@ -1,6 +1,6 @@
-"""The Lua scripts of the shared frontier (shared_frontier.py has the design).
+"""The Lua scripts of the shared frontier (shared.py has the design).
 
-Layer 0: imports nothing from crawler. Each script is one atomic change to a
+Each script is one atomic change to a
 crawl's keys (``c:{crawl}:...``); all start with the same ARGV (key prefix,
 per-host limit, first limit, delay ms, max pages or -1) and read Redis's clock
 with TIME. Scripts with a shebang run whole or not at all: without
@@ -9,7 +9,12 @@ with TIME. Scripts with a shebang run whole or not at all: without
 
 from __future__ import annotations
 
-BACKOFF_FLOOR_MS = 500
+from crawler.frontier.politeness import BACKOFF_FLOOR, THROTTLE_STATUSES
+
+# The politeness rule is politeness.py's, one source for Python and Lua: these
+# values are written into the scripts' text.
+BACKOFF_FLOOR_MS = round(BACKOFF_FLOOR * 1000)
+_THROTTLED = " or ".join(f"status == {status}" for status in sorted(THROTTLE_STATUSES))
 # Added to a host's gap: its requests leave from several machines, whose time
 # from lease to request differs; the margin keeps the gap whole at the server.
 GAP_MARGIN_MS = 20
@@ -109,18 +114,20 @@ end
     .replace("ADMISSION", str(ADMISSION_FACTOR))
 )
 
-# ARGV: common (5), settings JSON, crawl id, then as ENQUEUE. Returns 0 if the crawl existed.
+# ARGV: common (5), settings JSON, crawl id, entry format, then as ENQUEUE. Returns 0
+# if the crawl existed.
 _CREATE = (
     "#!lua\n"
     + _COMMON
     + """
 if redis.call('HSETNX', P .. 'meta', 'settings', ARGV[6]) == 0 then return {0} end
-redis.call('HSET', P .. 'meta', 'id', ARGV[7], 'created', now, 'status', 'running')
-return {1, enqueue(8)}
+redis.call('HSET', P .. 'meta', 'id', ARGV[7], 'format', ARGV[8], 'created', now,
+  'status', 'running')
+return {1, enqueue(9)}
 """
 )
 
-# ARGV: common (5), host cap, then (bucket, fingerprint, host, item, front) per URL.
+# ARGV: common (5), host cap, then (bucket, fingerprint, host, item, first) per URL.
 _ENQUEUE = "#!lua\n" + _COMMON + "\nreturn enqueue(6)\n"
 
 # ARGV: common (5), n, lease ms. Returns now, done, next due, pending, leased, then
@@ -203,7 +210,7 @@ for i = 8, last, 5 do
     local hk = P .. 'h:' .. h
     if redis.call('HINCRBY', hk, 'inf', -1) <= 0 then redis.call('HDEL', hk, 'inf') end
     local status = tonumber(ARGV[i + 1])
-    if status == 429 or status == 503 then
+    if THROTTLED then
       local bo = tonumber(redis.call('HGET', hk, 'bo') or '0')
       redis.call('HSET', hk, 'bo', math.min(math.max(bo * 2, BACKOFF_FLOOR), cap_ms))
     elseif status and status < 400 then
@@ -238,7 +245,7 @@ for i = last + 1, #ARGV, 2 do
   redis.call('HINCRBY', P .. 'stats', ARGV[i], ARGV[i + 1])
 end
 return stale
-""".replace("BACKOFF_FLOOR", str(BACKOFF_FLOOR_MS))
+""".replace("BACKOFF_FLOOR", str(BACKOFF_FLOOR_MS)).replace("THROTTLED", _THROTTLED)
 )
 
 # ARGV: common (5), max, max attempts. Returns (host, item) per entry sent to the dead list.
@@ -293,7 +300,7 @@ return 1
 )
 
 
-# ARGV: common (5), lease ms, then the tickets this worker holds.
+# ARGV: common (5), lease ms, then the tickets this member holds.
 _HEARTBEAT = (
     "#!lua flags=allow-oom\n"
     + _COMMON

@@ -1,6 +1,6 @@
 """Pure robots.txt policy from a fetch outcome (RFC 9309), parsed by protego.
 
-Layer 0: imports nothing from crawler and does no I/O; the engine fetches
+No I/O: the crawl fetches
 /robots.txt through the fetcher and hands the outcome here.
 """
 

@@ -1,21 +1,19 @@
-"""The Frontier protocol and the in-memory frontier.
+"""The in-memory frontier: the embedded default, journaled to state.sqlite.
 
-Layer 2: imports politeness and urls. The frontier owns the seen set, the
+It implements the Frontier protocol (protocol.py). It owns the seen set, the
 queued entries (one FIFO per host) and, through the politeness slots, the
 schedule: ``lease()`` hands out an entry only when its host may take another
 request now, so no worker ever sits waiting on one host's gap while another
 host has work. This is the same contract as the Redis frontier's LEASE/ACK.
 
-Invariants:
-1. Every ``lease()`` that returns an entry is matched by exactly one ``ack()``
-   or ``requeue()`` (which acks), in a ``finally`` of the caller.
+Invariants (with those of protocol.py):
+1. Every entry new to the seen set that starts a record is given to
+   ``on_added`` (the journal) as it is added, before ``add()`` returns.
 2. A host is in the ready heap iff its queue is non-empty, its slot is not
    full, and (after --max-pages is reached) its first entry is a continuation:
    past the limit only records already started are carried on.
    Heap times may be stale; ``lease()`` recomputes before trusting one.
-3. The crawl is finished when nothing is leased and nothing leasable is queued;
-   then ``lease()`` returns None to every caller, as it does after ``close()``.
-4. Memory stays bounded however large the frontier grows: the seen set holds
+3. Memory stays bounded however large the frontier grows: the seen set holds
    64-bit fingerprints, not URLs, and past ``MEMORY_ENTRIES`` queued entries
    new ones stay only in the spill (state.sqlite, where the journal writes
    every queued entry anyway) and are read back in queue order as the
@@ -26,189 +24,22 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import heapq
 import itertools
 import math
 import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
-from crawler.politeness import Politeness
-from crawler.urls import host_key
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A URL waiting in the frontier, with what its record needs to carry."""
-
-    url: str
-    depth: int
-    referrer: str | None = None
-    # "page", or "sitemap" for a sitemap to read (it gets no record of its own).
-    kind: str = "page"
-    # Failed requests so far (for --retries).
-    attempts: int = 0
-    # Times this entry's record has been leased before (deferred after robots.txt, retried).
-    leases: int = 0
-    # For a redirect hop: the URL the record is for, and the hops requested so far.
-    origin: str | None = None
-    hops: tuple[str, ...] = ()
-    elapsed_ms: int = 0
-    # For a redirect hop: the status of the answer that redirected here.
-    via_status: int | None = None
-
-    def is_continuation(self) -> bool:
-        """Carries on a record already started (retry, deferral, redirect hop)."""
-        return self.leases > 0 or self.origin is not None
-
-    def counts_as_page(self) -> bool:
-        """Leasing it starts a new record: it counts toward --max-pages."""
-        return self.kind == "page" and not self.is_continuation()
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    entry: Entry
-    host: str
-    # The shared frontier's lease id (0 in memory).
-    ticket: int = 0
-
+from crawler.frontier.politeness import Politeness
+from crawler.frontier.protocol import Lease, PageBudget, Spill
+from crawler.records import Entry
+from crawler.web.seen import SeenSet, url_key
+from crawler.web.urls import host_key
 
 # Entries kept in memory before new ones are left in the spill, and the number
 # read back at a time once fewer than half of that remain.
 MEMORY_ENTRIES = 50_000
-
-
-def fingerprint(url: str) -> int:
-    """The seen set's key: the string's 64-bit SipHash, kept instead of the URL.
-
-    The seen set lives in one process and is rebuilt from state.sqlite on
-    --resume, so a per-process (salted) hash is enough, and a str caches its
-    hash: the normalised URLs, which urls.normalize caches, cost nothing to look
-    up again. A collision needs about 4e9 URLs.
-    """
-    return hash(url)
-
-
-class SeenSet:
-    """A set of 64-bit fingerprints at about 8 bytes each: a sorted array, and a
-    small set of recent additions merged into it when it grows (a Python set of
-    ints costs about 70 bytes an entry)."""
-
-    MERGE_AT = 65_536
-
-    def __init__(self) -> None:
-        self._sorted = array("q")
-        self._recent: set[int] = set()
-
-    def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
-
-    def __contains__(self, key: int) -> bool:
-        if key in self._recent:
-            return True
-        index = bisect.bisect_left(self._sorted, key)
-        return index < len(self._sorted) and self._sorted[index] == key
-
-    def add(self, key: int) -> None:
-        self._recent.add(key)
-        if len(self._recent) >= self.MERGE_AT:
-            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
-            self._recent = set()
-
-    def update(self, keys: Iterable[int]) -> None:
-        for key in keys:
-            if key not in self:
-                self.add(key)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a processed lease tells the frontier."""
-
-    # The entry that carries the record on (a retry, a deferred page), if any.
-    continuation: Entry | None = None
-    # The answer's status and Retry-After, for the host's politeness slot.
-    status: int | None = None
-    retry_after: float | None = None
-    # Seconds the continuation alone waits (its host is not held back).
-    delay: float = 0.0
-
-
-DONE = Outcome()
-
-
-class PageBudget:
-    """--max-pages: how many pages may still be started. This one counts in one
-    process; the multiprocessing front shares one across its processes."""
-
-    def __init__(self, limit: int | None, used: int = 0) -> None:
-        self._limit = limit
-        self._used = used
-
-    def exhausted(self) -> bool:
-        return self._limit is not None and self._used >= self._limit
-
-    def take(self) -> bool:
-        """Start one page, if the budget allows."""
-        if self.exhausted():
-            return False
-        self._used += 1
-        return True
-
-    def take_done(self, pages: int) -> None:
-        """Pages done in earlier runs count too (--resume)."""
-        self._used += pages
-
-
-class Spill(Protocol):
-    """Where queued entries wait when memory is full (the journal, over state.sqlite)."""
-
-    def mark(self) -> int:
-        """Write out everything queued so far; return the position of the last entry."""
-
-    def load(self, after: int, limit: int) -> list[tuple[int, Entry]]:
-        """Up to ``limit`` queued, not done entries past position ``after``, in order."""
-
-
-class Frontier(Protocol):
-    async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
-        """Queue the entries not seen before; return those."""
-
-    async def lease(self, limit: int = 1) -> list[Lease]:
-        """Up to ``limit`` entries whose hosts are ready now, waiting for the first;
-        [] when the crawl is finished or closed. Each starts its request at once."""
-
-    async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
-        """The leased entry is done; its outcome feeds the host's politeness."""
-
-    async def requeue(
-        self,
-        lease: Lease,
-        entry: Entry,
-        status: int | None,
-        retry_after: float | None,
-        delay: float = 0.0,
-    ) -> None:
-        """Ack ``lease``; queue ``entry`` (its continuation) first in its host's queue.
-
-        ``retry_after`` holds back the whole host (the server asked for it);
-        ``delay`` holds back only this entry.
-        """
-
-    def close(self) -> None:
-        """Lease nothing more; in-flight entries may still be acked."""
-
-    def is_finished(self) -> bool:
-        """Nothing leased, nothing leasable queued."""
-
-    def pending(self) -> int: ...
-
-    def in_flight(self) -> int: ...
 
 
 class MemoryFrontier:
@@ -223,12 +54,14 @@ class MemoryFrontier:
         spill: Spill | None = None,
         budget: PageBudget | None = None,
         on_idle: Callable[[], None] | None = None,
+        on_added: Callable[[list[Entry]], None] | None = None,
     ) -> None:
         self._politeness = politeness
         self._budget = budget or PageBudget(max_pages)
         # In a multiprocessing front, running out of work is reported, not final:
         # lease() waits for more (or close()) instead of returning None.
         self._on_idle = on_idle
+        self._on_added = on_added
         self._clock = clock
         self._spill = spill
         # Position of the last entry read from the spill; None while nothing is spilled.
@@ -279,18 +112,18 @@ class MemoryFrontier:
             heapq.heappush(self._heap, (ready, next(self._order), host))
             self._scheduled.add(host)
 
-    def _push(self, entry: Entry, front: bool) -> None:
+    def _push(self, entry: Entry, first: bool) -> None:
         self._pending += 1
         if entry.is_continuation():
             self._continuations += 1
-        self._enqueue(entry, front)
+        self._enqueue(entry, first)
 
-    def _enqueue(self, entry: Entry, front: bool) -> None:
+    def _enqueue(self, entry: Entry, first: bool) -> None:
         host = host_key(entry.url)
         queue = self._queues.get(host)
         if queue is None:
             queue = self._queues[host] = deque()
-        if front:
+        if first:
             queue.appendleft(entry)
         else:
             queue.append(entry)
@@ -300,13 +133,13 @@ class MemoryFrontier:
         """Queue the delayed entries that are due; return when the next one is."""
         while self._delayed and self._delayed[0][0] <= now:
             _, _, entry = heapq.heappop(self._delayed)
-            self._enqueue(entry, front=True)
+            self._enqueue(entry, first=True)
         return self._delayed[0][0] if self._delayed else math.inf
 
     def restore(self, seen: Iterable[str], pending: int, pages_done: int) -> None:
         """Start from a saved crawl: its seen set, its ``pending`` entries (all in
         the spill, read back as the queues drain), its page count."""
-        self._seen.update(map(fingerprint, seen))
+        self._seen.update(map(url_key, seen))
         self._budget.take_done(pages_done)
         if pending:
             self._pending += pending
@@ -315,7 +148,21 @@ class MemoryFrontier:
             self._refill()
         self._changed.set()
 
-    async def add(self, entries: Iterable[Entry], *, front: bool = False) -> list[Entry]:
+    async def add(self, entries: Iterable[Entry], *, first: bool = False) -> list[Entry]:
+        added = self._take_in(entries, first)
+        if added and self._on_added is not None:
+            fresh = [entry for entry in added if not entry.is_continuation()]
+            if fresh:
+                self._on_added(fresh)
+        return added
+
+    def adopt(self, seen: Iterable[str], entries: Iterable[Entry]) -> None:
+        """Start from a share of a saved crawl, already journaled: its seen URLs and
+        its pending entries (the front hands each process its own)."""
+        self._take_in(entries, False)
+        self._seen.update(map(url_key, seen))
+
+    def _take_in(self, entries: Iterable[Entry], first: bool) -> list[Entry]:
         added = []
         in_memory = self._pending - self._spilled
         if self._spill is not None and self._spill_cursor is None and in_memory >= MEMORY_ENTRIES:
@@ -323,7 +170,7 @@ class MemoryFrontier:
             # batch only after add() returns, so the cursor is marked before it.
             self._spill_cursor = self._spill.mark()
         for entry in entries:
-            key = fingerprint(entry.url)
+            key = url_key(entry.url)
             if key in self._seen:
                 continue
             self._seen.add(key)
@@ -331,7 +178,7 @@ class MemoryFrontier:
                 self._pending += 1
                 self._spilled += 1
             else:
-                self._push(entry, front)
+                self._push(entry, first)
             added.append(entry)
         if added:
             self._changed.set()
@@ -344,7 +191,7 @@ class MemoryFrontier:
         assert self._spill is not None
         rows = self._spill.load(self._spill_cursor, MEMORY_ENTRIES // 2)
         for position, entry in rows:
-            self._enqueue(entry, front=False)
+            self._enqueue(entry, first=False)
             self._spill_cursor = position
         self._spilled -= len(rows)
         if not rows or self._spilled <= 0:
@@ -437,5 +284,5 @@ class MemoryFrontier:
             due = self._clock() + delay
             heapq.heappush(self._delayed, (due, next(self._order), entry))
         else:
-            self._push(entry, front=True)
+            self._push(entry, first=True)
         await self.ack(lease, status, retry_after)

@@ -1,6 +1,5 @@
 """The durable side of one crawl: the output folder and state.sqlite, in the right order.
 
-Layer 2: imports config, errors, frontier, output, records, state and stats.
 The engine tells the journal what happened (entries queued, records done);
 the journal batches it into state.sqlite and, only once a batch is committed,
 appends its records to the pages file, so a stop at any instant leaves the
@@ -13,27 +12,26 @@ How a run starts, by mode:
 - --incremental: lock, the existing finished state turned into a new
   generation (every URL pending again, its validators kept), fresh pages file.
 
-A worker of a shared crawl (--frontier) has no state.sqlite: its frontier
-and counters are in Redis, and WorkerJournal (below) only writes its folder.
+A member of a shared crawl (--frontier) has no state.sqlite: its frontier
+and counters are in Redis, and SharedJournal (shared_journal.py) only writes
+its folder.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, NothingToDo
-from crawler.frontier import Entry
-from crawler.output import Output
-from crawler.records import CrawlStats, PageRecord
-from crawler.report import write_report
-from crawler.state import Completion, CrawlState, Validators
+from crawler.output.files import Output
+from crawler.output.lines import record_from_line
+from crawler.output.report import write_report
+from crawler.output.state import CrawlState
+from crawler.records import Completion, CrawlStats, Entry, PageRecord, Validators
 from crawler.stats import Tally
 
 log = logging.getLogger(__name__)
@@ -67,7 +65,8 @@ class Restored:
 
 
 class Sink(Protocol):
-    """Where a crawl's results go: the Journal in one process, the parent in a front."""
+    """Where a crawl's results go: the Journal in one process, a shared crawl's
+    folder, or the parent of the front."""
 
     @property
     def incremental(self) -> bool: ...
@@ -128,7 +127,8 @@ class Journal:
             if finished:
                 raise NothingToDo(f"the crawl in {path.parent} is finished; nothing to resume")
             written = self.output.open_pages(append=True)
-            self.output.write_records(state.records_after(written))
+            lines = list(state.records_after(written))
+            self.output.write_records([record_from_line(line) for line in lines], lines)
             self.output.write_items(state.items_after(self._open_items(append=True)))
             self.output.restore_broken(state.broken_links())
             self._tally.restore(state.meta("counters") or {})
@@ -198,9 +198,9 @@ class Journal:
             self._timer.cancel()
             self._timer = None
         assert self._state is not None
-        records, items = self._state.flush(self._tally.counters())
-        self.output.write_records(records)
-        self.output.write_items(items)
+        committed = self._state.flush(self._tally.counters())
+        self.output.write_records(committed.records, committed.lines)
+        self.output.write_items(committed.items)
 
     def finish(self, stats: CrawlStats, *, finished: bool) -> None:
         """The last flush; broken.jsonl and stats.json; the state marked finished or not."""
@@ -234,80 +234,3 @@ def _from_json(value: Any) -> dict[str, Any]:
         "allow_domain": tuple(value.get("allow_domain", ())),
         "keep_query_order": bool(value.get("keep_query_order", False)),
     }
-
-
-class WorkerJournal:
-    """The output folder of one worker of a shared crawl (``--frontier``): the Sink.
-
-    The frontier and the crawl's counters live in Redis, so there is no
-    state.sqlite: each record is appended to pages.jsonl (and flushed) as it
-    is emitted, before its lease is acked, so an acked page is on disk.
-    ``frontier.json`` names the crawl the folder holds: the same crawl again
-    (a worker restarted, --resume) appends; another one starts the files over.
-    """
-
-    MARKER = "frontier.json"
-
-    def __init__(self, config: CrawlConfig) -> None:
-        assert config.output_dir is not None
-        self._config = config
-        self.output = Output(config.output_dir, format=config.format, save_html=config.save_html)
-
-    @property
-    def incremental(self) -> bool:
-        return False
-
-    def start(self, frontier: str, crawl_id: str) -> None:
-        self.output.lock()
-        try:
-            self._refuse_local_crawl()
-            marker = self.output.directory / self.MARKER
-            identity = {"frontier": frontier, "crawl": crawl_id}
-            same = marker.is_file() and _read_marker(marker) == identity
-            self.output.open_pages(append=same)
-            if self._config.extract:
-                self.output.open_items(append=same)
-            marker.write_text(json.dumps(identity) + "\n")
-        except BaseException:
-            self.output.release()
-            raise
-
-    def _refuse_local_crawl(self) -> None:
-        """An unfinished crawl of the folder's own is never overwritten; a finished one is."""
-        CrawlState.remove_finished(
-            self.output.directory / "state.sqlite",
-            f"{self.output.directory} holds an unfinished crawl of its own: --resume it, "
-            "or give the shared crawl another --output",
-        )
-
-    def record(self, record: PageRecord, completion: Completion) -> None:
-        if completion.record_json is not None:
-            self.output.write_records([completion.record_json])
-        self.output.write_items(completion.items_json)
-        self.output.track(record)
-
-    def sitemap_done(self, url: str) -> None:
-        pass
-
-    def validators(self, url: str) -> Validators | None:
-        return None
-
-    def note_links(self, page: str, targets: list[str]) -> None:
-        self.output.note_links(page, targets)
-
-    async def save_html(self, url: str, body: bytes) -> None:
-        await self.output.save_html(url, body)
-
-    def finish(self, stats: CrawlStats) -> None:
-        try:
-            self.output.finish(stats)
-            write_report(self.output.directory)
-        finally:
-            self.output.release()
-
-
-def _read_marker(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -1,6 +1,6 @@
 """Pure URL handling: normalisation (the dedup key), scope, host keys, ownership.
 
-Layer 0: imports nothing from crawler and does no I/O. Every function here is
+No I/O. Every function here is
 plain and total: a URL it cannot make sense of gives ``None``, never an
 exception.
 

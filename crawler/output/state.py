@@ -1,6 +1,6 @@
 """state.sqlite: the crawl's durable state, so that any stop can be resumed.
 
-Layer 2: imports errors and frontier (for Entry). stdlib sqlite3 in WAL mode;
+stdlib sqlite3 in WAL mode;
 every change is buffered and written in one transaction per batch, so the
 cost per page stays small and the event loop is held for a few milliseconds
 at most.
@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import ConfigError
-from crawler.frontier import Entry
-from crawler.records import BrokenLink
+from crawler.output.lines import item_line, record_line
+from crawler.records import BrokenLink, Completion, Entry, PageRecord, Validators
 
 APPLICATION_ID = 0x63726177  # "craw"
 SCHEMA_VERSION = 1
@@ -66,33 +66,6 @@ CREATE TABLE broken (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Validators:
-    """What the last crawl knew of a page, for a conditional request."""
-
-    previous_status: int | None
-    etag: str | None
-    last_modified: str | None
-    content_hash: str | None
-    links: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A URL done: its record (None for a sitemap) and what --incremental needs later."""
-
-    url: str
-    record_json: str | None
-    items_json: tuple[str, ...] = ()
-    status: int | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    content_hash: str | None = None
-    # The page's in-scope links, packed (pack_links): compressed where the page
-    # is parsed, in the front's workers too.
-    links: bytes | None = None
-
-
 def pack_links(links: Iterable[str]) -> bytes | None:
     """A page's links as stored. A 512-byte window (wbits 9) compresses a page's
     URLs as well as the default 32 KiB one, in a third of the time (most of
@@ -104,6 +77,15 @@ def pack_links(links: Iterable[str]) -> bytes | None:
 
 def _unpack_links(blob: bytes | None) -> tuple[str, ...]:
     return tuple(zlib.decompress(blob).decode("utf-8").split("\n")) if blob else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one flush committed: its records (and their JSON lines), its items' lines."""
+
+    records: list[PageRecord]
+    lines: list[str]
+    items: list[str]
 
 
 class CrawlState:
@@ -207,10 +189,11 @@ class CrawlState:
     def buffered(self) -> int:
         return len(self._added) + len(self._completed)
 
-    def flush(self, counters: dict[str, Any]) -> tuple[list[str], list[str]]:
+    def flush(self, counters: dict[str, Any]) -> Committed:
         """Commit everything buffered in one transaction; return its records and items."""
-        records = [c.record_json for c in self._completed if c.record_json is not None]
-        items = [item for c in self._completed for item in c.items_json]
+        records = [c.record for c in self._completed if c.record is not None]
+        lines = [record_line(record) for record in records]
+        items = [item_line(item) for c in self._completed for item in c.items]
         with self._db:
             self._db.executemany(
                 "INSERT OR IGNORE INTO urls (url, depth, referrer, kind) VALUES (?, ?, ?, ?)",
@@ -224,7 +207,7 @@ class CrawlState:
                     for c in self._completed
                 ],
             )
-            self._db.executemany("INSERT INTO records (json) VALUES (?)", [(r,) for r in records])
+            self._db.executemany("INSERT INTO records (json) VALUES (?)", [(r,) for r in lines])
             self._db.executemany("INSERT INTO items (json) VALUES (?)", [(i,) for i in items])
             self._db.executemany(
                 "INSERT OR REPLACE INTO broken VALUES (?, ?, ?, ?, ?)",
@@ -237,7 +220,7 @@ class CrawlState:
         self._added.clear()
         self._completed.clear()
         self._broken.clear()
-        return records, items
+        return Committed(records, lines, items)
 
     def seen(self) -> Iterator[str]:
         for (url,) in self._db.execute("SELECT url FROM urls"):

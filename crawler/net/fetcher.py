@@ -1,6 +1,6 @@
 """The fetcher: one aiohttp session, the global semaphore, one request at a time.
 
-Layer 2: imports nothing from crawler. ``fetch()`` makes exactly one request
+``fetch()`` makes exactly one request
 (redirects are not followed here: each hop goes back through the frontier so
 that it passes its host's politeness slot and joins the seen set). It bounds
 the request by a total deadline and the body by a byte count, counted after
@@ -26,7 +26,7 @@ import aiohttp
 import brotli
 from yarl import URL
 
-from crawler.parser import HTML_TYPES
+from crawler.web.parser import HTML_TYPES
 
 # An unread body up to this size is drained so the connection can be reused.
 _DRAIN_BYTES = 64 * 1024

@@ -1,6 +1,6 @@
 """Per-host slots: how many requests may be in flight to a host, and when the next may start.
 
-Layer 2: imports nothing from crawler. A slot is a small data model (after
+A slot is a small data model (after
 Scrapy's downloader Slot); the frontier asks it when a host is ready and tells
 it when a request starts and how it ended. The gap between two request starts
 to one host is max(--delay, robots.txt Crawl-delay, current back-off), and a

@@ -1,48 +1,45 @@
 """What the crawl knows of each host: its robots.txt policy and its sitemaps.
 
-Layer 3: imports layers 0-2. The Visitor asks it before a host's first page
-(robots.txt is fetched with that page's lease, which then goes back first in
-line, so the host's gap holds between the two requests) and before each page
-(the policy). Sitemaps are queued once per host and read as entries of the
-frontier like pages, through the host's politeness slot. When processes
-share a host (the Redis frontier, a split host of the front), a RobotsStore
-gives them the robots.txt one of them fetched, so it is fetched once.
+The Visitor asks it before a host's first page (robots.txt is fetched with
+that page's lease, which then goes back first in line, so the host's gap
+holds between the two requests) and before each page (the policy). Sitemaps
+are queued once per host and read as entries of the frontier like pages,
+through the host's politeness slot. When processes share a host (the Redis
+frontier, a split host of the front), a RobotsStore gives them the
+robots.txt one of them fetched, so it is fetched once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
-from crawler.fetcher import Fetcher, Response
-from crawler.frontier import Entry, Lease, Outcome
-from crawler.journal import Sink
-from crawler.politeness import Politeness
-from crawler.robots import (
+from crawler.crawl.gate import LinkGate
+from crawler.frontier.politeness import Politeness
+from crawler.frontier.protocol import Frontier, Lease, Outcome
+from crawler.net.fetcher import Fetcher, Response
+from crawler.output.journal import Sink
+from crawler.records import Entry
+from crawler.stats import Tally
+from crawler.web.robots import (
     MAX_ROBOTS_BYTES,
     MAX_ROBOTS_REDIRECTS,
     RobotsAnswer,
     RobotsPolicy,
     policy_from,
 )
-from crawler.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
-from crawler.stats import Tally
-from crawler.urls import Scope, host_of, normalize
+from crawler.web.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 
 # Sitemap indexes may list indexes; this many levels are read, no deeper.
 MAX_SITEMAP_NESTING = 2
 # A robots.txt Crawl-delay above this is honoured only up to it.
 MAX_CRAWL_DELAY = 60.0
 
-Enqueue = Callable[[Iterable[Entry], bool], Awaitable[list[Entry]]]
-InScope = Callable[[Iterable[str], str], list[str]]
-
 
 class RobotsStore(Protocol):
-    """robots.txt shared by the workers of a crawl (the shared frontier), fetched once."""
+    """robots.txt shared by the processes of a crawl (shared frontier, split host): fetched once."""
 
     async def load_robots(self, host: str) -> RobotsAnswer | None: ...
 
@@ -58,21 +55,19 @@ class HostKnowledge:
         *,
         fetcher: Fetcher,
         politeness: Politeness,
-        scope: Scope,
+        frontier: Frontier,
+        gate: LinkGate,
         tally: Tally,
         sink: Sink | None,
-        enqueue: Enqueue,
-        in_scope: InScope,
         robots_store: RobotsStore | None = None,
     ) -> None:
         self.config = config
         self._fetcher = fetcher
         self._politeness = politeness
-        self._scope = scope
+        self._frontier = frontier
+        self._gate = gate
         self._tally = tally
         self._sink = sink
-        self._enqueue = enqueue
-        self._in_scope = in_scope
         self._store = robots_store
         self._robots: dict[str, RobotsPolicy] = {}
         self._robots_failures: dict[str, int] = {}
@@ -88,7 +83,7 @@ class HostKnowledge:
         return self._robots.get(host)
 
     async def learn_robots(self, lease: Lease) -> Outcome | None:
-        """The host's robots.txt: from the shared crawl if another worker fetched it
+        """The host's robots.txt: from the shared crawl if another process fetched it
         (None: the visit goes on), else fetched with this lease, whose entry goes
         back first in line."""
         if self._store is not None:
@@ -127,7 +122,8 @@ class HostKnowledge:
         """robots.txt, following up to five redirects (RFC 9309 §2.3.1.2), cut at 500 KiB."""
         for _ in range(MAX_ROBOTS_REDIRECTS + 1):
             response = await self._fetcher.fetch(url, max_bytes=MAX_ROBOTS_BYTES, any_type=True)
-            target = normalize(response.location or "", url) if response.location else None
+            location = response.location
+            target = self._gate.robots_redirect(location, url) if location else None
             if response.status is None or not 300 <= response.status < 400 or target is None:
                 return response
             url = target
@@ -139,13 +135,8 @@ class HostKnowledge:
         origin = f"{urlsplit(lease.entry.url).scheme}://{lease.host}"
         policy = self._robots.get(lease.host)
         listed = policy.sitemaps() if policy is not None else ()
-        urls = (normalize(url, origin) for url in (*listed, "/sitemap.xml"))
-        entries = [
-            Entry(url, 0, kind="sitemap")
-            for url in urls
-            if url is not None and self._scope.allows(host_of(url))
-        ]
-        await self._enqueue(entries, False)
+        urls = (self._gate.sitemap(url, origin) for url in (*listed, "/sitemap.xml"))
+        await self._frontier.add([Entry(url, 0, kind="sitemap") for url in urls if url is not None])
 
     async def read_sitemap(self, entry: Entry) -> Outcome:
         """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
@@ -156,13 +147,17 @@ class HostKnowledge:
             return Outcome(status=response.status)
         sitemap = parse_sitemap(response.body)
         self._tally.sitemaps += 1
-        pages = self._in_scope(sitemap.pages, entry.url)
+        pages = self._gate.follow(sitemap.pages, entry.url)
         self._tally.sitemap_urls += len(pages)
         if self._sink is not None:
             self._sink.note_links(entry.url, pages)
-        await self._enqueue((Entry(url, 0, entry.url) for url in pages), False)
+        await self._frontier.add([Entry(url, 0, entry.url) for url in pages])
         if entry.depth < MAX_SITEMAP_NESTING:
-            children = self._in_scope(sitemap.sitemaps, entry.url)
-            nested = (Entry(url, entry.depth + 1, entry.url, kind="sitemap") for url in children)
-            await self._enqueue(nested, False)
+            children = (self._gate.sitemap(url, entry.url) for url in sitemap.sitemaps)
+            nested = [
+                Entry(url, entry.depth + 1, entry.url, kind="sitemap")
+                for url in children
+                if url is not None
+            ]
+            await self._frontier.add(nested)
         return Outcome(status=response.status)

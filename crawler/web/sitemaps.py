@@ -1,6 +1,6 @@
 """Pure sitemap parsing (sitemaps.org 0.9): XML urlsets, sitemap indexes, text, gzip.
 
-Layer 0: imports nothing from crawler and does no I/O. The XML parser
+No I/O. The XML parser
 resolves no entities and fetches nothing (no XXE, no billion laughs), and
 sizes are capped: a gzipped sitemap is inflated only up to
 ``MAX_SITEMAP_BYTES``, and at most ``MAX_SITEMAP_URLS`` locations are read.

@@ -1,14 +1,14 @@
 """The front's channel: pickled messages over one end of a socket pair, on the event loop.
 
-Layer 0: imports nothing from crawler. The parent of the front makes a
-socket pair per worker and hands one end to the worker as a Process argument
+The parent of the front makes a socket pair per child process and hands one
+end to the child as a Process argument
 (the spawn start method passes its descriptor); each side wraps its end in a
 Channel. A frame is a 4-byte big-endian length, then a pickle (protocol 5).
 
 Why not multiprocessing.Queue: it pickles and writes in a feeder thread and
 is read by a blocking get, so each side needs a thread and every batch a
 thread switch and a wake-up of the loop; a socket is read and written by the
-event loop itself, and its end of file says the other side is gone (a worker
+event loop itself, and its end of file says the other side is gone (a child
 that died, or a parent that did) after everything it sent has been read.
 Writes never block: the transport buffers them.
 """

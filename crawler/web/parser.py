@@ -1,6 +1,6 @@
 """Pure HTML parsing: bytes in, title, links, base and robots directives out.
 
-Layer 0: imports nothing from crawler and does no I/O. Links are found with
+No I/O. Links are found with
 lxml directly: on the benchmark's pages a BeautifulSoup tree cost more than
 everything else per page together (see the Speed section of README.md); a
 BeautifulSoup tree is for users' extractors, built only when one asks.

@@ -1,6 +1,6 @@
 """report.html: a self-contained summary of a crawl, charts drawn as inline SVG.
 
-Layer 2: imports records only; reads a finished (or stopped) output folder's
+It reads a finished (or stopped) output folder's
 files (stats.json, pages.jsonl or pages.csv, broken.jsonl) and writes one
 HTML file that needs no network, no script and no font to be read.
 """

@@ -1,0 +1,223 @@
+"""The crawl loop of one event loop: a dispatcher and a pool of workers.
+
+Shape: the run (runs.py) opens and settles everything the loop works on;
+the dispatcher leases entries from the frontier (which hands out only hosts
+that are ready) for the workers that are idle; a worker gives the lease to
+the Visitor (visit.py), which fetches, parses (parsing.py), queues links
+and emits the record; redirects and retries come back as continuations, so
+every request passes its host's politeness slot. The loop does not know
+which frontier, sink or run mode it has.
+
+Invariants:
+1. Every lease is matched by exactly one ack or requeue, in a ``finally``; a
+   visit cancelled after stop()'s grace requeues its entry (it is not done).
+2. The dispatcher leases only while a worker is idle (the ``_idle``
+   semaphore), so a leased entry starts at once and host gaps hold.
+3. A page's links are queued before its lease is acked: the frontier can only
+   look finished when nothing is in flight and nothing is queued.
+4. Only entries that start a record (not redirect hops) are journaled; a
+   resumed crawl redoes a redirect chain from its first URL.
+5. Per-URL failures are records; anything else raised here is a bug and
+   propagates out of the TaskGroup, after the run is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from crawler.config import CrawlConfig
+from crawler.crawl.gate import LinkGate
+from crawler.crawl.hosts import HostKnowledge
+from crawler.crawl.parsing import ParseStage
+from crawler.crawl.recording import Recorder, RecordSink
+from crawler.crawl.runs import LocalRun, Opened, Run
+from crawler.crawl.visit import Visitor
+from crawler.errors import CrawlerError
+from crawler.frontier.protocol import DONE, Lease, Outcome
+from crawler.net.fetcher import Fetcher, Response
+from crawler.records import CrawlStats
+from crawler.stats import Tally
+
+# After stop(), requests in flight get this long before they are cancelled.
+STOP_GRACE_SECONDS = 5.0
+
+
+class Engine:
+    """One crawl in the running event loop; ``run`` chooses how it opens and closes
+    (by default from the config: a local or a shared crawl)."""
+
+    def __init__(
+        self, config: CrawlConfig, on_record: RecordSink | None = None, *, run: Run | None = None
+    ) -> None:
+        self.config = config
+        self._on_record = on_record
+        self._run = run if run is not None else run_for(config)
+        self.tally = Tally()
+        self._opened: Opened | None = None
+        self._stopping = False
+        self._idle = asyncio.Semaphore(config.concurrency)
+        self._work: asyncio.Queue[Lease | None] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._grace: asyncio.TimerHandle | None = None
+
+    def stop(self) -> None:
+        """Lease nothing more; pages in flight get a few seconds to finish, then are
+        cancelled (they stay pending for --resume); every file is written."""
+        self._stopping = True
+        if self._opened is not None:
+            self._opened.frontier.close()
+        if self._grace is None:
+            loop = asyncio.get_running_loop()
+            self._grace = loop.call_later(STOP_GRACE_SECONDS, self._cancel_workers)
+
+    def _cancel_workers(self) -> None:
+        for worker in self._workers:
+            worker.cancel()
+
+    def stats(self) -> CrawlStats:
+        if self._opened is None:
+            return self.tally.snapshot(0, 0)
+        frontier = self._opened.frontier
+        return self.tally.snapshot(frontier.pending(), frontier.in_flight())
+
+    async def run(self) -> CrawlStats:
+        """Crawl to the end (or to a limit or stop()); return the final CrawlStats."""
+        with contextlib.ExitStack() as files:
+            # Before the run opens: a --warc that cannot be written leaves no state behind.
+            recorder = self._warc(files)
+            opened = self._opened = await self._run.open(self.tally)
+            self.config = opened.config
+            if self._stopping:
+                opened.frontier.close()
+            deadline = None
+            if self.config.max_time is not None:
+                deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
+            self.tally.start()
+            try:
+                async with Fetcher(
+                    concurrency=self.config.concurrency,
+                    timeout=self.config.timeout,
+                    user_agent=self.config.user_agent,
+                    recorder=recorder,
+                ) as fetcher:
+                    visitor = self._visitor(opened, fetcher)
+                    if opened.seeds:
+                        await opened.frontier.add(opened.seeds)
+                    await self._run_workers(visitor)
+            finally:
+                for timer in (deadline, self._grace):
+                    if timer is not None:
+                        timer.cancel()
+                stats = await self._run.close(self._final_stats(opened))
+        return stats
+
+    def _warc(self, files: contextlib.ExitStack) -> Callable[[Response], None] | None:
+        if self.config.warc is None:
+            return None
+        # Imported here: warcio costs every process's start-up, and few crawls use it.
+        from crawler.net.warc import WarcRecorder
+
+        return files.enter_context(WarcRecorder(self.config.warc)).record
+
+    def _final_stats(self, opened: Opened) -> CrawlStats:
+        pending, in_flight = opened.frontier.pending(), opened.frontier.in_flight()
+        exhausted = pending == 0 and in_flight == 0
+        return self.tally.snapshot(pending, in_flight, finished=exhausted)
+
+    def _visitor(self, opened: Opened, fetcher: Fetcher) -> Visitor:
+        config, frontier = opened.config, opened.frontier
+        gate = LinkGate(config, self.tally)
+        recorder = Recorder(self.tally, opened.sink, self._on_record)
+        hosts = HostKnowledge(
+            config,
+            fetcher=fetcher,
+            politeness=opened.politeness,
+            frontier=frontier,
+            gate=gate,
+            tally=self.tally,
+            sink=opened.sink,
+            robots_store=opened.robots_store,
+        )
+        self._run.started(recorder)
+        return Visitor(
+            config,
+            fetcher=fetcher,
+            frontier=frontier,
+            gate=gate,
+            hosts=hosts,
+            parser=ParseStage(gate, honour_nofollow=not config.ignore_nofollow),
+            recorder=recorder,
+            sink=opened.sink,
+        )
+
+    async def _run_workers(self, visitor: Visitor) -> None:
+        try:
+            async with asyncio.TaskGroup() as crawl:
+                crawl.create_task(self._dispatch(), name="dispatcher")
+                self._workers = [
+                    crawl.create_task(self._worker(visitor), name=f"worker-{number}")
+                    for number in range(self.config.concurrency)
+                ]
+        except* CrawlerError as group:
+            # A run-stopping error (the shared frontier gone) is raised as itself.
+            raise group.exceptions[0] from None
+
+    async def _dispatch(self) -> None:
+        assert self._opened is not None
+        frontier = self._opened.frontier
+        concurrency = self.config.concurrency
+        try:
+            while True:
+                # Lease for every idle worker at once: one round trip to a shared frontier.
+                await self._idle.acquire()
+                idle = 1
+                while idle < concurrency and not self._idle.locked():
+                    await self._idle.acquire()
+                    idle += 1
+                leases = await frontier.lease(idle)
+                for _ in range(idle - len(leases)):
+                    self._idle.release()
+                if not leases:
+                    return
+                for lease in leases:
+                    self._work.put_nowait(lease)
+        finally:
+            for _ in range(concurrency):
+                self._work.put_nowait(None)
+
+    async def _worker(self, visitor: Visitor) -> None:
+        while (lease := await self._work.get()) is not None:
+            try:
+                await self._handle(visitor, lease)
+            finally:
+                self._idle.release()
+
+    async def _handle(self, visitor: Visitor, lease: Lease) -> None:
+        assert self._opened is not None
+        frontier = self._opened.frontier
+        outcome = DONE
+        try:
+            outcome = await visitor.visit(lease)
+        except asyncio.CancelledError:
+            # Cancelled after stop()'s grace: the entry is not done; it goes back.
+            outcome = Outcome(continuation=lease.entry)
+            raise
+        finally:
+            if outcome.continuation is None:
+                await frontier.ack(lease, outcome.status, outcome.retry_after)
+            else:
+                await frontier.requeue(
+                    lease, outcome.continuation, outcome.status, outcome.retry_after, outcome.delay
+                )
+
+
+def run_for(config: CrawlConfig) -> Run:
+    """The run mode of a crawl in one process: local, or a member of a shared one."""
+    if config.frontier is not None:
+        # Imported here: redis costs every process's start-up, and few crawls use it.
+        from crawler.crawl.shared_run import SharedRun
+
+        return SharedRun(config)
+    return LocalRun(config)

@@ -1,0 +1,108 @@
+"""The link gate: the one place that decides whether a URL is followed.
+
+A page's links, a redirect's target, a sitemap's entries and the sitemaps
+of a host all ask it, and so does robots.txt's redirect (for which only the
+first two rules hold: RFC 9309 §2.3.1.2 lets it leave the host). A URL is
+followed when, in this order:
+
+1. it normalises (http or https, a host, nothing unparseable): else *dropped*;
+2. it is no trap (too long, one path segment repeated): else *dropped*;
+3. its host is in scope (the seeds' hosts, --allow-domain): else *offsite*;
+4. --allow, --deny and the library's link_filter admit it: else *excluded*.
+
+Each refusal is counted in the crawl's tally under its reason. ``sort`` is
+pure (it touches no tally), so a big page's links can be judged in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from crawler.config import CrawlConfig
+from crawler.extract import LinkRules
+from crawler.stats import Tally
+from crawler.web.urls import Scope, host_of, is_trap, normalize
+
+FOLLOWED = "followed"
+DROPPED = "dropped"
+OFFSITE = "offsite"
+EXCLUDED = "excluded"
+
+
+@dataclass(slots=True)
+class Sorted:
+    """A batch of links judged: those followed, and how many were refused, by reason."""
+
+    followed: list[str]
+    dropped: int = 0
+    offsite: int = 0
+    excluded: int = 0
+
+
+class LinkGate:
+    """Whether a URL is followed, for one crawl (its settled config)."""
+
+    def __init__(self, config: CrawlConfig, tally: Tally) -> None:
+        seeds = [url for url in map(normalize, config.seeds) if url is not None]
+        domains = frozenset(domain.lower() for domain in config.allow_domain)
+        self.scope = Scope(frozenset(host_of(url) for url in seeds), domains)
+        self._rules = LinkRules(config.allow, config.deny, config.link_filter)
+        self._sort_query = not config.keep_query_order
+        self._tally = tally
+
+    def sort(self, links: Iterable[str], base: str) -> Sorted:
+        """Judge ``links`` (as written on a page at ``base``); count nothing."""
+        result = Sorted([])
+        followed = result.followed
+        sort_query, scope, rules = self._sort_query, self.scope, self._rules
+        for link in links:
+            url = normalize(link, base, sort_query=sort_query)
+            if url is None or is_trap(url):
+                result.dropped += 1
+            elif not scope.allows(host_of(url)):
+                result.offsite += 1
+            elif rules.active and not rules.admits(url):
+                result.excluded += 1
+            else:
+                followed.append(url)
+        return result
+
+    def count(self, result: Sorted) -> list[str]:
+        """Count a sorted batch's refusals; return the URLs it follows."""
+        tally = self._tally
+        tally.dropped_links += result.dropped
+        tally.offsite_links += result.offsite
+        tally.excluded_links += result.excluded
+        return result.followed
+
+    def follow(self, links: Iterable[str], base: str) -> list[str]:
+        """The normalised URLs of ``links`` that are followed; the rest are counted."""
+        return self.count(self.sort(links, base))
+
+    def judge(self, link: str, base: str) -> tuple[str | None, str]:
+        """One URL (a redirect's target): its normalised form, if any, and the verdict,
+        counted unless followed."""
+        result = self.sort((link,), base)
+        self.count(result)
+        url = normalize(link, base, sort_query=self._sort_query)
+        if result.followed:
+            return url, FOLLOWED
+        if result.offsite:
+            return url, OFFSITE
+        if result.excluded:
+            return url, EXCLUDED
+        return url, DROPPED
+
+    def sitemap(self, link: str, base: str) -> str | None:
+        """A sitemap's URL, if it may be read: rules 1-3 (--allow and --deny choose pages,
+        not the sitemaps that list them)."""
+        url = normalize(link, base, sort_query=self._sort_query)
+        if url is None or is_trap(url) or not self.scope.allows(host_of(url)):
+            return None
+        return url
+
+    def robots_redirect(self, location: str, base: str) -> str | None:
+        """Where a robots.txt redirect leads, if it may be followed: rules 1-2."""
+        url = normalize(location, base)
+        return None if url is None or is_trap(url) else url

@@ -1,0 +1,107 @@
+"""How a run opens and closes: the run modes behind one small interface.
+
+The engine (engine.py) is only the loop; a Run gives it what the loop works
+on and takes back what it leaves:
+
+- ``open(tally)`` settles the run's config once, before the loop starts
+  (a resumed crawl's seeds and scope come from its state.sqlite, a shared
+  crawl's settings from Redis), and returns the frontier, the sink of its
+  records, the politeness slots, where robots.txt is shared, and the seeds
+  to queue (none when the frontier already holds the crawl);
+- ``started(recorder)`` tells it the loop is about to run;
+- ``close(stats)`` writes what is left and returns the run's final stats
+  (a shared crawl's are the whole crawl's).
+
+The modes: LocalRun (one process: a new, resumed or incremental crawl
+journaled to state.sqlite, or the library's crawl with no output folder),
+SharedRun (one member of a crawl shared through Redis, ``--frontier``),
+and, in procs/child.py, one process of the multiprocessing front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+from crawler.config import CrawlConfig
+from crawler.crawl.hosts import RobotsStore
+from crawler.crawl.recording import Recorder
+from crawler.frontier.memory import MemoryFrontier
+from crawler.frontier.politeness import Politeness
+from crawler.frontier.protocol import Frontier
+from crawler.output.journal import Journal, Sink
+from crawler.records import CrawlStats, Entry
+from crawler.stats import Tally
+from crawler.web.urls import normalize
+
+
+@dataclass(slots=True)
+class Opened:
+    """What a run gives the loop."""
+
+    config: CrawlConfig
+    frontier: Frontier
+    politeness: Politeness
+    sink: Sink | None = None
+    robots_store: RobotsStore | None = None
+    seeds: list[Entry] = dataclasses.field(default_factory=list)
+
+
+class Run(Protocol):
+    async def open(self, tally: Tally) -> Opened: ...
+
+    def started(self, recorder: Recorder) -> None: ...
+
+    async def close(self, stats: CrawlStats) -> CrawlStats: ...
+
+
+def politeness_for(config: CrawlConfig) -> Politeness:
+    return Politeness(
+        config.per_host,
+        config.delay,
+        robots_first=not config.ignore_robots,
+        backoff_cap=config.max_retry_after,
+    )
+
+
+def seed_entries(config: CrawlConfig) -> list[Entry]:
+    return [Entry(url, 0) for url in map(normalize, config.seeds) if url is not None]
+
+
+class LocalRun:
+    """A crawl in this process: new, resumed or incremental, journaled to its
+    output folder's state.sqlite; or, with no output folder, kept in memory."""
+
+    def __init__(self, config: CrawlConfig) -> None:
+        self._config = config
+        self._journal: Journal | None = None
+
+    async def open(self, tally: Tally) -> Opened:
+        config = self._config
+        journal = restored = None
+        if config.output_dir is not None:
+            journal = self._journal = Journal(config, tally)
+            restored = journal.start()
+            config = dataclasses.replace(config, **dataclasses.asdict(restored.settings))
+        politeness = politeness_for(config)
+        frontier = MemoryFrontier(
+            politeness,
+            max_pages=config.max_pages,
+            spill=journal,
+            on_added=journal.added if journal is not None else None,
+        )
+        opened = Opened(config, frontier, politeness, sink=journal)
+        if restored is not None and restored.pending:
+            frontier.restore(restored.seen, restored.pending, tally.pages)
+        else:
+            opened.seeds = seed_entries(config)
+        return opened
+
+    def started(self, recorder: Recorder) -> None:
+        pass
+
+    async def close(self, stats: CrawlStats) -> CrawlStats:
+        if self._journal is not None:
+            self._journal.finish(stats, finished=stats.finished)
+        return stats

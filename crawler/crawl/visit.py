@@ -1,0 +1,251 @@
+"""What one lease does: robots.txt first, sitemaps, then fetch, retry, redirect, record.
+
+The engine owns the loop and hands each lease to ``Visitor.visit()``, which
+returns an Outcome for the frontier. A host's robots.txt and sitemaps are
+HostKnowledge's (hosts.py); whether a link, a redirect's target or a
+sitemap's entry is followed is the gate's (gate.py); the record is built and
+emitted by the Recorder (recording.py).
+
+Invariants:
+1. Every page lease ends in exactly one record, or in a continuation (a
+   retry, a redirect hop, a deferral after robots.txt) that carries the
+   record on; never both, never neither.
+2. A page's followed links are queued before its record is emitted, so its
+   record and its links are journaled together.
+3. Network failures are already short reasons (net/fetcher.py); the only
+   exceptions caught here are a user extractor's, which fail its page alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from crawler.config import CrawlConfig
+from crawler.crawl.gate import DROPPED, FOLLOWED, LinkGate
+from crawler.crawl.hosts import HostKnowledge
+from crawler.crawl.parsing import Parsed, ParseStage
+from crawler.crawl.recording import Recorder, build_record, change, conditional, content_hash
+from crawler.extract import Item, Page, load_extractor, run_extractor
+from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
+from crawler.net.fetcher import Fetcher, Response
+from crawler.output.journal import Sink
+from crawler.output.state import pack_links
+from crawler.records import Completion, Entry, Validators
+from crawler.web.parser import is_html
+
+MAX_REDIRECTS = 10
+# First wait before retrying a failed URL; it doubles with each attempt.
+RETRY_DELAY = 0.5
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connection-refused"})
+# The error of a record for a URL whose holders kept dying (the shared frontier gave up).
+DEAD_LETTER = "dead-letter"
+
+log = logging.getLogger(__name__)
+
+
+class Visitor:
+    """Turns leases into requests, records and new entries for one crawl."""
+
+    def __init__(
+        self,
+        config: CrawlConfig,
+        *,
+        fetcher: Fetcher,
+        frontier: Frontier,
+        gate: LinkGate,
+        hosts: HostKnowledge,
+        parser: ParseStage,
+        recorder: Recorder,
+        sink: Sink | None,
+    ) -> None:
+        self.config = config
+        self._fetcher = fetcher
+        self._frontier = frontier
+        self._gate = gate
+        self._hosts = hosts
+        self._parser = parser
+        self._recorder = recorder
+        self._sink = sink
+        extract = config.extract
+        self._extractor = load_extractor(extract) if isinstance(extract, str) else extract
+
+    async def visit(self, lease: Lease) -> Outcome:
+        entry = lease.entry
+        if lease.given_up:
+            await self._recorder.give_up(entry, DEAD_LETTER)
+            return DONE
+        if self._hosts.needs_robots(lease.host):
+            deferred = await self._hosts.learn_robots(lease)
+            if deferred is not None:
+                return deferred
+        if self._hosts.needs_sitemaps(lease.host):
+            await self._hosts.queue_sitemaps(lease)
+        if entry.kind == "sitemap":
+            return await self._hosts.read_sitemap(entry)
+        policy = self._hosts.policy(lease.host)
+        if policy is not None and not policy.allows(entry.url):
+            record = build_record(entry, None, error=policy.refuse_all or "robots")
+            await self._recorder.emit(record)
+            return DONE
+        validators = self._validators(entry)
+        response = await self._fetcher.fetch(
+            entry.url, max_bytes=self.config.max_bytes, headers=conditional(validators)
+        )
+        return await self._after_fetch(entry, response, validators)
+
+    def _validators(self, entry: Entry) -> Validators | None:
+        if self._sink is None or not self._sink.incremental or entry.origin is not None:
+            return None
+        return self._sink.validators(entry.url)
+
+    async def _after_fetch(
+        self, entry: Entry, response: Response, validators: Validators | None
+    ) -> Outcome:
+        elapsed_ms = entry.elapsed_ms + response.elapsed_ms
+        retry = self._retry(entry, response, elapsed_ms)
+        if retry is not None:
+            return retry
+        status = response.status
+        if status == 304 and validators is not None:
+            await self._unchanged(entry, response, validators, elapsed_ms)
+        elif status is not None and 300 <= status < 400 and response.location:
+            await self._redirect(entry, response, elapsed_ms)
+        else:
+            await self._page(entry, response, validators, elapsed_ms)
+        return Outcome(status=status)
+
+    async def _page(
+        self, entry: Entry, response: Response, validators: Validators | None, elapsed_ms: int
+    ) -> None:
+        """A final answer: its links queued, its body mirrored, its record emitted."""
+        parsed: Parsed | None = None
+        links: list[str] = []
+        items: list[dict[str, Any]] = []
+        error = None
+        if _is_parseable(response):
+            parsed = await self._parser.parse(response)
+            links = parsed.follow
+            if self._extractor is not None:
+                links, items, error = await self._extract(entry, response, links)
+            await self._queue_links(entry, response.url, links)
+            if self._sink is not None:
+                await self._sink.save_html(response.url, response.body)
+        page = parsed.page if parsed is not None else None
+        record = build_record(entry, response, parsed=page, elapsed_ms=elapsed_ms, error=error)
+        completion = None
+        if self._sink is not None:  # what state.sqlite keeps; nothing without an output
+            hashed = content_hash(response.body)
+            if self._sink.incremental:
+                record = replace(record, change=change(record, validators, hashed))
+            completion = Completion(
+                record.url,
+                record,
+                tuple(items),
+                record.status,
+                response.etag,
+                response.last_modified,
+                hashed,
+                pack_links(links),
+            )
+        await self._recorder.emit(record, completion, [Item(record.url, item) for item in items])
+
+    async def _extract(
+        self, entry: Entry, response: Response, links: list[str]
+    ) -> tuple[list[str], list[dict[str, Any]], str | None]:
+        """The extractor's items and the links it chose to follow, or its failure."""
+        assert self._extractor is not None and response.status is not None
+        page = Page(
+            entry.origin or entry.url,
+            response.url,
+            response.status,
+            response.headers,
+            response.body,
+            response.charset,
+            list(links),
+        )
+        try:
+            items = await run_extractor(self._extractor, page)
+        except Exception:  # the user's code: whatever it raises is this page's failure only
+            log.warning("extractor failed on %s", page.url, exc_info=True)
+            return links, [], "extractor-failed"
+        if page.follow != links:
+            links = self._gate.follow(page.follow, response.url)
+        return links, items, None
+
+    async def _unchanged(
+        self, entry: Entry, response: Response, validators: Validators, elapsed_ms: int
+    ) -> None:
+        """A 304: the page is as it was; its stored links are followed, so new pages are found."""
+        links = list(validators.links)
+        await self._queue_links(entry, entry.url, links)
+        record = replace(build_record(entry, response, elapsed_ms=elapsed_ms), change="unchanged")
+        completion = Completion(
+            record.url,
+            record,
+            (),
+            validators.previous_status,
+            response.etag or validators.etag,
+            response.last_modified or validators.last_modified,
+            validators.content_hash,
+            pack_links(links),
+        )
+        await self._recorder.emit(record, completion)
+
+    def _retry(self, entry: Entry, response: Response, elapsed_ms: int) -> Outcome | None:
+        retryable = response.status in RETRY_STATUSES or response.error in RETRY_ERRORS
+        if not retryable or entry.attempts >= self.config.retries:
+            return None
+        self._recorder.retried()
+        again = replace(
+            entry, attempts=entry.attempts + 1, leases=entry.leases + 1, elapsed_ms=elapsed_ms
+        )
+        if response.retry_after is not None:
+            # The server asked the whole host to wait (RFC 9110 §10.2.3).
+            wait = min(response.retry_after, self.config.max_retry_after)
+            return Outcome(again, response.status, retry_after=wait)
+        return Outcome(again, response.status, delay=RETRY_DELAY * 2**entry.attempts)
+
+    async def _redirect(self, entry: Entry, response: Response, elapsed_ms: int) -> None:
+        """A hop through the frontier when the gate follows its target; else the record
+        ends here, naming where it led."""
+        hops = (*entry.hops, response.url)
+        target, verdict = self._gate.judge(response.location or "", response.url)
+        error = None
+        if target is None or verdict == DROPPED:
+            error = "bad-redirect"
+        elif target in hops:
+            error = "redirect-loop"
+        elif len(hops) > MAX_REDIRECTS:
+            error = "too-many-redirects"
+        elif verdict == FOLLOWED:
+            hop = Entry(
+                target,
+                entry.depth,
+                entry.referrer,
+                origin=entry.origin or entry.url,
+                hops=hops,
+                elapsed_ms=elapsed_ms,
+                via_status=response.status,
+            )
+            if await self._frontier.add([hop], first=True):
+                return
+        record = build_record(entry, response, elapsed_ms=elapsed_ms, error=error)
+        record = replace(record, final_url=target or response.location, redirects=len(hops))
+        await self._recorder.emit(record)
+
+    async def _queue_links(self, entry: Entry, page_url: str, links: list[str]) -> None:
+        if self._sink is not None:
+            self._sink.note_links(page_url, links)
+        depth = entry.depth + 1
+        if depth <= self.config.max_depth:
+            await self._frontier.add([Entry(url, depth, page_url) for url in links])
+
+
+def _is_parseable(response: Response) -> bool:
+    """A complete 2xx HTML body: the only answers whose links are followed."""
+    status = response.status
+    ok = status is not None and 200 <= status < 300 and response.error is None
+    return ok and is_html(response.content_type) and bool(response.body)

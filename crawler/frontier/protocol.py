@@ -1,0 +1,120 @@
+"""The Frontier protocol: what the crawl loop asks of a frontier, in memory or in Redis.
+
+A frontier owns the seen set, the queued entries and the schedule:
+``lease()`` hands out an entry only when its host may take another request
+now. The loop cannot tell the two implementations apart (memory.py,
+shared.py).
+
+Invariants, for every implementation:
+1. Every ``lease()`` that returns an entry is matched by exactly one ``ack()``
+   or ``requeue()`` (which acks), in a ``finally`` of the caller.
+2. The crawl is finished when nothing is leased and nothing leasable is
+   queued; then ``lease()`` returns [] to every caller, as after ``close()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from crawler.records import Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """An entry handed out to be visited now; its host's slot has started a request."""
+
+    entry: Entry
+    host: str
+    # The shared frontier's lease id (0 in memory).
+    ticket: int = 0
+    # The frontier gave up on the entry (the processes that leased it kept dying):
+    # no request is made, its record says so, and its ack changes nothing.
+    given_up: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a processed lease tells the frontier."""
+
+    # The entry that carries the record on (a retry, a deferred page), if any.
+    continuation: Entry | None = None
+    # The answer's status and Retry-After, for the host's politeness slot.
+    status: int | None = None
+    retry_after: float | None = None
+    # Seconds the continuation alone waits (its host is not held back).
+    delay: float = 0.0
+
+
+DONE = Outcome()
+
+
+class PageBudget:
+    """--max-pages: how many pages may still be started. This one counts in one
+    process; the multiprocessing front shares one across its processes."""
+
+    def __init__(self, limit: int | None, used: int = 0) -> None:
+        self._limit = limit
+        self._used = used
+
+    def exhausted(self) -> bool:
+        return self._limit is not None and self._used >= self._limit
+
+    def take(self) -> bool:
+        """Start one page, if the budget allows."""
+        if self.exhausted():
+            return False
+        self._used += 1
+        return True
+
+    def take_done(self, pages: int) -> None:
+        """Pages done in earlier runs count too (--resume)."""
+        self._used += pages
+
+
+class Spill(Protocol):
+    """Where queued entries wait when memory is full (the journal, over state.sqlite)."""
+
+    def mark(self) -> int:
+        """Write out everything queued so far; return the position of the last entry."""
+
+    def load(self, after: int, limit: int) -> list[tuple[int, Entry]]:
+        """Up to ``limit`` queued, not done entries past position ``after``, in order."""
+
+
+class Frontier(Protocol):
+    async def add(self, entries: Iterable[Entry], *, first: bool = False) -> list[Entry]:
+        """Queue the entries not seen before (``first``: at the head of their hosts'
+        queues, for a continuation); return those."""
+
+    async def lease(self, limit: int = 1) -> list[Lease]:
+        """Up to ``limit`` entries whose hosts are ready now, waiting for the first;
+        [] when the crawl is finished or closed. Each starts its request at once."""
+
+    async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
+        """The leased entry is done; its outcome feeds the host's politeness."""
+
+    async def requeue(
+        self,
+        lease: Lease,
+        entry: Entry,
+        status: int | None,
+        retry_after: float | None,
+        delay: float = 0.0,
+    ) -> None:
+        """Ack ``lease``; queue ``entry`` (its continuation) first in its host's queue.
+
+        ``retry_after`` holds back the whole host (the server asked for it);
+        ``delay`` holds back only this entry.
+        """
+
+    def close(self) -> None:
+        """Lease nothing more; in-flight entries may still be acked."""
+
+    def is_finished(self) -> bool:
+        """Nothing leased, nothing leasable queued."""
+
+    def pending(self) -> int: ...
+
+    def in_flight(self) -> int: ...

@@ -1,0 +1,157 @@
+"""Group commit of a member's adds, acks and counters to the shared frontier.
+
+Whatever the event loop produced while the last round trip was out goes in
+the next one, in one pipeline: ENQUEUE calls first, then one ACK (which
+also adds the counters' deltas to the crawl's stats hash), then, when a
+lease asks for it, LEASE. So a page's links are queued before it leaves the
+lease set, and a member's own acks free its hosts' slots before it leases.
+ENQUEUE refused by a Redis at maxmemory is back-pressure: its links are
+counted as refused and said once in the log, and the crawl goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis import exceptions as redis_errors
+
+from crawler.frontier.redis_codec import flat_counters
+from crawler.frontier.redis_link import RedisLink
+from crawler.stats import Tally
+
+log = logging.getLogger(__name__)
+
+
+class _Batch:
+    """Adds and acks waiting for the next round trip."""
+
+    def __init__(self) -> None:
+        # Per add(): its ENQUEUE arguments (URLs encoded once), how many, its answer.
+        self.adds: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
+        self.acks: list[tuple[Any, ...]] = []
+
+
+class GroupCommit:
+    """The adds and acks of one member, sent a round trip at a time."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        tally: Tally,
+        common: Callable[[], list[Any]],
+        on_failure: Callable[[Exception], None],
+    ) -> None:
+        self._link = link
+        self._tally = tally
+        # The ARGV every script starts with (settled when the crawl is joined).
+        self._common = common
+        self._on_failure = on_failure
+        self.host_cap = 0
+        self.backoff_cap_ms = 60_000
+        self._batch = _Batch()
+        self._settling: asyncio.Task[None] | None = None
+        # Set after each round trip: a lease waiting for something due wakes up.
+        self.settled = asyncio.Event()
+        self._pushed: dict[str, int] = {}
+        self._warned_full = False
+        self.failed = False
+
+    async def add(self, args: list[Any], count: int) -> list[int]:
+        """ENQUEUE ``count`` entries (their arguments); each one's result."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._batch.adds.append((args, count, future))
+        self._start()
+        return await future
+
+    def ack(self, values: tuple[Any, ...]) -> None:
+        self._batch.acks.append(values)
+        self._start()
+
+    def _start(self) -> None:
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.create_task(self._loop(), name="settle")
+
+    async def _loop(self) -> None:
+        while self._batch.adds or self._batch.acks:
+            try:
+                await self.now()
+            except Exception as error:
+                self.failed = True
+                self._on_failure(error)
+                return
+
+    async def all(self) -> None:
+        """Wait for the round trip out, then send what is left."""
+        if self._settling is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settling
+        await self.now()
+
+    def cancel(self) -> None:
+        if self._settling is not None and not self._settling.done():
+            self._settling.cancel()
+
+    async def now(self, then: tuple[str, list[Any]] | None = None) -> Any:
+        """Send the waiting adds and acks (ENQUEUE before ACK) and the counters, then
+        ``then`` (a LEASE) in the same round trip; return ``then``'s result."""
+        batch, self._batch = self._batch, _Batch()
+        deltas = self._counter_deltas()
+        common = self._common()
+        calls = [("enqueue", [*common, self.host_cap, *args]) for args, _, _ in batch.adds]
+        if batch.acks or deltas:
+            args = [*common, self.backoff_cap_ms, len(batch.acks)]
+            args += [value for ack in batch.acks for value in ack]
+            args += [value for pair in deltas.items() for value in pair]
+            calls.append(("ack", args))
+        if then is not None:
+            calls.append(then)
+        if not calls:
+            return None
+        try:
+            results = await self._link.pipeline(calls)
+        except BaseException as error:
+            for _, _, future in batch.adds:
+                if not future.done():
+                    future.set_exception(error)
+            raise
+        if batch.acks or deltas:
+            self._commit_deltas(deltas, results[len(batch.adds)])
+        for (_, count, future), result in zip(batch.adds, results, strict=False):
+            if isinstance(result, redis_errors.ResponseError):
+                self._refused(count, result)
+                result = [0] * count
+            if not future.done():
+                future.set_result([int(value) for value in result])
+        self.settled.set()
+        if then is None:
+            return None
+        if isinstance(results[-1], Exception):
+            raise results[-1]
+        return results[-1]
+
+    def _refused(self, count: int, error: Exception) -> None:
+        """ENQUEUE refused (Redis at maxmemory): back-pressure, counted and said, never silent."""
+        if not isinstance(error, redis_errors.OutOfMemoryError):
+            raise error
+        if not self._warned_full:
+            self._warned_full = True
+            log.warning("%s is full (maxmemory): new links are refused and counted", self._link.url)
+        self._tally.refused_links += count
+
+    def _counter_deltas(self) -> dict[str, int]:
+        flat = flat_counters(self._tally.counters())
+        return {
+            name: value - self._pushed.get(name, 0)
+            for name, value in flat.items()
+            if value != self._pushed.get(name, 0)
+        }
+
+    def _commit_deltas(self, deltas: dict[str, int], result: object) -> None:
+        if isinstance(result, Exception):
+            raise result
+        for name, delta in deltas.items():
+            self._pushed[name] = self._pushed.get(name, 0) + delta

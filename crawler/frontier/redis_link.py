@@ -1,0 +1,113 @@
+"""The connection to a shared crawl's Redis: its scripts, its outages, its checks.
+
+Every call goes through ``call``: while Redis is unreachable it is retried
+with back-off for ``outage_seconds``, then FrontierUnavailable (exit 5),
+once for all: a member whose Redis is gone stops. Scripts (scripts.py) are
+loaded once and run by their SHA in pipelines, loaded again after a Redis
+restart or SCRIPT FLUSH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from crawler.errors import ConfigError, FrontierUnavailable
+from crawler.frontier.redis_codec import redacted
+from crawler.frontier.scripts import SCRIPTS
+
+log = logging.getLogger(__name__)
+
+OUTAGE_SECONDS = 20.0
+
+
+class RedisLink:
+    """One member's connection to the shared frontier's Redis."""
+
+    def __init__(self, url: str, outage_seconds: float = OUTAGE_SECONDS) -> None:
+        # What messages, logs and frontier.json show: the URL without its password.
+        self.url = redacted(url)
+        self._outage = outage_seconds
+        self._redis = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5
+        )
+        self._shas: dict[str, str] = {}
+        # Set once Redis stayed away past the outage: every later call raises it.
+        self.failure: FrontierUnavailable | None = None
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    async def check_server(self) -> None:
+        """Redis 7 or later, and no eviction policy (it would lose URLs silently)."""
+        info = await self.call(lambda: self._redis.info("server"))
+        version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
+        if version < (7, 0):
+            raise ConfigError(f"{self.url}: Redis {info.get('redis_version')} is too old (7.0+)")
+        try:
+            policy = await self._redis.config_get("maxmemory-policy")
+        except redis_errors.ResponseError:
+            return  # CONFIG may be renamed or refused; then it cannot be checked
+        name = policy.get("maxmemory-policy", "noeviction")
+        if name != "noeviction":
+            raise ConfigError(
+                f"{self.url} evicts keys (maxmemory-policy {name}), which would lose URLs"
+                " silently: set maxmemory-policy noeviction"
+            )
+
+    async def eval(self, name: str, args: list[Any]) -> Any:
+        return (await self.pipeline([(name, args)]))[0]
+
+    async def pipeline(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Run scripts in one round trip (loading them again after a Redis restart).
+
+        A script's own error (an OOM refusal) is returned in its place.
+        """
+
+        async def attempt() -> list[Any]:
+            if len(self._shas) < len(SCRIPTS):
+                for script, body in SCRIPTS.items():
+                    self._shas[script] = await self._redis.script_load(body)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, args in calls:
+                    pipe.evalsha(self._shas[name], 0, *args)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            if any(isinstance(result, redis_errors.NoScriptError) for result in results):
+                self._shas.clear()
+                results = await attempt()
+            return results
+
+        results: list[Any] = await self.call(attempt)
+        return results
+
+    async def call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a Redis command, retrying with back-off while Redis is unreachable."""
+        if self.failure is not None:
+            raise self.failure  # already waited once: the member is stopping
+        started = time.monotonic()
+        pause = 0.1
+        while True:
+            try:
+                return await command()
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+                waited = time.monotonic() - started
+                if waited > self._outage:
+                    self.failure = FrontierUnavailable(
+                        f"{self.url} did not answer for {self._outage:.0f} s ({error}); "
+                        "what was acknowledged is kept in it"
+                    )
+                    raise self.failure from None
+                if pause == 0.1:  # once per outage
+                    log.warning("%s: %s; retrying for %.0f s", self.url, error, self._outage)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
