@@ -73,6 +73,11 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="do not read robots.txt Sitemap: lines and /sitemap.xml",
     )
+    _fetch_flags(parser)
+
+
+def _fetch_flags(parser: argparse.ArgumentParser) -> None:
+    flag = parser.add_argument
     flag("--user-agent", help="User-Agent header, matched against robots.txt")
     flag("--retries", type=int, help="retries for timeouts, connection errors, 429, 5xx")
     flag("--max-retry-after", type=float, help="longest Retry-After honoured, in seconds")

@@ -46,6 +46,28 @@ def _html(title: str, links: list[str], body: str = "") -> str:
     )
 
 
+async def old_home(_: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently("/")
+
+
+async def server_error(_: web.Request) -> web.Response:
+    raise web.HTTPInternalServerError(text="the demo fails here on purpose")
+
+
+async def pdf(_: web.Request) -> web.Response:
+    return web.Response(body=b"%PDF-1.4\n%demo\n", content_type="application/pdf")
+
+
+async def private(_: web.Request) -> web.Response:
+    return web.Response(text=_html("Private", []), content_type="text/html")
+
+
+async def robots(request: web.Request) -> web.Response:
+    base = f"{request.scheme}://{request.host}"
+    text = f"User-agent: *\nDisallow: /private/\nSitemap: {base}/sitemap.xml\n"
+    return web.Response(text=text)
+
+
 def build_app(pages: int = DEFAULT_PAGES) -> web.Application:
     """The demo site with ``pages`` numbered pages."""
     words = ["polite", "crawler", "demo", "site", "page", "link", "robots", "sitemap", "redirect"]
@@ -66,23 +88,6 @@ def build_app(pages: int = DEFAULT_PAGES) -> web.Application:
         links = ["/", "/private/report", "/files/report.pdf", "/old-home", _BROKEN[3]]
         links += ["https://example.invalid/elsewhere", "mailto:team@example.invalid"]
         return web.Response(text=_html("About the demo", links), content_type="text/html")
-
-    async def old_home(_: web.Request) -> web.Response:
-        raise web.HTTPMovedPermanently("/")
-
-    async def server_error(_: web.Request) -> web.Response:
-        raise web.HTTPInternalServerError(text="the demo fails here on purpose")
-
-    async def pdf(_: web.Request) -> web.Response:
-        return web.Response(body=b"%PDF-1.4\n%demo\n", content_type="application/pdf")
-
-    async def private(_: web.Request) -> web.Response:
-        return web.Response(text=_html("Private", []), content_type="text/html")
-
-    async def robots(request: web.Request) -> web.Response:
-        base = f"{request.scheme}://{request.host}"
-        text = f"User-agent: *\nDisallow: /private/\nSitemap: {base}/sitemap.xml\n"
-        return web.Response(text=text)
 
     async def sitemap(request: web.Request) -> web.Response:
         base = f"{request.scheme}://{request.host}"

@@ -40,7 +40,11 @@ class SharedRun:
             await frontier.aclose(settle=False)
             raise
         return Opened(
-            config, frontier, politeness_for(config), sink=self._journal, robots_store=frontier
+            config,
+            frontier,
+            politeness_for(config),
+            sink=self._journal,
+            robots_store=frontier.robots,
         )
 
     def started(self, recorder: Recorder) -> None:

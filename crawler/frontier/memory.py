@@ -10,9 +10,8 @@ Invariants (with those of protocol.py):
 1. Every entry new to the seen set that starts a record is given to
    ``on_added`` (the journal) as it is added, before ``add()`` returns.
 2. A host is in the ready heap iff its queue is non-empty, its slot is not
-   full, and (after --max-pages is reached) its first entry is a continuation:
-   past the limit only records already started are carried on.
-   Heap times may be stale; ``lease()`` recomputes before trusting one.
+   full, and (after --max-pages is reached) its first entry is a continuation
+   (queues.py).
 3. Memory stays bounded however large the frontier grows: the seen set holds
    64-bit fingerprints, not URLs, and past ``MEMORY_ENTRIES`` queued entries
    new ones stay only in the spill (state.sqlite, where the journal writes
@@ -28,14 +27,13 @@ import heapq
 import itertools
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import Lease, PageBudget, Spill
+from crawler.frontier.queues import HostQueues
 from crawler.records import Entry
 from crawler.web.seen import SeenSet, url_key
-from crawler.web.urls import host_key
 
 # Entries kept in memory before new ones are left in the spill, and the number
 # read back at a time once fewer than half of that remain.
@@ -67,12 +65,10 @@ class MemoryFrontier:
         # Position of the last entry read from the spill; None while nothing is spilled.
         self._spill_cursor: int | None = None
         self._spilled = 0
-        self._queues: dict[str, deque[Entry]] = {}
+        self._queues = HostQueues(politeness, self._budget)
         self._seen = SeenSet()
-        self._heap: list[tuple[float, int, str]] = []
         # Entries held back on their own (a retry after a failure): (due, order, entry).
         self._delayed: list[tuple[float, int, Entry]] = []
-        self._scheduled: set[str] = set()
         self._order = itertools.count()
         self._pending = 0
         self._continuations = 0
@@ -93,47 +89,19 @@ class MemoryFrontier:
     def is_finished(self) -> bool:
         if self._leased:
             return False
-        return self._pending == 0 or (self._limit_reached() and self._continuations == 0)
-
-    def _limit_reached(self) -> bool:
-        return self._budget.exhausted()
-
-    def _ready_time(self, host: str) -> float:
-        queue = self._queues.get(host)
-        if not queue or (self._limit_reached() and not queue[0].is_continuation()):
-            return math.inf
-        return self._politeness.slot(host).ready_at()
-
-    def _schedule(self, host: str) -> None:
-        if host in self._scheduled:
-            return
-        ready = self._ready_time(host)
-        if ready != math.inf:
-            heapq.heappush(self._heap, (ready, next(self._order), host))
-            self._scheduled.add(host)
+        return self._pending == 0 or (self._budget.exhausted() and self._continuations == 0)
 
     def _push(self, entry: Entry, first: bool) -> None:
         self._pending += 1
         if entry.is_continuation():
             self._continuations += 1
-        self._enqueue(entry, first)
-
-    def _enqueue(self, entry: Entry, first: bool) -> None:
-        host = host_key(entry.url)
-        queue = self._queues.get(host)
-        if queue is None:
-            queue = self._queues[host] = deque()
-        if first:
-            queue.appendleft(entry)
-        else:
-            queue.append(entry)
-        self._schedule(host)
+        self._queues.push(entry, first=first)
 
     def _release_delayed(self, now: float) -> float:
         """Queue the delayed entries that are due; return when the next one is."""
         while self._delayed and self._delayed[0][0] <= now:
             _, _, entry = heapq.heappop(self._delayed)
-            self._enqueue(entry, first=True)
+            self._queues.push(entry, first=True)
         return self._delayed[0][0] if self._delayed else math.inf
 
     def restore(self, seen: Iterable[str], pending: int, pages_done: int) -> None:
@@ -191,46 +159,32 @@ class MemoryFrontier:
         assert self._spill is not None
         rows = self._spill.load(self._spill_cursor, MEMORY_ENTRIES // 2)
         for position, entry in rows:
-            self._enqueue(entry, first=False)
+            self._queues.push(entry, first=False)
             self._spill_cursor = position
         self._spilled -= len(rows)
         if not rows or self._spilled <= 0:
             self._spill_cursor, self._pending = None, self._pending - max(self._spilled, 0)
             self._spilled = 0
 
-    def _earliest(self) -> tuple[float, str] | None:
-        """The ready heap's top after dropping and re-timing stale items (invariant 2)."""
-        while self._heap:
-            when, _, host = self._heap[0]
-            actual = self._ready_time(host)
-            if actual == when:
-                return when, host
-            heapq.heappop(self._heap)
-            self._scheduled.discard(host)
-            self._schedule(host)
-        return None
-
     def _take(self, host: str, now: float) -> Lease | None:
         """Lease the host's first entry; None if it is a page the budget no longer allows."""
-        heapq.heappop(self._heap)
-        self._scheduled.discard(host)
-        page = self._queues[host][0].counts_as_page()
+        queues = self._queues
+        queues.unschedule_top()
+        page = queues.head(host).counts_as_page()
         slot = self._politeness.slot(host)
         if (page and self._budget.exhausted()) or not slot.try_start(now):
-            self._schedule(host)
+            queues.schedule(host)
             return None
         if page and not self._budget.take():  # another process took the last page
             slot.finish(now, None, None)
-            self._schedule(host)
+            queues.schedule(host)
             return None
-        entry = self._queues[host].popleft()
-        if not self._queues[host]:
-            del self._queues[host]
+        entry = queues.pop(host)
         self._pending -= 1
         if entry.is_continuation():
             self._continuations -= 1
         self._leased += 1
-        self._schedule(host)
+        queues.schedule(host)
         return Lease(entry, host)
 
     async def lease(self, limit: int = 1) -> list[Lease]:
@@ -242,14 +196,14 @@ class MemoryFrontier:
             now = self._clock()
             self._refill()
             next_delayed = self._release_delayed(now)
-            earliest = self._earliest()
+            earliest = self._queues.earliest()
             if earliest is not None and earliest[0] <= now:
                 leases: list[Lease] = []
                 while earliest is not None and earliest[0] <= now and len(leases) < limit:
                     lease = self._take(earliest[1], now)
                     if lease is not None:
                         leases.append(lease)
-                    earliest = self._earliest()
+                    earliest = self._queues.earliest()
                 if leases:
                     return leases
                 continue
@@ -267,7 +221,7 @@ class MemoryFrontier:
     async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
         self._leased -= 1
         self._politeness.slot(lease.host).finish(self._clock(), status, retry_after)
-        self._schedule(lease.host)
+        self._queues.schedule(lease.host)
         self._changed.set()
 
     async def requeue(

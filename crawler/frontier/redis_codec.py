@@ -131,6 +131,23 @@ def check_format(meta: dict[str, str], where: str) -> None:
         )
 
 
+def ack_args(
+    ticket: int,
+    status: int | None,
+    retry_after: float | None,
+    continuation: Entry | None,
+    delay: float,
+) -> tuple[Any, ...]:
+    """ACK's (ticket, status, retry-after ms, continuation, delay ms) for one lease."""
+    return (
+        ticket,
+        "" if status is None else status,
+        "" if retry_after is None else int(retry_after * 1000),
+        "" if continuation is None else encode(continuation),
+        int(delay * 1000),
+    )
+
+
 def enqueue_args(entries: list[tuple[Entry, int]], first: bool) -> list[Any]:
     """ENQUEUE's (bucket, fingerprint, host, item, first) per entry, given with its
     fingerprint."""

@@ -67,37 +67,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from crawler.config import CrawlConfig
-from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
-from crawler.frontier.politeness import first_limit
+from crawler.errors import FrontierUnavailable
 from crawler.frontier.protocol import Lease
 from crawler.frontier.redis_codec import (
-    ENTRY_FORMAT,
-    PREFIX,
-    SHARED_SETTINGS,
-    check_format,
+    ack_args,
     decode,
-    encode,
     enqueue_args,
-    nested_counters,
-    shared_settings,
     stable_fingerprint,
-    with_shared_settings,
 )
 from crawler.frontier.redis_commit import GroupCommit
+from crawler.frontier.redis_crawl import (
+    SharedRobots,
+    common_args,
+    join,
+    read_counters,
+    read_frontier_counts,
+    read_stats,
+)
 from crawler.frontier.redis_link import OUTAGE_SECONDS, RedisLink
 from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally
-from crawler.web.robots import RobotsAnswer
 from crawler.web.seen import SeenSet
-from crawler.web.urls import normalize
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +110,7 @@ POLL_SECONDS = 0.05
 
 
 class SharedFrontier:
-    """The Frontier protocol over Redis; also robots.txt and counters shared by a crawl."""
+    """The Frontier protocol over Redis; also the robots.txt and counters of the crawl."""
 
     def __init__(
         self,
@@ -132,6 +128,8 @@ class SharedFrontier:
         self._common: list[Any] = []
         self._commit = GroupCommit(self._link, tally, lambda: self._common, self._fail)
         self._commit.host_cap = host_cap
+        # robots.txt, once per host for the whole crawl.
+        self.robots = SharedRobots(self._link, lambda: self._common)
         self._seen = SeenSet()
         self._held: dict[int, Lease] = {}
         self._given_up: deque[Lease] = deque()
@@ -151,61 +149,16 @@ class SharedFrontier:
         Returns ``config`` with the crawl's shared settings. NothingToDo if it
         is finished; ConfigError if it is another crawl or there is none to join.
         """
-        await self._link.check_server()
-        meta = await self._meta()
-        if not meta and config.seeds and not config.resume:
-            await self._create(config)
-            meta = await self._meta()
-        if not meta:
-            raise ConfigError(f"no crawl in {self.url} to join: start one with seed URLs")
-        try:
-            stored = json.loads(meta["settings"])
-            self.crawl_id = meta["id"]
-        except (KeyError, ValueError):
-            raise ConfigError(f"{self.url} holds {PREFIX}* keys that are not a crawl") from None
-        check_format(meta, self.url)
-        if config.seeds and list(config.seeds) != stored["seeds"]:
-            raise ConfigError(
-                f"{self.url} holds another crawl (seeds {' '.join(stored['seeds'])}):"
-                " use another database"
-            )
-        if meta.get("status") == "finished":
-            raise NothingToDo(f"the crawl in {self.url} is finished; nothing to do")
-        shared = with_shared_settings(config, stored)
-        _warn_overrides(config, shared)
-        self._configure(shared)
+        joined = await join(self._link, config, self._commit.host_cap)
+        self.crawl_id, self.created = joined.crawl_id, joined.created
+        self._seen.update(joined.seeds)
+        self._common = common_args(joined.config)
+        self._commit.backoff_cap_ms = int(joined.config.max_retry_after * 1000)
         self._chores = [
             asyncio.create_task(self._every(HEARTBEAT_SECONDS, self._heartbeat), name="heartbeat"),
             asyncio.create_task(self._every(RECLAIM_SECONDS, self.reclaim), name="reclaim"),
         ]
-        return shared
-
-    async def _meta(self) -> dict[str, str]:
-        meta: dict[str, str] = await self._link.call(
-            lambda: self._link.redis.hgetall(PREFIX + "meta")
-        )
-        return meta
-
-    async def _create(self, config: CrawlConfig) -> None:
-        self._configure(config)
-        crawl_id = f"{time.time_ns():x}"
-        seeds = [
-            (Entry(url, 0), stable_fingerprint(url))
-            for url in map(normalize, config.seeds)
-            if url is not None
-        ]
-        args = [*self._common, json.dumps(shared_settings(config)), crawl_id, ENTRY_FORMAT]
-        args += [self._commit.host_cap, *enqueue_args(seeds, first=False)]
-        created = await self._link.eval("create", args)
-        if created[0] == 1:
-            self.created = True
-            self._seen.update(key for _, key in seeds)
-
-    def _configure(self, config: CrawlConfig) -> None:
-        limit = first_limit(config.per_host, robots_first=not config.ignore_robots)
-        max_pages = -1 if config.max_pages is None else config.max_pages
-        self._common = [PREFIX, config.per_host, limit, int(config.delay * 1000), max_pages]
-        self._commit.backoff_cap_ms = int(config.max_retry_after * 1000)
+        return joined.config
 
     async def aclose(self, *, settle: bool = True) -> None:
         """Send what is waiting (acks, counters) unless told not to, stop the chores,
@@ -213,9 +166,7 @@ class SharedFrontier:
         self._closed = True
         for chore in self._chores:
             chore.cancel()
-        for chore in self._chores:
-            with contextlib.suppress(asyncio.CancelledError):
-                await chore
+        await asyncio.gather(*self._chores, return_exceptions=True)
         try:
             if settle:
                 await self._commit.all()
@@ -289,77 +240,35 @@ class SharedFrontier:
         return []
 
     async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
-        self._queue_ack(lease, status, retry_after, None, 0.0)
+        await self.requeue(lease, None, status, retry_after)
 
     async def requeue(
         self,
         lease: Lease,
-        entry: Entry,
+        entry: Entry | None,
         status: int | None,
         retry_after: float | None,
         delay: float = 0.0,
     ) -> None:
-        self._queue_ack(lease, status, retry_after, entry, delay)
-
-    def _queue_ack(
-        self,
-        lease: Lease,
-        status: int | None,
-        retry_after: float | None,
-        continuation: Entry | None,
-        delay: float,
-    ) -> None:
-        if lease.given_up:  # already out of Redis, in its dead list
-            return
-        self._held.pop(lease.ticket, None)
-        self._commit.ack(
-            (
-                lease.ticket,
-                "" if status is None else status,
-                "" if retry_after is None else int(retry_after * 1000),
-                "" if continuation is None else encode(continuation),
-                int(delay * 1000),
-            )
-        )
-
-    # robots.txt, once per host for the whole crawl.
-
-    async def load_robots(self, host: str) -> RobotsAnswer | None:
-        value = await self._link.call(lambda: self._link.redis.get(f"{PREFIX}robots:{host}"))
-        return None if value is None else RobotsAnswer.unpack(value)
-
-    async def save_robots(self, host: str, answer: RobotsAnswer, crawl_delay: float) -> None:
-        args = [*self._common, host, answer.pack(), int(crawl_delay * 1000)]
-        await self._link.eval("robots", args)
+        """Ack ``lease`` in the next round trip, with its continuation if any."""
+        if not lease.given_up:  # a given-up lease is out of Redis, in its dead list
+            self._held.pop(lease.ticket, None)
+            self._commit.ack(ack_args(lease.ticket, status, retry_after, entry, delay))
 
     # The whole crawl's counters.
 
     async def counters(self) -> dict[str, Any]:
         """The whole crawl's counters (Tally.counters() form) and its duration so far."""
         await self._commit.all()
-        redis = self._link.redis
-        flat = await self._link.call(lambda: redis.hgetall(PREFIX + "stats"))
-        meta = await self._link.call(lambda: redis.hmget(PREFIX + "meta", "created"))
-        seconds, micros = await self._link.call(lambda: redis.time())
-        counters = nested_counters(flat)
-        if meta[0] is not None:
-            counters["duration_s"] = max(seconds + micros / 1e6 - int(meta[0]) / 1000, 0.0)
-        return counters
+        return await read_counters(self._link)
 
     async def frontier_counts(self) -> dict[str, int]:
-        redis = self._link.redis
-        values = await self._link.call(lambda: redis.hgetall(PREFIX + "f"))
-        leased = await self._link.call(lambda: redis.zcard(PREFIX + "leases"))
-        counts = {name: int(value) for name, value in values.items()}
-        counts["leased"] = int(leased)
-        return counts
+        return await read_frontier_counts(self._link)
 
     async def crawl_stats(self) -> CrawlStats:
         """The whole shared crawl's stats, as far as it has gone."""
-        tally = Tally()
-        tally.restore(await self.counters())
-        counts = await self.frontier_counts()
-        return tally.snapshot(counts.get("pending", 0), counts["leased"], finished=self._done)
+        await self._commit.all()
+        return await read_stats(self._link, finished=self._done)
 
     # Chores: keep this member's leases alive, take back dead members' leases.
 
@@ -387,20 +296,8 @@ class SharedFrontier:
         for host, item in zip(dead[::2], dead[1::2], strict=True):
             entry = decode(item)
             log.warning(
-                "%s (%s): its lease expired %d times, the processes holding it died: given up",
-                entry.url,
-                host,
-                MAX_ATTEMPTS,
+                "%s (%s): its lease expired %d times: given up", entry.url, host, MAX_ATTEMPTS
             )
             self._given_up.append(Lease(entry, host, given_up=True))
         if dead:
             self._commit.settled.set()
-
-
-def _warn_overrides(mine: CrawlConfig, shared: CrawlConfig) -> None:
-    default = CrawlConfig()
-    for name in SHARED_SETTINGS:
-        value = getattr(mine, name)
-        chosen = getattr(shared, name)
-        if name != "seeds" and value != getattr(default, name) and value != chosen:
-            log.warning("%s: the shared crawl's value %r is used, not %r", name, chosen, value)

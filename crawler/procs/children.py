@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import socket
+from collections.abc import Iterable
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from typing import Any
 
+from crawler.config import CrawlConfig
+from crawler.frontier.politeness import SharedSlot, first_limit
 from crawler.procs.channel import Channel
-from crawler.procs.wire import ChildSpec
+from crawler.procs.wire import ChildSpec, owner
+from crawler.web.urls import host_of, normalize
 
 # How long the parent waits for a child whose channel ended to be reaped.
 REAP_SECONDS = 5.0
@@ -45,33 +50,51 @@ class Children:
         self.channels: list[Channel] = []
         self._processes: list[SpawnProcess] = []
         self.all_exited = asyncio.Event()
+        # A single-host crawl: the host's URLs are split between the children.
+        self.split = False
+        self._outgoing: dict[int, list[tuple[Any, ...]]] = {}
         # The shared page counter and slot: held while the children live (a child
         # that unpickles them after the parent let them go finds nothing).
         self._shared: tuple[object, ...] = ()
 
-    def start(
+    def start(self, config: CrawlConfig, *, pages_done: int) -> None:
+        """Spawn the children, each with the crawl's config and one end of its channel,
+        the shared page counter (--max-pages) and, for a single-host crawl whose URLs
+        are split between them, the host's politeness slot in shared memory."""
+        context = multiprocessing.get_context("spawn")
+        counter = context.Value("q", pages_done)
+        hosts = {host_of(url) for url in map(normalize, config.seeds) if url is not None}
+        self.split = len(hosts) == 1 and not config.allow_domain
+        slot = None
+        if self.split:
+            limit = first_limit(config.per_host, robots_first=not config.ignore_robots)
+            initial = SharedSlot.initial(limit, config.delay, config.max_retry_after)
+            slot = context.Array("d", initial)
+        self._shared = (counter, slot)
+        for index in range(self.count):
+            self._spawn(context, ChildSpec(config, index, self.count, self.split), counter, slot)
+
+    def _spawn(
         self,
         context: SpawnContext,
-        specs: list[ChildSpec],
+        spec: ChildSpec,
         counter: Synchronized[int],
         slot: SynchronizedArray[float] | None,
     ) -> None:
-        self._shared = (counter, slot)
-        for spec in specs:
-            mine, theirs = socket.socketpair()
-            process = context.Process(
-                target=_child_process,
-                args=(spec, theirs, counter, slot),
-                name=f"crawler-process-{spec.index}",
-                daemon=True,
-            )
-            try:
-                process.start()
-            finally:
-                # Only the child holds its end: when it dies, the parent's end reads EOF.
-                theirs.close()
-            self.channels.append(Channel(mine))
-            self._processes.append(process)
+        mine, theirs = socket.socketpair()
+        process = context.Process(
+            target=_child_process,
+            args=(spec, theirs, counter, slot),
+            name=f"crawler-process-{spec.index}",
+            daemon=True,
+        )
+        try:
+            process.start()
+        finally:
+            # Only the child holds its end: when it dies, the parent's end reads EOF.
+            theirs.close()
+        self.channels.append(Channel(mine))
+        self._processes.append(process)
 
     async def open(self) -> None:
         """Watch every child's sentinel and open its channel, on the running loop."""
@@ -84,6 +107,19 @@ class Children:
     def send(self, index: int, message: tuple[Any, ...]) -> None:
         self.forwarded[index] += 1
         self.channels[index].send(message)
+
+    def route(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Entries (as rows) for their owners, sent by flush_routes (one message per
+        owner per batch)."""
+        for row in rows:
+            index = owner(row[0], self.count, split=self.split)
+            self._outgoing.setdefault(index, []).append(row)
+
+    def flush_routes(self, *, stopping: bool) -> None:
+        outgoing, self._outgoing = self._outgoing, {}
+        for index, rows in outgoing.items():
+            if not self.exited[index] and not stopping:
+                self.send(index, ("take", rows))
 
     def live(self) -> list[int]:
         return [index for index in range(self.count) if not self.exited[index]]

@@ -57,19 +57,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import multiprocessing
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, CrawlerError
 from crawler.extract import Item
-from crawler.frontier.politeness import SharedSlot, first_limit
 from crawler.output.journal import Journal, Restored, Settings
 from crawler.procs.children import Children
 from crawler.procs.wire import (
     CHILD_COUNTS,
-    ChildSpec,
     owner,
     pack_entries,
     unpack_entries,
@@ -77,7 +73,7 @@ from crawler.procs.wire import (
 )
 from crawler.records import Completion, CrawlStats, Entry, PageRecord
 from crawler.stats import Tally
-from crawler.web.urls import host_of, normalize
+from crawler.web.urls import normalize
 
 if TYPE_CHECKING:
     from crawler.crawl.recording import RecordSink
@@ -116,8 +112,6 @@ class ProcessFront:
         self._drained = False
         self._failure: str | None = None
         self._queued = 0
-        self._outgoing: dict[int, list[tuple[Any, ...]]] = {}
-        self._split = False
 
     def stop(self) -> None:
         """Stop every child; each finishes what it has in flight, then reports and exits."""
@@ -141,7 +135,11 @@ class ProcessFront:
         deadline = None
         self.tally.start()
         try:
-            self._start(settings)
+            # The children's config is settled here, once: the crawl's saved settings.
+            config = dataclasses.replace(
+                self.config, **dataclasses.asdict(settings), resume=False, max_time=None
+            )
+            self._children.start(config, pages_done=self.tally.pages)
             await self._children.open()
             self._hand_out(settings, restored)
             if self.config.max_time is not None:
@@ -162,24 +160,6 @@ class ProcessFront:
         if self._failure is not None:
             raise ProcessDied(self._failure)
         return stats
-
-    def _start(self, settings: Settings) -> None:
-        """Spawn the children with the crawl's settled config (its saved settings)."""
-        context = multiprocessing.get_context("spawn")
-        counter = context.Value("q", self.tally.pages)
-        hosts = {host_of(url) for url in map(normalize, settings.seeds) if url is not None}
-        self._split = len(hosts) == 1 and not settings.allow_domain
-        slot = None
-        if self._split:
-            limit = first_limit(self.config.per_host, robots_first=not self.config.ignore_robots)
-            initial = SharedSlot.initial(limit, self.config.delay, self.config.max_retry_after)
-            slot = context.Array("d", initial)
-        config = dataclasses.replace(
-            self.config, **dataclasses.asdict(settings), resume=False, max_time=None
-        )
-        count = self._children.count
-        specs = [ChildSpec(config, index, count, self._split) for index in range(count)]
-        self._children.start(context, specs, counter, slot)
 
     async def _serve(self) -> None:
         """Read every child's channel and handle its messages, until all have exited."""
@@ -203,32 +183,18 @@ class ProcessFront:
             assert self._journal is not None
             seen: list[list[str]] = [[] for _ in range(count)]
             for url in restored.seen:
-                seen[owner(url, count, split=self._split)].append(url)
+                seen[owner(url, count, split=self._children.split)].append(url)
             pending: list[list[Entry]] = [[] for _ in range(count)]
             for _, entry in self._journal.load(-1, restored.pending):
-                pending[owner(entry.url, count, split=self._split)].append(entry)
+                pending[owner(entry.url, count, split=self._children.split)].append(entry)
             self._queued = restored.pending
             for index in range(count):
                 self._children.send(index, ("restore", seen[index], pack_entries(pending[index])))
             return
         seeds = [Entry(url, 0) for url in map(normalize, settings.seeds) if url is not None]
         self._journal_added(seeds)  # as every entry the parent routes
-        self._route(pack_entries(seeds))
-        self._flush_routes()
-
-    def _route(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Entries (as rows) for their owners, sent by _flush_routes (one message per
-        owner per batch)."""
-        count = self._children.count
-        for row in rows:
-            index = owner(row[0], count, split=self._split)
-            self._outgoing.setdefault(index, []).append(row)
-
-    def _flush_routes(self) -> None:
-        outgoing, self._outgoing = self._outgoing, {}
-        for index, rows in outgoing.items():
-            if not self._children.exited[index] and not self._stopping:
-                self._children.send(index, ("take", rows))
+        self._children.route(pack_entries(seeds))
+        self._children.flush_routes(stopping=self._stopping)
 
     async def _consume(self) -> None:
         while True:
@@ -236,7 +202,7 @@ class ProcessFront:
             try:
                 for message in batch:
                     await self._handle(index, message)
-                self._flush_routes()
+                self._children.flush_routes(stopping=self._stopping)
             finally:
                 self._messages.task_done()
 
@@ -255,7 +221,7 @@ class ProcessFront:
             # Journaled now, so that a page's record never lands before its links
             # (output/state.py's invariant 1); the owner's "taken" report counts them.
             self._journal_added(unpack_entries(message[1]))
-            self._route(message[1])
+            self._children.route(message[1])
         elif kind == "sitemap":
             self._queued -= 1
             if self._journal is not None:
@@ -272,7 +238,9 @@ class ProcessFront:
         """A child's idle report, its exit, its failure, or its end."""
         kind, children = message[0], self._children
         if kind == "idle":
-            self._flush_routes()  # invariant 2 counts what has been forwarded
+            self._children.flush_routes(
+                stopping=self._stopping
+            )  # invariant 2 counts what has been forwarded
             children.idle[index] = message[1]
             self._absorb(index, message[2])
             if not self._stopping and children.drained():

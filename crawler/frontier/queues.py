@@ -1,0 +1,86 @@
+"""The queues of the in-memory frontier: a FIFO per host and a heap of ready hosts.
+
+A host is in the heap iff its queue is non-empty, its politeness slot is
+not full, and (once --max-pages is reached) its first entry is a
+continuation: past the limit only records already started are carried on.
+Heap times may be stale (a slot's gap or back-off changed since); ``earliest``
+re-times an item before trusting it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+
+from crawler.frontier.politeness import Politeness
+from crawler.frontier.protocol import PageBudget
+from crawler.records import Entry
+from crawler.web.urls import host_key
+
+
+class HostQueues:
+    """Entries queued per host, and the hosts by when each may start a request."""
+
+    def __init__(self, politeness: Politeness, budget: PageBudget) -> None:
+        self._politeness = politeness
+        self._budget = budget
+        self._queues: dict[str, deque[Entry]] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._scheduled: set[str] = set()
+        self._order = itertools.count()
+
+    def push(self, entry: Entry, *, first: bool) -> None:
+        host = host_key(entry.url)
+        queue = self._queues.get(host)
+        if queue is None:
+            queue = self._queues[host] = deque()
+        if first:
+            queue.appendleft(entry)
+        else:
+            queue.append(entry)
+        self.schedule(host)
+
+    def schedule(self, host: str) -> None:
+        """Put the host in the heap, if it is ready at some time and not there yet."""
+        if host in self._scheduled:
+            return
+        ready = self._ready_time(host)
+        if ready != math.inf:
+            heapq.heappush(self._heap, (ready, next(self._order), host))
+            self._scheduled.add(host)
+
+    def _ready_time(self, host: str) -> float:
+        queue = self._queues.get(host)
+        if not queue or (self._budget.exhausted() and not queue[0].is_continuation()):
+            return math.inf
+        return self._politeness.slot(host).ready_at()
+
+    def earliest(self) -> tuple[float, str] | None:
+        """The heap's top after dropping and re-timing stale items."""
+        heap = self._heap
+        while heap:
+            when, _, host = heap[0]
+            if self._ready_time(host) == when:
+                return when, host
+            heapq.heappop(heap)
+            self._scheduled.discard(host)
+            self.schedule(host)
+        return None
+
+    def unschedule_top(self) -> str:
+        """Take the top host out of the heap (it is scheduled again after its turn)."""
+        _, _, host = heapq.heappop(self._heap)
+        self._scheduled.discard(host)
+        return host
+
+    def head(self, host: str) -> Entry:
+        return self._queues[host][0]
+
+    def pop(self, host: str) -> Entry:
+        queue = self._queues[host]
+        entry = queue.popleft()
+        if not queue:
+            del self._queues[host]
+        return entry

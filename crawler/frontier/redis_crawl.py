@@ -1,0 +1,163 @@
+"""A shared crawl as a whole: creating or joining it, its counters, its robots.txt.
+
+A crawl is created by the first member given seeds in an empty database:
+its settings (the ones every member must share), its id and the format of
+its entries go into the ``meta`` hash, its seeds into the queues. Every
+later member joins it: its seeds must be the crawl's (another crawl in the
+same database is refused), and the crawl's shared settings replace its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crawler.config import CrawlConfig
+from crawler.errors import ConfigError, NothingToDo
+from crawler.frontier.politeness import first_limit
+from crawler.frontier.redis_codec import (
+    ENTRY_FORMAT,
+    PREFIX,
+    SHARED_SETTINGS,
+    check_format,
+    enqueue_args,
+    nested_counters,
+    shared_settings,
+    stable_fingerprint,
+    with_shared_settings,
+)
+from crawler.frontier.redis_link import RedisLink
+from crawler.records import CrawlStats, Entry
+from crawler.stats import Tally
+from crawler.web.robots import RobotsAnswer
+from crawler.web.urls import normalize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A crawl joined: the member's config with the crawl's settings, the crawl's id,
+    whether this member created it, and (if so) the fingerprints of its seeds."""
+
+    config: CrawlConfig
+    crawl_id: str
+    created: bool
+    seeds: tuple[int, ...] = ()
+
+
+def common_args(config: CrawlConfig) -> list[Any]:
+    """The ARGV every script starts with: key prefix, per-host limit, the limit until
+    robots.txt is known, delay ms, max pages or -1."""
+    limit = first_limit(config.per_host, robots_first=not config.ignore_robots)
+    max_pages = -1 if config.max_pages is None else config.max_pages
+    return [PREFIX, config.per_host, limit, int(config.delay * 1000), max_pages]
+
+
+async def join(link: RedisLink, config: CrawlConfig, host_cap: int) -> Joined:
+    """Create the crawl (given seeds, in an empty database) or join the one there."""
+    await link.check_server()
+    meta = await _meta(link)
+    created: tuple[int, ...] = ()
+    if not meta and config.seeds and not config.resume:
+        created = await _create(link, config, host_cap)
+        meta = await _meta(link)
+    if not meta:
+        raise ConfigError(f"no crawl in {link.url} to join: start one with seed URLs")
+    try:
+        stored = json.loads(meta["settings"])
+        crawl_id = meta["id"]
+    except (KeyError, ValueError):
+        raise ConfigError(f"{link.url} holds {PREFIX}* keys that are not a crawl") from None
+    check_format(meta, link.url)
+    if config.seeds and list(config.seeds) != stored["seeds"]:
+        raise ConfigError(
+            f"{link.url} holds another crawl (seeds {' '.join(stored['seeds'])}):"
+            " use another database"
+        )
+    if meta.get("status") == "finished":
+        raise NothingToDo(f"the crawl in {link.url} is finished; nothing to do")
+    shared = with_shared_settings(config, stored)
+    _warn_overrides(config, shared)
+    return Joined(shared, crawl_id, bool(created), created)
+
+
+async def _meta(link: RedisLink) -> dict[str, str]:
+    meta: dict[str, str] = await link.call(lambda: link.redis.hgetall(PREFIX + "meta"))
+    return meta
+
+
+async def _create(link: RedisLink, config: CrawlConfig, host_cap: int) -> tuple[int, ...]:
+    """CREATE the crawl with its seeds; their fingerprints if this member created it."""
+    crawl_id = f"{time.time_ns():x}"
+    seeds = [
+        (Entry(url, 0), stable_fingerprint(url))
+        for url in map(normalize, config.seeds)
+        if url is not None
+    ]
+    args = [*common_args(config), json.dumps(shared_settings(config)), crawl_id, ENTRY_FORMAT]
+    args += [host_cap, *enqueue_args(seeds, first=False)]
+    created = await link.eval("create", args)
+    return tuple(key for _, key in seeds) if created[0] == 1 else ()
+
+
+def _warn_overrides(mine: CrawlConfig, shared: CrawlConfig) -> None:
+    default = CrawlConfig()
+    for name in SHARED_SETTINGS:
+        value = getattr(mine, name)
+        chosen = getattr(shared, name)
+        if name != "seeds" and value != getattr(default, name) and value != chosen:
+            log.warning("%s: the shared crawl's value %r is used, not %r", name, chosen, value)
+
+
+async def read_counters(link: RedisLink) -> dict[str, Any]:
+    """The whole crawl's counters (Tally.counters() form) and its duration so far."""
+    redis = link.redis
+    flat = await link.call(lambda: redis.hgetall(PREFIX + "stats"))
+    meta = await link.call(lambda: redis.hmget(PREFIX + "meta", "created"))
+    seconds, micros = await link.call(lambda: redis.time())
+    counters = nested_counters(flat)
+    if meta[0] is not None:
+        counters["duration_s"] = max(seconds + micros / 1e6 - int(meta[0]) / 1000, 0.0)
+    return counters
+
+
+async def read_frontier_counts(link: RedisLink) -> dict[str, int]:
+    """The frontier's own counters (pending, leased, reclaimed, dead, ...)."""
+    values = await link.call(lambda: link.redis.hgetall(PREFIX + "f"))
+    leased = await link.call(lambda: link.redis.zcard(PREFIX + "leases"))
+    counts = {name: int(value) for name, value in values.items()}
+    counts["leased"] = int(leased)
+    return counts
+
+
+async def read_stats(link: RedisLink, *, finished: bool) -> CrawlStats:
+    """The whole shared crawl's stats, as far as it has gone."""
+    tally = Tally()
+    tally.restore(await read_counters(link))
+    counts = await read_frontier_counts(link)
+    return tally.snapshot(counts.get("pending", 0), counts["leased"], finished=finished)
+
+
+class SharedRobots:
+    """The RobotsStore of a shared crawl: each host's robots.txt, fetched by one member.
+
+    Until a host's robots.txt is stored, its in-flight limit in Redis is 1, so
+    exactly one member fetches it; storing it raises the limit to --per-host.
+    """
+
+    def __init__(self, link: RedisLink, common: Callable[[], list[Any]]) -> None:
+        self._link = link
+        self._common = common
+
+    async def load_robots(self, host: str) -> RobotsAnswer | None:
+        value = await self._link.call(lambda: self._link.redis.get(f"{PREFIX}robots:{host}"))
+        return None if value is None else RobotsAnswer.unpack(value)
+
+    async def save_robots(self, host: str, answer: RobotsAnswer, crawl_delay: float) -> None:
+        args = [*self._common(), host, answer.pack(), int(crawl_delay * 1000)]
+        await self._link.eval("robots", args)
