@@ -16,8 +16,8 @@ from crawler.procs.parent import ProcessFront
 from crawler.records import CrawlStats, PageRecord
 
 if TYPE_CHECKING:
-    from crawler.crawl.engine import Engine
-    from crawler.crawl.recording import RecordSink
+    from crawler.loop.engine import Engine
+    from crawler.loop.recording import RecordSink
 
 # Records waiting for the iterator; past this the crawl waits for the reader.
 _BACKLOG = 1000
@@ -105,7 +105,7 @@ def _runner(config: CrawlConfig, on_record: RecordSink | None) -> Engine | Proce
     does without the engine and aiohttp: its start-up delays every child's)."""
     if config.processes > 1:
         return ProcessFront(config, on_record)
-    from crawler.crawl.engine import Engine
+    from crawler.loop.engine import Engine
 
     return Engine(config, on_record)
 

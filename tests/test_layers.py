@@ -7,7 +7,9 @@ a module is for, not what it imports.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
+import types
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ RANKS = {
     "net": 2,
     "frontier": 2,
     "output": 2,
-    "crawl": 3,
+    "loop": 3,
     "procs": 4,
     "api": 5,
     "cli": 6,
@@ -125,3 +127,12 @@ def test_every_module_opens_with_a_docstring_of_its_role() -> None:
         assert docstring, f"{module} has no docstring"
         # What a module imports is this test's to say, not a list kept by hand.
         assert not re.search(r"Layer \d", docstring), f"{module}'s docstring lists its layer"
+
+
+def test_no_subpackage_hides_a_public_name() -> None:
+    """Importing crawler.X makes X an attribute of crawler: a subpackage named like a
+    public function would replace it (crawler.crawl once was)."""
+    for module in MODULES:
+        importlib.import_module(f"crawler.{module}" if module != "__init__" else "crawler")
+    for name in crawler.__all__:
+        assert not isinstance(getattr(crawler, name), types.ModuleType), name

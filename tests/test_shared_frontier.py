@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,12 +16,14 @@ from hypothesis import strategies as st
 
 from conftest import RedisServer, SiteFactory, read_jsonl, static_site
 from crawler.config import CrawlConfig
-from crawler.crawl.engine import Engine
-from crawler.crawl.visit import DEAD_LETTER
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
+from crawler.frontier.politeness import BACKOFF_FLOOR, THROTTLE_STATUSES
 from crawler.frontier.protocol import Lease
-from crawler.frontier.redis_codec import PREFIX, decode, encode, redacted
+from crawler.frontier.redis_codec import ENTRY_FORMAT, PREFIX, decode, encode, redacted
+from crawler.frontier.scripts import SCRIPTS
 from crawler.frontier.shared import MAX_ATTEMPTS, SharedFrontier
+from crawler.loop.engine import Engine
+from crawler.loop.visit import DEAD_LETTER
 from crawler.records import Entry
 from crawler.stats import Tally
 
@@ -74,6 +77,54 @@ def test_entries_survive_encoding(
         assert decode(encode(entry)) == entry
     else:
         assert decode(encode(entry)) == Entry(url, depth, referrer or None, kind)
+
+
+def test_a_continuation_is_stored_by_field_name() -> None:
+    hop = Entry("http://a.test/b", 2, "http://a.test/", origin="http://a.test/a", hops=("x",))
+    item = encode(hop)
+    _, kind, payload = item.split("\t", 2)
+    assert kind == "c"
+    assert json.loads(payload) == {
+        "url": "http://a.test/b",
+        "depth": 2,
+        "referrer": "http://a.test/",
+        "origin": "http://a.test/a",
+        "hops": ["x"],
+    }
+    assert decode(item) == hop
+
+
+def test_a_continuation_of_the_first_format_is_read_by_position() -> None:
+    # As version 0.1 of the shared frontier stored a retried page (its fields in order).
+    item = '0\tc\t["http://a.test/x",1,null,"page",1,1,null,[],120,null]'
+    assert decode(item) == Entry("http://a.test/x", 1, attempts=1, leases=1, elapsed_ms=120)
+
+
+def test_a_continuation_with_unknown_fields_is_refused() -> None:
+    item = '0\tc\t{"url":"http://a.test/x","depth":1,"leases":1,"priority":3}'
+    with pytest.raises(ConfigError, match="newer version"):
+        decode(item)
+
+
+async def test_a_crawl_of_a_newer_format_is_refused(redis_server: RedisServer) -> None:
+    front = await _opened(redis_server.url, CrawlConfig(seeds=(SEED,), ignore_robots=True))
+    await front.aclose()
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert await redis.hget(PREFIX + "meta", "format") == str(ENTRY_FORMAT)
+    await redis.hset(PREFIX + "meta", "format", str(ENTRY_FORMAT + 1))
+    await redis.aclose()
+    joiner = SharedFrontier(redis_server.url, Tally())
+    with pytest.raises(ConfigError, match="format"):
+        await joiner.open(CrawlConfig())
+    await joiner.aclose(settle=False)
+
+
+def test_the_scripts_take_the_politeness_rule_from_python() -> None:
+    ack = SCRIPTS["ack"]
+    assert f"math.max(bo * 2, {round(BACKOFF_FLOOR * 1000)})" in ack
+    for status in THROTTLE_STATUSES:
+        assert f"status == {status}" in ack
+    assert "BACKOFF_FLOOR" not in ack and "THROTTLED" not in ack
 
 
 def test_a_password_is_never_shown() -> None:

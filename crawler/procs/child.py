@@ -17,10 +17,10 @@ import socket
 import traceback
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
-from crawler.crawl.engine import Engine
-from crawler.crawl.recording import Recorder
-from crawler.crawl.runs import Opened
 from crawler.frontier.politeness import Politeness, SharedSlot
+from crawler.loop.engine import Engine
+from crawler.loop.recording import Recorder
+from crawler.loop.runs import Opened
 from crawler.output.files import Output
 from crawler.output.links import LinkIndex
 from crawler.procs.channel import Channel
@@ -37,7 +37,7 @@ ROBOTS_WAIT_SECONDS = 1.0
 
 class ChildSink:
     """Where a child's results go: to the parent. Also, for a split host, where its
-    robots.txt is shared (the RobotsStore of crawl/hosts.py)."""
+    robots.txt is shared (the RobotsStore of loop/hosts.py)."""
 
     def __init__(self, spec: ChildSpec, outbox: Outbox, shared_slot: SharedSlot | None) -> None:
         self._outbox = outbox

@@ -76,7 +76,7 @@ from crawler.stats import Tally
 from crawler.web.urls import normalize
 
 if TYPE_CHECKING:
-    from crawler.crawl.recording import RecordSink
+    from crawler.loop.recording import RecordSink
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
-from crawler.crawl.gate import LinkGate
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import Frontier, Lease, Outcome
+from crawler.loop.gate import LinkGate
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
 from crawler.records import Entry

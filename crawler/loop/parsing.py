@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from crawler.crawl.gate import LinkGate, Sorted
+from crawler.loop.gate import LinkGate, Sorted
 from crawler.net.fetcher import Response
 from crawler.web.parser import ParsedPage, header_directives, parse_html
 

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from crawler.config import CrawlConfig
-from crawler.crawl.hosts import RobotsStore
-from crawler.crawl.recording import Recorder
 from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import Frontier
+from crawler.loop.hosts import RobotsStore
+from crawler.loop.recording import Recorder
 from crawler.output.journal import Journal, Sink
 from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally

@@ -10,10 +10,10 @@ frontier are Redis's, so the final stats are the whole crawl's.
 from __future__ import annotations
 
 from crawler.config import CrawlConfig
-from crawler.crawl.recording import Recorder
-from crawler.crawl.runs import Opened, politeness_for
 from crawler.errors import FrontierUnavailable
 from crawler.frontier.shared import SharedFrontier
+from crawler.loop.recording import Recorder
+from crawler.loop.runs import Opened, politeness_for
 from crawler.output.shared_journal import SharedJournal
 from crawler.records import CrawlStats
 from crawler.stats import Tally

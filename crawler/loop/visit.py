@@ -23,12 +23,12 @@ from dataclasses import replace
 from typing import Any
 
 from crawler.config import CrawlConfig
-from crawler.crawl.gate import DROPPED, FOLLOWED, LinkGate
-from crawler.crawl.hosts import HostKnowledge
-from crawler.crawl.parsing import Parsed, ParseStage
-from crawler.crawl.recording import Recorder, build_record, change, conditional, content_hash
 from crawler.extract import Item, Page, load_extractor, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
+from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
+from crawler.loop.hosts import HostKnowledge
+from crawler.loop.parsing import Parsed, ParseStage
+from crawler.loop.recording import Recorder, build_record, change, conditional, content_hash
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
 from crawler.output.state import pack_links

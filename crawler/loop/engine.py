@@ -28,14 +28,14 @@ import contextlib
 from collections.abc import Callable
 
 from crawler.config import CrawlConfig
-from crawler.crawl.gate import LinkGate
-from crawler.crawl.hosts import HostKnowledge
-from crawler.crawl.parsing import ParseStage
-from crawler.crawl.recording import Recorder, RecordSink
-from crawler.crawl.runs import LocalRun, Opened, Run
-from crawler.crawl.visit import Visitor
 from crawler.errors import CrawlerError
 from crawler.frontier.protocol import DONE, Lease, Outcome
+from crawler.loop.gate import LinkGate
+from crawler.loop.hosts import HostKnowledge
+from crawler.loop.parsing import ParseStage
+from crawler.loop.recording import Recorder, RecordSink
+from crawler.loop.runs import LocalRun, Opened, Run
+from crawler.loop.visit import Visitor
 from crawler.net.fetcher import Fetcher, Response
 from crawler.records import CrawlStats
 from crawler.stats import Tally
@@ -217,7 +217,7 @@ def run_for(config: CrawlConfig) -> Run:
     """The run mode of a crawl in one process: local, or a member of a shared one."""
     if config.frontier is not None:
         # Imported here: redis costs every process's start-up, and few crawls use it.
-        from crawler.crawl.shared_run import SharedRun
+        from crawler.loop.shared_run import SharedRun
 
         return SharedRun(config)
     return LocalRun(config)
