@@ -4,7 +4,7 @@ Each child process (spawn start
 method; children.py, child.py) runs its own event loop, its own aiohttp
 session and an Engine over
 its own share of the frontier: the hosts it owns, chosen by a stable hash of
-the host name (urls.owner_of: BLAKE2b, never Python's salted hash(); every
+the host name (web/urls.owner_of: BLAKE2b, never Python's salted hash(); every
 port of a host goes to one process). Per-host politeness is untouched, since
 each host lives in one process. The parent is the one
 writer: it journals (state.sqlite, pages.jsonl, broken.jsonl, stats.json)
