@@ -15,7 +15,7 @@ from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.web.urls import normalize
+from crawler.web.urls import domain_key, normalize
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
@@ -70,6 +70,9 @@ class CrawlConfig:
         for seed in self.seeds:
             if normalize(seed) is None:
                 raise ConfigError(f"not an http(s) URL: {seed!r}")
+        for domain in self.allow_domain:
+            if domain_key(domain) is None:
+                raise ConfigError(f"not a domain name: {domain!r} (allow_domain)")
         LinkRules(self.allow, self.deny, None)  # a bad pattern is a ConfigError now
         if self.resume and self.incremental:
             raise ConfigError("--resume and --incremental do not go together")

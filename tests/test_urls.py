@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.web.urls import Scope, host_of, is_trap, normalize, owner_of, remove_dot_segments
+from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,8 @@ from crawler.web.urls import Scope, host_of, is_trap, normalize, owner_of, remov
         ("http://example.org/a%2fb", "http://example.org/a%2Fb"),
         ("http://example.org/a b", "http://example.org/a%20b"),
         ("http://example.org/é", "http://example.org/%C3%A9"),
-        ("http://example.org/100%", "http://example.org/100%25"),
+        # A "%" that starts no escape stays as it is, as browsers leave it.
+        ("http://example.org/100%", "http://example.org/100%"),
         ("http://example.org/?b=2&a=1&a=0", "http://example.org/?a=0&a=1&b=2"),
         ("http://example.org/?", "http://example.org/"),
         ("http://example.org./", "http://example.org/"),
@@ -36,7 +37,8 @@ from crawler.web.urls import Scope, host_of, is_trap, normalize, owner_of, remov
         ("data:text/html,hi", None),
         ("file:///etc/passwd", None),
         ("http://example.org:99999/", None),
-        ("http:///nohost", None),
+        # Browsers skip any number of slashes after a special scheme.
+        ("http:///nohost", "http://nohost/"),
         ("http://exa mple.org/", None),
         ("http://[::1/", None),
     ],
@@ -65,12 +67,90 @@ def test_normalize_joins_relative_links(href: str, expected: str) -> None:
     assert normalize(href, "http://a.org/x/y") == expected
 
 
+# What browsers request for these links (the WHATWG URL Standard, as the
+# web-platform-tests URL data has it), under the crawler's dedup rules.
+# benchmarks/wpt_urls.py measures the whole http(s) part of that data.
+BROWSER_CASES = {
+    "backslash is a slash": ("\\x", "http://example.org/foo/bar", "http://example.org/x"),
+    "backslashes after the scheme": ("http:\\\\foo.com\\", None, "http://foo.com/"),
+    "backslash in a path": ("/a\\b", "http://example.org/", "http://example.org/a/b"),
+    "other scheme, no slashes": (
+        "https:example.com/",
+        "http://example.org/",
+        "https://example.com/",
+    ),
+    "same scheme, one slash": (
+        "http:/example.com/",
+        "http://example.org/",
+        "http://example.org/example.com/",
+    ),
+    "three slashes": ("///test", "http://example.org/", "http://test/"),
+    "scheme-relative": ("//foo/bar", "http://example.org/x", "http://foo/bar"),
+    "a lone percent": ("foo%", "http://example.org/", "http://example.org/foo%"),
+    "an invalid escape": ("%2z", "http://example.org/", "http://example.org/%2z"),
+    "an invalid escape in the query": ("?%GH", "http://example.org/", "http://example.org/?%GH"),
+    "IPv4 as one hex number": ("http://0xffffffff/", None, "http://255.255.255.255/"),
+    "IPv4 with a hex part": ("http://192.0x00A80001/", None, "http://192.168.0.1/"),
+    "IPv4 of hex dots": ("http://0x.0x.0/", None, "http://0.0.0.0/"),
+    "IPv4 as a 32-bit number": ("http://256/", None, "http://0.0.1.0/"),
+    "IPv4 out of range": ("http://256.256.256.256/", None, None),
+    "IPv4 with an octal 8": ("http://1.2.3.08/", None, None),
+    "a name ending in a number": ("http://foo.0x4/", None, None),
+    "IPv6 with an IPv4 tail": ("http://[::127.0.0.1]/", None, "http://[::7f00:1]/"),
+    "IPv6 zeros compressed": ("http://[1:0::]/", None, "http://[1::]/"),
+    "IDNA 2008 sharp s": ("http://faß.example/", None, "http://xn--fa-hia.example/"),
+    "a percent-encoded host": ("http://%e2%98%83/", None, "http://xn--n3h/"),
+    "a soft hyphen in a host": ("http://ex\u00adample.org/", None, "http://example.org/"),
+    "a forbidden host code point": ("http://a<b.org/", None, None),
+    "userinfo with odd characters": ("http://&a:foo(b]c@d:2/", None, "http://d:2/"),
+    "userinfo without slashes": ("http:a:b@www.example.com", None, "http://www.example.com/"),
+    "an apostrophe in the query": ("?x='", "http://example.org/", "http://example.org/?x=%27"),
+    "DEL in the query": ("?x=\x7f", "http://example.org/", "http://example.org/?x=%7F"),
+    "tabs and newlines anywhere": ("http://example\t.\norg", None, "http://example.org/"),
+}
+
+
+@pytest.mark.parametrize(("href", "base", "expected"), BROWSER_CASES.values(), ids=BROWSER_CASES)
+def test_links_resolve_as_browsers_resolve_them(
+    href: str, base: str | None, expected: str | None
+) -> None:
+    assert normalize(href, base) == expected
+
+
+# Where the crawler parts from what a browser requests, on purpose (its dedup rules).
+DELIBERATE = {
+    # A host of dots is the DNS root: no site to request (browsers keep "http:///").
+    "a host of dots": ("http://./", None),
+    "a host of two dots": ("http://../", None),
+    # One resource, two spellings: the dedup key drops what does not change it.
+    "userinfo dropped": ("http://user:pass@a.org/", "http://a.org/"),
+    "trailing dot dropped": ("http://a.org./", "http://a.org/"),
+    "empty query dropped": ("http://a.org/x?", "http://a.org/x"),
+    "unreserved escapes decoded": ("http://a.org/%7Euser", "http://a.org/~user"),
+    "other escapes upper-cased": ("http://a.org/a%2fb", "http://a.org/a%2Fb"),
+    "query parameters sorted": ("http://a.org/?b=1&a=2", "http://a.org/?a=2&b=1"),
+    "fragment dropped": ("http://a.org/x#part", "http://a.org/x"),
+}
+
+
+@pytest.mark.parametrize(("href", "expected"), DELIBERATE.values(), ids=DELIBERATE)
+def test_deliberate_departures_from_browsers(href: str, expected: str | None) -> None:
+    assert normalize(href) == expected
+
+
 @pytest.mark.parametrize(
-    ("path", "expected"),
-    [("/a/b/c/./../../g", "/a/g"), ("/..", "/"), ("/a/.", "/a/"), ("/a/b", "/a/b")],
+    ("domain", "expected"),
+    [
+        ("Example.ORG.", "example.org"),
+        ("faß.de", "xn--fa-hia.de"),
+        ("bücher.de", "xn--bcher-kva.de"),
+        ("a b.org", None),
+        ("a.org/path", None),
+        ("", None),
+    ],
 )
-def test_remove_dot_segments(path: str, expected: str) -> None:
-    assert remove_dot_segments(path) == expected
+def test_allow_domain_is_normalised_as_hosts_are(domain: str, expected: str | None) -> None:
+    assert domain_key(domain) == expected
 
 
 def test_scope_by_host_and_domain() -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from crawler.config import CrawlConfig
 from crawler.extract import LinkRules
 from crawler.stats import Tally
-from crawler.web.urls import Scope, host_of, is_trap, normalize
+from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize
 
 FOLLOWED = "followed"
 DROPPED = "dropped"
@@ -45,7 +45,7 @@ class LinkGate:
 
     def __init__(self, config: CrawlConfig, tally: Tally) -> None:
         seeds = [url for url in map(normalize, config.seeds) if url is not None]
-        domains = frozenset(domain.lower() for domain in config.allow_domain)
+        domains = frozenset(filter(None, map(domain_key, config.allow_domain)))
         self.scope = Scope(frozenset(host_of(url) for url in seeds), domains)
         self._rules = LinkRules(config.allow, config.deny, config.link_filter)
         self._sort_query = not config.keep_query_order

@@ -1,15 +1,20 @@
 """Pure URL handling: normalisation (the dedup key), scope, host keys, ownership.
 
-No I/O. Every function here is
-plain and total: a URL it cannot make sense of gives ``None``, never an
-exception.
+No I/O. Every function here is plain and total: a URL it cannot make sense
+of gives ``None``, never an exception.
 
-The normalised form (RFC 3986 §6.2.2, plus the crawler's choices):
-fragment dropped; scheme and host lower-cased, host IDNA-encoded, trailing dot
-removed; default port removed; empty path is "/"; dot segments resolved;
-percent-escapes of unreserved characters decoded and the rest upper-cased;
-characters that must be escaped are escaped as UTF-8; query parameters sorted
-unless ``sort_query`` is false (as w3lib's canonicalize_url does).
+A link is resolved as a browser resolves it: ada (``ada_url``, a C++ parser
+that passes the web-platform-tests URL suite) parses and joins it by the
+WHATWG URL Standard, so backslashes, scheme-relative and slash-light forms,
+IPv4 in any notation, IPv6, IDNA (UTS #46), percent-encoded hosts and the
+characters a browser encodes are what the browser would request. On top,
+the crawler's dedup rules, which make two spellings of one resource one key:
+fragment dropped; userinfo dropped; a host's trailing dot removed; an empty
+query dropped; percent-escapes of unreserved characters (RFC 3986 §2.3)
+decoded and the other escapes upper-cased (a ``%`` that starts no escape is
+left as it is, as browsers leave it); query parameters sorted unless
+``sort_query`` is false (as w3lib's canonicalize_url does). Only http and
+https URLs are kept.
 """
 
 from __future__ import annotations
@@ -18,67 +23,21 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urljoin, urlsplit
+
+from ada_url import join_url, normalize_url
 
 SCHEMES = frozenset({"http", "https"})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 2048
 # A path segment repeated more often than this is a trap (/a/a/a/a/...).
 MAX_SEGMENT_REPEATS = 3
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_PATH_SAFE = "/:@!$&'()*+,;=%"
-_QUERY_SAFE = _PATH_SAFE + "?"
-_CLEAN_PART = re.compile(r"[A-Za-z0-9\-._~/:@!$&'()*+,;=?]*")
-_HOST = re.compile(r"[a-z0-9\-_.]+|\[[0-9a-f:.]+\]")
-# WHATWG URL: leading/trailing C0 controls and spaces are stripped, tabs and
-# newlines anywhere are removed, before a href is parsed.
-_HREF_STRIP = "".join(chr(code) for code in range(0x21))
 
 
 def _unescape_unreserved(match: re.Match[str]) -> str:
     char = chr(int(match.group(1), 16))
     return char if char in _UNRESERVED else "%" + match.group(1).upper()
-
-
-def _normalize_escapes(part: str, safe: str) -> str:
-    if "%" not in part and _CLEAN_PART.fullmatch(part):
-        return part
-    part = _STRAY_PERCENT.sub("%25", part)
-    part = _PERCENT_ESCAPE.sub(_unescape_unreserved, part)
-    return quote(part, safe=safe)
-
-
-def remove_dot_segments(path: str) -> str:
-    """RFC 3986 §5.2.4 for an absolute path."""
-    if "." not in path:
-        return path
-    segments = path.split("/")[1:]
-    output: list[str] = []
-    for segment in segments:
-        if segment == "..":
-            if output:
-                output.pop()
-        elif segment != ".":
-            output.append(segment)
-    if segments and segments[-1] in (".", ".."):
-        output.append("")
-    return "/" + "/".join(output)
-
-
-def _normalize_host(hostname: str) -> str | None:
-    host = hostname.rstrip(".")
-    if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    host = host.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return host if _HOST.fullmatch(host) else None
 
 
 def _sorted_query(query: str) -> str:
@@ -90,14 +49,11 @@ def _sorted_query(query: str) -> str:
 def normalize(url: str, base: str | None = None, *, sort_query: bool = True) -> str | None:
     """The normalised absolute form of ``url`` (joined to ``base``), or None.
 
-    None means: not http(s), or not a URL we can request.
+    None means: not http(s), or not a URL a browser could request.
     """
-    url = url.strip(_HREF_STRIP)
-    if "\t" in url or "\n" in url or "\r" in url:
-        url = url.replace("\t", "").replace("\n", "").replace("\r", "")
     if base is not None and not url.startswith(("http://", "https://")):
         try:
-            url = urljoin(base, url)
+            url = join_url(base, url)
         except ValueError:
             return None
     return _normalize_absolute(url, sort_query)
@@ -109,22 +65,49 @@ def normalize(url: str, base: str | None = None, *, sort_query: bool = True) -> 
 @functools.lru_cache(maxsize=32768)
 def _normalize_absolute(url: str, sort_query: bool) -> str | None:
     try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in SCHEMES or not parts.hostname:
-            return None
-        port = parts.port
+        href = normalize_url(url)
     except ValueError:
         return None
-    host = _normalize_host(parts.hostname)
-    if host is None:
+    scheme, _, rest = href.partition("://")
+    if scheme not in SCHEMES:
         return None
-    netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    path = remove_dot_segments(_normalize_escapes(parts.path or "/", _PATH_SAFE))
-    query = _normalize_escapes(parts.query, _QUERY_SAFE)
+    # ada serialises a special URL as scheme://[userinfo@]host[:port]/path[?query][#fragment],
+    # with every other "#", "?" and "@" percent-encoded.
+    rest = rest.partition("#")[0]
+    slash = rest.find("/")
+    authority, path = (rest[:slash], rest[slash:]) if slash != -1 else (rest, "/")
+    netloc = _without_trailing_dot(authority.rpartition("@")[2])
+    if netloc is None:
+        return None
+    path, _, query = path.partition("?")
+    if "%" in path:
+        path = _PERCENT_ESCAPE.sub(_unescape_unreserved, path)
+    if "%" in query:
+        query = _PERCENT_ESCAPE.sub(_unescape_unreserved, query)
     if sort_query and query:
         query = _sorted_query(query)
     return f"{scheme}://{netloc}{path}?{query}" if query else f"{scheme}://{netloc}{path}"
+
+
+def _without_trailing_dot(netloc: str) -> str | None:
+    """host[:port] with the host's trailing dots removed (example.org. is example.org)."""
+    if netloc.startswith("["):
+        return netloc
+    host, colon, port = netloc.partition(":")
+    if host.endswith("."):
+        host = host.rstrip(".")
+        if not host:
+            return None
+    return f"{host}{colon}{port}"
+
+
+def domain_key(domain: str) -> str | None:
+    """A domain as the scope compares it (--allow-domain): IDNA (UTS #46), lower case,
+    no trailing dot; None if it is no valid domain."""
+    if not domain or any(char in domain for char in "/?#@:"):
+        return None
+    url = normalize(f"http://{domain.strip()}/")
+    return host_of(url) if url is not None else None
 
 
 def host_key(url: str) -> str:
