@@ -17,8 +17,11 @@ Invariants:
    look finished when nothing is in flight and nothing is queued.
 4. Only entries that start a record (not redirect hops) are journaled; a
    resumed crawl redoes a redirect chain from its first URL.
-5. Per-URL failures are records; anything else raised here is a bug and
-   propagates out of the TaskGroup, after the run is closed.
+5. Per-URL failures are records, whatever raised them: an unexpected
+   exception while visiting one URL is logged with its traceback once and
+   becomes its record (``error: "internal"``). Only a CrawlerError (the
+   crawl's own output, state or Redis failing) propagates out of the
+   TaskGroup, after the run is closed.
 """
 
 from __future__ import annotations
@@ -204,6 +207,12 @@ class Engine:
             # Cancelled after stop()'s grace: the entry is not done; it goes back.
             outcome = Outcome(continuation=lease.entry)
             raise
+        except CrawlerError:
+            raise  # the crawl's own resources failed (output, state, Redis): it stops
+        except Exception:
+            # Invariant 5: a bug met on one URL (a page no one foresaw) is that URL's
+            # record, not the end of the crawl, which --resume would meet again.
+            await visitor.failed(lease)
         finally:
             if outcome.continuation is None:
                 await frontier.ack(lease, outcome.status, outcome.retry_after)

@@ -13,7 +13,8 @@ Invariants:
 2. A page's followed links are queued before its record is emitted, so its
    record and its links are journaled together.
 3. Network failures are already short reasons (net/fetcher.py); the only
-   exceptions caught here are a user extractor's, which fail its page alone.
+   exceptions caught here are a user extractor's, which fail its page alone
+   (the engine makes any other one the URL's ``internal`` record).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connection-refused"})
 # The error of a record for a URL whose holders kept dying (the shared frontier gave up).
 DEAD_LETTER = "dead-letter"
+# The error of a record for a URL whose visit raised what nothing expected (a bug).
+INTERNAL = "internal"
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,15 @@ class Visitor:
             entry.url, max_bytes=self.config.max_bytes, headers=conditional(validators)
         )
         return await self._after_fetch(entry, response, validators)
+
+    async def failed(self, lease: Lease) -> None:
+        """A visit raised what nothing expected: the traceback logged once, and the
+        URL's record says ``internal``; the crawl goes on."""
+        entry = lease.entry
+        log.error("internal error on %s; its record says so", entry.url, exc_info=True)
+        if entry.kind == "sitemap" and self._sink is not None:
+            self._sink.sitemap_done(entry.url)
+        await self._recorder.give_up(entry, INTERNAL)
 
     def _validators(self, entry: Entry) -> Validators | None:
         if self._sink is None or not self._sink.incremental or entry.origin is not None:

@@ -53,11 +53,16 @@ def is_html(content_type: str | None) -> bool:
 
 
 def _try_decode(body: bytes, encoding: str | None) -> str | None:
+    """``body`` in ``encoding``, or None when that is no text encoding (base64,
+    zlib) or cannot decode it: any codec's failure, not only UnicodeDecodeError
+    (punycode and undefined raise plain UnicodeError)."""
     if not encoding:
         return None
     try:
+        if not codecs.lookup(encoding)._is_text_encoding:
+            return None
         return body.decode(encoding)
-    except (LookupError, UnicodeDecodeError):
+    except (LookupError, ValueError):  # UnicodeError is a ValueError
         return None
 
 
