@@ -15,6 +15,7 @@ from aiohttp import web
 
 from conftest import SiteFactory, html_page, read_jsonl, start_cli, static_site
 from crawler import CrawlConfig, crawl
+from crawler.output.state import CrawlState
 from test_cli import assert_one_line_error, run_cli
 
 PAGES = 150
@@ -269,3 +270,24 @@ async def test_a_frontier_larger_than_memory_spills_and_loses_nothing(
     urls = urls_of(tmp_path / "pages.jsonl")
     assert second.finished
     assert len(urls) == len(set(urls)) == PAGES + 2
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_a_crawl_killed_as_it_finished_resumes_to_finished(
+    serve: SiteFactory, tmp_path: Path, processes: int
+) -> None:
+    url, _ = await serve_counting(serve, 1)
+    flags = ("--output", "out", "--quiet", "--processes", str(processes))
+    code, _, err = await run_cli("crawl", url + "/", *flags, cwd=tmp_path)
+    assert code == 0, err
+    requests = len(urls_of(tmp_path / "out" / "pages.jsonl"))
+    state = CrawlState.open(tmp_path / "out" / "state.sqlite")
+    state.set_meta("status", "stopped")  # every URL done, the end not written: killed there
+    state.close()
+
+    code, _, err = await run_cli("crawl", "--resume", *flags, cwd=tmp_path)
+
+    assert code == 0, err
+    urls = urls_of(tmp_path / "out" / "pages.jsonl")
+    assert len(urls) == len(set(urls)) == requests  # nothing fetched again
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["finished"] is True

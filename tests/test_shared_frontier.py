@@ -469,3 +469,44 @@ async def test_a_dead_letter_gets_a_record(
     records = {r["url"]: r for r in read_jsonl(tmp_path / "pages.jsonl")}
     assert records[site.url + "/x"]["error"] == DEAD_LETTER
     assert stats.error_counts == {DEAD_LETTER: 1}
+
+
+async def test_a_leased_url_out_of_the_crawls_scope_is_never_fetched(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = await serve(static_site({"/": ["/a"], "/a": []}))
+    elsewhere = await serve(static_site({"/metadata": []}), host="127.0.0.2")
+    config = CrawlConfig(
+        seeds=(site.url + "/",), output_dir=tmp_path, frontier=redis_server.url, no_sitemaps=True
+    )
+    # Someone with access to Redis queues a URL of another host into the crawl.
+    intruder = await _opened(redis_server.url, config)
+    await intruder.add([Entry(elsewhere.url + "/metadata", 1, site.url + "/")])
+    await intruder.aclose()
+
+    stats = await Engine(config).run()
+
+    records = {r["url"]: r for r in read_jsonl(tmp_path / "pages.jsonl")}
+    assert records[elsewhere.url + "/metadata"]["error"] == "out-of-scope"
+    assert elsewhere.requests == []
+    assert stats.pages == 3 and stats.finished
+
+
+async def test_a_joiner_takes_only_the_settings_that_define_the_crawl(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    creator = await _opened(redis_server.url, CrawlConfig(seeds=(SEED,), max_pages=7))
+    await creator.aclose()
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    stored = json.loads(await redis.hget(PREFIX + "meta", "settings"))
+    stored.update(extract="os:system", save_html=True, output_dir="/etc", warc="/tmp/x")
+    await redis.hset(PREFIX + "meta", "settings", json.dumps(stored))
+    await redis.aclose()
+
+    joiner = SharedFrontier(redis_server.url, Tally())
+    config = await joiner.open(CrawlConfig(output_dir=tmp_path))
+    await joiner.aclose(settle=False)
+
+    assert config.max_pages == 7
+    assert config.extract is None and not config.save_html and config.warc is None
+    assert config.output_dir == tmp_path

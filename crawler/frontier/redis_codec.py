@@ -164,9 +164,14 @@ def shared_settings(config: CrawlConfig) -> dict[str, Any]:
 
 
 def with_shared_settings(config: CrawlConfig, stored: dict[str, Any]) -> CrawlConfig:
-    """``config`` with the crawl's shared settings as stored in Redis."""
+    """``config`` with the crawl's shared settings as stored in Redis: only those that
+    define the crawl (SHARED_SETTINGS), never what runs code or writes here (an
+    extractor, paths, save_html), whatever else the meta hash holds; CrawlConfig
+    checks each value as it is built."""
     values: dict[str, Any] = {
-        key: tuple(v) if isinstance(v, list) else v for key, v in stored.items()
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in stored.items()
+        if key in SHARED_SETTINGS
     }
     return dataclasses.replace(config, **values)
 

@@ -1,9 +1,9 @@
 """The link gate: the one place that decides whether a URL is followed.
 
-A page's links, a redirect's target, a sitemap's entries and the sitemaps
-of a host all ask it, and so does robots.txt's redirect (for which only the
-first two rules hold: RFC 9309 §2.3.1.2 lets it leave the host). A URL is
-followed when, in this order:
+A page's links, a redirect's target, a sitemap's entries, the sitemaps of a
+host and every entry leased from a frontier (``admits``) all ask it, and so
+does robots.txt's redirect (for which only the first two rules hold: RFC 9309
+§2.3.1.2 lets it leave the host). A URL is followed when, in this order:
 
 1. it normalises (http or https, a host, nothing unparseable): else *dropped*;
 2. it is no trap (too long, one path segment repeated): else *dropped*;
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from crawler.config import CrawlConfig
 from crawler.extract import LinkRules
+from crawler.records import Entry
 from crawler.stats import Tally
 from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize
 
@@ -93,6 +94,17 @@ class LinkGate:
         if result.excluded:
             return url, EXCLUDED
         return url, DROPPED
+
+    def admits(self, entry: Entry) -> bool:
+        """Whether a leased entry may be fetched: its host in scope, and for a link (not
+        a seed) the rules too. Every entry the crawl queued passed here already; one a
+        shared frontier hands out may have been written by anyone with access to it."""
+        url = entry.url
+        if not self.scope.allows(host_of(url)):
+            return False
+        linked = entry.referrer is not None or entry.origin is not None
+        rules = self._rules
+        return not (linked and entry.kind == "page" and rules.active) or rules.admits(url)
 
     def sitemap(self, link: str, base: str) -> str | None:
         """A sitemap's URL, if it may be read: rules 1-3 (--allow and --deny choose pages,

@@ -92,7 +92,9 @@ class LocalRun:
             on_added=journal.added if journal is not None else None,
         )
         opened = Opened(config, frontier, politeness, sink=journal)
-        if restored is not None and restored.pending:
+        if restored is not None and restored.carries_on():
+            # A resumed crawl whose every URL is done (it was killed as it finished)
+            # has nothing pending: it finishes at once, it does not start over.
             frontier.restore(restored.seen, restored.pending, tally.pages)
         else:
             opened.seeds = seed_entries(config)

@@ -45,6 +45,8 @@ RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connecti
 DEAD_LETTER = "dead-letter"
 # The error of a record for a URL whose visit raised what nothing expected (a bug).
 INTERNAL = "internal"
+# The error of a record for a leased URL the crawl's scope or rules refuse.
+OUT_OF_SCOPE = "out-of-scope"
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,9 @@ class Visitor:
         entry = lease.entry
         if lease.given_up:
             await self._recorder.give_up(entry, DEAD_LETTER)
+            return DONE
+        if not self._gate.admits(entry):  # a shared frontier's entry is anyone's writing
+            await self._recorder.give_up(entry, OUT_OF_SCOPE)
             return DONE
         if self._hosts.needs_robots(lease.host):
             deferred = await self._hosts.learn_robots(lease)

@@ -36,8 +36,10 @@ from crawler.stats import Tally
 
 log = logging.getLogger(__name__)
 
-# A batch is committed this long after its first change, or when it is this big.
-FLUSH_SECONDS = 0.5
+# A batch is committed this long after its first change, or when it is this big:
+# after kill -9, --resume fetches again what was in flight and at most this much
+# of finished work.
+FLUSH_SECONDS = 0.1
 FLUSH_BATCH = 1000
 
 
@@ -62,6 +64,13 @@ class Restored:
     settings: Settings
     seen: Iterable[str] = ()
     pending: int = 0
+    # Whether the state holds any URL: a resumed crawl with none pending is then
+    # done (killed as it finished); with none at all, it starts from its seeds.
+    started: bool = False
+
+    def carries_on(self) -> bool:
+        """The frontier starts from this state, not from the seeds."""
+        return self.pending > 0 or self.started
 
 
 class Sink(Protocol):
@@ -140,7 +149,7 @@ class Journal:
             state.start_generation()
             self.output.open_pages(append=False)
             self._open_items(append=False)
-        return Restored(settings, state.seen(), state.pending_count())
+        return Restored(settings, state.seen(), state.pending_count(), state.has_urls())
 
     def _open_items(self, *, append: bool) -> int:
         """items.jsonl exists only for crawls with an extractor."""

@@ -229,6 +229,9 @@ class CrawlState:
     def pending_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM urls WHERE done = 0").fetchone()[0])
 
+    def has_urls(self) -> bool:
+        return self._db.execute("SELECT 1 FROM urls LIMIT 1").fetchone() is not None
+
     def last_position(self) -> int:
         return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM urls").fetchone()[0])
 

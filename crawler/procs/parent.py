@@ -179,7 +179,7 @@ class ProcessFront:
     def _hand_out(self, settings: Settings, restored: Restored | None) -> None:
         """The seeds, or a resumed crawl's seen set and pending entries, to their owners."""
         count = self._children.count
-        if restored is not None and restored.pending:
+        if restored is not None and restored.carries_on():
             assert self._journal is not None
             seen: list[list[str]] = [[] for _ in range(count)]
             for url in restored.seen:
