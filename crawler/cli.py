@@ -364,7 +364,9 @@ def run_report(args: argparse.Namespace) -> int:
         console.print(f"report: {write_report(directory)}")
     for link in summary.broken:
         referrers = " ".join(link["referrers"])
-        console.print(f"{link['status'] or link['error']} {link['url']} <- {referrers}")
+        # Printed as they are: rich markup would eat "[::1]" in an IPv6 URL.
+        line = f"{link['status'] or link['error']} {link['url']} <- {referrers}"
+        console.print(line, markup=False)
     return 0
 
 

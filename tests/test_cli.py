@@ -93,6 +93,11 @@ async def test_crawl_writes_output_and_exit_codes(serve: SiteFactory, tmp_path: 
     assert_one_line_error(
         await run_cli("report", "nowhere", cwd=tmp_path), 2, "no crawl in nowhere"
     )
+    # URLs are printed as they are: an IPv6 host's brackets are no markup.
+    broken = tmp_path / "out" / "broken.jsonl"
+    broken.write_text(broken.read_text().replace(site.url, "http://[::1]:8080"))
+    code, out, _ = await run_cli("report", "out", "--broken", cwd=tmp_path)
+    assert (code, out) == (0, "404 http://[::1]:8080/missing <- http://[::1]:8080/\n")
 
 
 async def test_config_file_is_read_and_flags_win(serve: SiteFactory, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import itertools
 import json
 from pathlib import Path
@@ -243,3 +244,19 @@ async def test_csv_format(serve: SiteFactory, tmp_path: Path) -> None:
     lines = (tmp_path / "pages.csv").read_text().splitlines()
     assert lines[0].startswith("url,final_url,status,depth")
     assert len(lines) == 3
+
+
+async def test_csv_cells_never_run_as_formulas(serve: SiteFactory, tmp_path: Path) -> None:
+    titles = {"/": '=HYPERLINK("http://evil.test","x")', "/a": "@SUM(1+1)"}
+
+    async def titled(request: web.Request) -> web.StreamResponse:
+        return html_page(titles[request.path], ["/a"])
+
+    site = await serve({"/": titled, "/a": titled})
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, format="csv"))
+
+    with (tmp_path / "pages.csv").open(newline="") as file:
+        rows = {row["url"].removeprefix(site.url): row for row in csv.DictReader(file)}
+    assert rows["/"]["title"] == "'" + titles["/"]
+    assert rows["/a"]["title"] == "'@SUM(1+1)"
+    assert rows["/"]["status"] == "200"

@@ -144,3 +144,18 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+async def test_a_page_with_many_headers_is_a_page(serve: SiteFactory, fetcher: Fetcher) -> None:
+    async def cookies(_: web.Request) -> web.StreamResponse:
+        response = web.Response(text="<a href='/x'>x</a>", content_type="text/html")
+        for number in range(200):
+            response.headers.add("Set-Cookie", f"c{number}=v; Path=/")
+        return response
+
+    site = await serve({"/": cookies})
+
+    response = await fetcher.fetch(site.url + "/", max_bytes=10_000)
+
+    assert response.status == 200 and response.error is None
+    assert b"href" in response.body

@@ -109,6 +109,28 @@ async def test_warc_records_match_the_pages(serve: SiteFactory, tmp_path: Path) 
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+async def test_a_torn_warc_tail_is_cut_when_the_file_is_opened_again(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site(SITE))
+    warc = tmp_path / "crawl.warc.gz"
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "one", warc=warc))
+    whole = warc.read_bytes()
+    warc.write_bytes(whole[:-40])  # killed while it wrote its last record
+
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "two", warc=warc))
+
+    with warc.open("rb") as stream:
+        kinds = [record.rec_type for record in ArchiveIterator(stream)]
+    pages = len(read_jsonl(tmp_path / "one" / "pages.jsonl")) + 2  # robots.txt, sitemap.xml
+    # warcio writes a pair response first: the torn member was the last request.
+    assert kinds.count("response") == kinds.count("request") + 1 == 2 * pages
+    result = await asyncio.to_thread(
+        subprocess.run, ["warcio", "check", str(warc)], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 async def test_report_reads_a_csv_crawl(serve: SiteFactory, tmp_path: Path) -> None:
     site = await serve(static_site(SITE))
 

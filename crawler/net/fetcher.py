@@ -103,6 +103,10 @@ def _media_type(header: str | None) -> str | None:
     return header.split(";", 1)[0].strip().lower() or None
 
 
+# Headers read from one response before it is refused as bad-response.
+MAX_HEADERS = 1024
+
+
 class Fetcher:
     """Owns the crawl's single ClientSession; use as an async context manager."""
 
@@ -137,6 +141,9 @@ class Fetcher:
             # _Decoder undoes Content-Encoding, bounded by --max-bytes.
             auto_decompress=False,
             raise_for_status=False,
+            # aiohttp's default (128) fails a page with many Set-Cookie headers, which
+            # browsers load; a header line stays bounded by max_field_size (8 KiB).
+            max_headers=MAX_HEADERS,
         )
         return self
 

@@ -1,7 +1,8 @@
 """--warc PATH: every request and response of the crawl as WARC records (warcio).
 
 One gzip member per record, so the
-file can be appended to by a resumed crawl and read by warcio's own tools
+file can be appended to by a resumed crawl (a member torn by a kill is cut
+off first) and read by warcio's own tools
 (`warcio index`, `warcio check`). The crawler keeps decoded bodies, so a
 response record holds the decoded payload: its HTTP headers lose
 Content-Encoding and Transfer-Encoding and get the payload's Content-Length.
@@ -12,6 +13,7 @@ A body the crawler did not read in full (not HTML, an error page, past
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -23,6 +25,8 @@ from warcio.warcwriter import WARCWriter
 from crawler.errors import ConfigError
 from crawler.net.fetcher import Response
 
+# How much of a WARC file is read (and inflated) at a time when it is checked.
+_SCAN_BYTES = 1 << 20
 _PAYLOAD_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
@@ -37,6 +41,7 @@ class WarcRecorder:
     def __enter__(self) -> WarcRecorder:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _cut_torn_member(self.path)
             self._file = self.path.open("ab")
         except OSError as error:
             raise ConfigError(f"cannot write WARC file {self.path}: {error.strerror}") from None
@@ -86,3 +91,31 @@ class WarcRecorder:
         self._writer.write_request_response_pair(request, answer)
         assert self._file is not None
         self._file.flush()
+
+
+def _cut_torn_member(path: Path) -> None:
+    """Truncate ``path`` after its last complete gzip member: a crawl killed while it
+    wrote a record left a torn one, which warcio would stop at (or choke on). The
+    file is inflated in bounded chunks, once, when a crawl opens it."""
+    if not path.is_file():
+        return
+    complete = 0  # where the last complete member ends
+    consumed = 0  # file offset of data's first byte
+    inflate = zlib.decompressobj(wbits=31)
+    data = b""
+    with path.open("rb") as file:
+        while data or (data := file.read(_SCAN_BYTES)):
+            try:
+                inflate.decompress(data, _SCAN_BYTES)
+            except zlib.error:
+                break  # not gzip from here on: cut at the last complete member
+            consumed += len(data) - len(inflate.unconsumed_tail) - len(inflate.unused_data)
+            if inflate.eof:
+                complete = consumed
+                data = inflate.unused_data
+                inflate = zlib.decompressobj(wbits=31)
+            else:
+                data = inflate.unconsumed_tail
+    if complete < path.stat().st_size:
+        with path.open("rb+") as file:
+            file.truncate(complete)

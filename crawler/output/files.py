@@ -25,7 +25,7 @@ import aiofiles
 import aiofiles.os
 
 from crawler.errors import ConfigError, OutputLocked
-from crawler.output.lines import record_line
+from crawler.output.lines import csv_row, record_line
 from crawler.output.links import LinkIndex
 from crawler.records import RECORD_FIELDS, BrokenLink, CrawlStats, PageRecord
 
@@ -160,7 +160,7 @@ class Output:
         already, else made here), or CSV rows of the same fields."""
         assert self._pages is not None
         if self._csv is not None:
-            self._csv.writerows(record.as_dict() for record in records)
+            self._csv.writerows(csv_row(record) for record in records)
         else:
             if lines is None:
                 lines = [record_line(record) for record in records]

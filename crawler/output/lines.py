@@ -1,8 +1,8 @@
 """The one place a record or an item becomes text: the JSON lines of the output files.
 
 pages.jsonl, state.sqlite's copy of each record and items.jsonl hold these
-lines; pages.csv holds the same fields (files.py writes both from the
-record). A line read back (--resume) becomes the same record again.
+lines; pages.csv holds the same fields (``csv_row``; files.py writes both from
+the record). A line read back (--resume) becomes the same record again.
 """
 
 from __future__ import annotations
@@ -12,9 +12,21 @@ from typing import Any
 
 from crawler.records import RECORD_FIELDS, PageRecord
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
 
 def record_line(record: PageRecord) -> str:
     return json.dumps(record.as_dict(), ensure_ascii=False)
+
+
+def csv_row(record: PageRecord) -> dict[str, Any]:
+    """A record as a row of pages.csv. A text cell that a spreadsheet would run as a
+    formula (it starts with = + - @, a tab or a carriage return: OWASP's CSV
+    injection) gets a leading apostrophe, so a page's title never runs there."""
+    return {
+        name: f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA) else value
+        for name, value in record.as_dict().items()
+    }
 
 
 def record_from_line(line: str) -> PageRecord:
