@@ -3,8 +3,9 @@
 The only module that prints, installs signal handlers, configures
 logging or exits. Exit codes (README.md, Exit codes): 0 finished; 1 --fail-on-broken
 found broken links; 2 usage or config error; 3 output folder locked; 4 a process
-of the front died; 5 the shared frontier stopped answering; 130/143
-stopped by SIGINT/SIGTERM.
+of the front died; 5 the shared frontier stopped answering; 6 the output folder
+or state could not be written (a full disk); 7 a bug; 130/143 stopped by
+SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from crawler.output.files import OutputLock
 from crawler.output.report import summarize, write_report
 from crawler.records import BROKEN_ERRORS, CrawlStats, PageRecord
 
+# The exit code of a bug (an exception nothing expected): never 1, which says
+# "broken links found" to cron lines and CI.
+INTERNAL_ERROR = 7
 log = logging.getLogger("crawler")
 DEFAULT_OUTPUT = "output"
 STATUS_LINE_SECONDS = 5.0
@@ -138,12 +142,21 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+class _OneLine(logging.Formatter):
+    """stderr gets one line a message; a traceback goes to the --log-file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = logging.makeLogRecord(record.__dict__)
+        line.exc_info = line.exc_text = line.stack_info = None
+        return super().format(line)
+
+
 def _setup_logging(log_file: str | Path | None) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.WARNING)
-    stderr.setFormatter(logging.Formatter("crawler: %(levelname)s: %(message)s"))
+    stderr.setFormatter(_OneLine("crawler: %(levelname)s: %(message)s"))
     root.addHandler(stderr)
     if log_file is not None:
         try:
@@ -378,3 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CrawlerError as error:
         print(f"crawler: error: {error}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # a bug: its own exit code, one line, the traceback logged
+        if logging.getLogger().handlers:  # else logging's last resort would print it here
+            log.error("internal error", exc_info=True)
+        print(
+            f"crawler: internal error: {type(error).__name__}: {error} (a bug; --log-file"
+            " keeps its traceback; --resume continues the crawl)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR

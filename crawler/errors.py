@@ -34,3 +34,11 @@ class FrontierUnavailable(CrawlerError):
     """The shared frontier (Redis) stopped answering for too long (exit 5)."""
 
     exit_code = 5
+
+
+class OutputFailed(CrawlerError):
+    """The crawl's output folder or state could not be written (a full disk, an I/O
+    error) mid-crawl: the crawl stopped, what was committed is kept, and --resume
+    completes it once the cause is fixed (exit 6)."""
+
+    exit_code = 6

@@ -8,30 +8,52 @@ record, so a crash loses at most the pages in flight.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import socket
-from collections.abc import Iterable, Sequence
+import sqlite3
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 import aiofiles
-import aiofiles.os
 
-from crawler.errors import ConfigError, OutputLocked
+from crawler.errors import ConfigError, OutputFailed, OutputLocked
 from crawler.output.lines import csv_row, record_line
 from crawler.output.links import LinkIndex
 from crawler.records import RECORD_FIELDS, BrokenLink, CrawlStats, PageRecord
 
+log = logging.getLogger(__name__)
 _SAFE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
 _MAX_SEGMENT = 100
 _MAX_DEPTH = 32
+
+
+# Every name the crawl writes at the top of its output folder.
+OUTPUT_NAMES = (
+    "pages.jsonl",
+    "pages.csv",
+    "items.jsonl",
+    "broken.jsonl",
+    "stats.json",
+    "report.html",
+    "state.sqlite",
+    "state.sqlite-wal",
+    "state.sqlite-shm",
+    "frontier.json",
+    "html",
+)
 
 
 class OutputLock:
@@ -42,7 +64,11 @@ class OutputLock:
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
-        file = self.path.open("a+", encoding="utf-8")
+        try:
+            file = open_nofollow(self.path, "a+", encoding="utf-8")
+        except OSError as error:
+            folder = self.path.parent
+            raise ConfigError(f"cannot write to output folder {folder}: {error.strerror}") from None
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -61,6 +87,91 @@ class OutputLock:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+_OPEN_FLAGS = {
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND,
+    "rb+": os.O_RDWR,
+}
+
+
+def open_nofollow(path: Path, mode: str, **options: Any) -> IO[Any]:
+    """Open a file of the output folder, never through a symlink: one planted there
+    (pages.jsonl -> ~/.bashrc) is refused, with one line, not written through."""
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS[mode] | os.O_NOFOLLOW, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(
+                f"{path} is a symlink: the crawler writes nothing through one; remove it"
+            ) from None
+        raise
+    return os.fdopen(descriptor, mode, **options)
+
+
+class WriteGuard:
+    """Turns a failure to write the output folder or the state (a full disk, an I/O
+    error) into OutputFailed, said once in one line; every later write raises it
+    again, so the crawl stops with what was committed kept."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self.failure: OutputFailed | None = None
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        if self.failure is not None:
+            raise self.failure
+        try:
+            yield
+        except (OSError, sqlite3.Error) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self.failure = OutputFailed(
+                f"cannot write the crawl in {self._directory}: {reason}; what was committed"
+                " is kept: --resume continues once that is fixed"
+            )
+            raise self.failure from None
+
+
+class _SymlinkPlanted(Exception):
+    """A folder of the mirror is a symlink (someone planted it): nothing goes through."""
+
+
+def _create_nofollow(directory: Path, parts: tuple[str, ...]) -> int:
+    """Create ``directory/parts...`` for writing, each folder made or opened relative to
+    its parent's descriptor with O_NOFOLLOW, so no symlink, planted before or during
+    the crawl, leads the write outside the output folder."""
+    nofollow_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    folder = os.open(directory, nofollow_dir)
+    try:
+        for part in parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=folder)
+            try:
+                inner = os.open(part, nofollow_dir, dir_fd=folder)
+            except OSError:
+                if stat.S_ISLNK(os.stat(part, dir_fd=folder, follow_symlinks=False).st_mode):
+                    raise _SymlinkPlanted(part) from None
+                raise
+            os.close(folder)
+            folder = inner
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:
+            return os.open(parts[-1], flags, 0o666, dir_fd=folder)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise _SymlinkPlanted(parts[-1]) from None
+            raise
+    finally:
+        os.close(folder)
+
+
+def write_file(path: Path, text: str) -> None:
+    """Replace a file of the output folder (never through a symlink)."""
+    with open_nofollow(path, "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def _safe_segment(segment: str) -> str:
@@ -114,15 +225,30 @@ class Output:
             message = f"cannot create output folder {self.directory}: {error.strerror}"
             raise ConfigError(message) from None
         self._lock.acquire()
+        try:
+            self._refuse_symlinks()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _refuse_symlinks(self) -> None:
+        """Nothing the crawl writes may be a symlink, checked before anything is written
+        (each file is also opened with O_NOFOLLOW, and the mirror's folders too)."""
+        for name in OUTPUT_NAMES:
+            path = self.directory / name
+            if path.is_symlink():
+                raise ConfigError(
+                    f"{path} is a symlink: the crawler writes nothing through one; remove it"
+                )
 
     def open_items(self, *, append: bool) -> int:
         """Open items.jsonl; return how many items it holds (a torn last line cut)."""
         path = self.directory / "items.jsonl"
         if not append or not path.exists():
-            self._items = path.open("w", encoding="utf-8")
+            self._items = open_nofollow(path, "w", encoding="utf-8")
             return 0
         complete = _cut_torn_line(path)
-        self._items = path.open("a", encoding="utf-8")
+        self._items = open_nofollow(path, "a", encoding="utf-8")
         return complete
 
     def write_items(self, lines: Iterable[str]) -> None:
@@ -140,14 +266,14 @@ class Output:
         """
         path = self.pages_path
         if not append or not path.exists():
-            self._pages = path.open("w", encoding="utf-8", newline="")
+            self._pages = open_nofollow(path, "w", encoding="utf-8", newline="")
             if self._format == "csv":
                 self._csv = csv.DictWriter(self._pages, fieldnames=RECORD_FIELDS)
                 self._csv.writeheader()
                 self._pages.flush()
             return 0
         complete = _cut_torn_line(path)
-        self._pages = path.open("a", encoding="utf-8", newline="")
+        self._pages = open_nofollow(path, "a", encoding="utf-8", newline="")
         if self._format == "csv":
             self._csv = csv.DictWriter(self._pages, fieldnames=RECORD_FIELDS)
             return max(complete - 1, 0)
@@ -192,16 +318,18 @@ class Output:
         if os.path.commonpath([root, target]) != str(root):
             raise AssertionError(f"mirror path escaped the output folder: {target}")
         self._mirrored[relative] = url
+        parts = ("html", *relative.parts)
         try:
-            await aiofiles.os.makedirs(target.parent, exist_ok=True)
-            async with aiofiles.open(target, "wb") as file:
-                await file.write(body)
+            descriptor = await asyncio.to_thread(_create_nofollow, self.directory, parts)
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             digest = hashlib.sha1(url.encode("utf-8")).hexdigest()
-            fallback = root / relative.parts[0] / "_collisions" / f"{digest}.html"
-            await aiofiles.os.makedirs(fallback.parent, exist_ok=True)
-            async with aiofiles.open(fallback, "wb") as file:
-                await file.write(body)
+            parts = ("html", relative.parts[0], "_collisions", f"{digest}.html")
+            descriptor = await asyncio.to_thread(_create_nofollow, self.directory, parts)
+        except _SymlinkPlanted as planted:
+            log.warning("not mirrored: %s is a symlink, never written through", planted)
+            return
+        async with aiofiles.open(descriptor, "wb") as file:
+            await file.write(body)
 
     def finish(self, stats: CrawlStats) -> None:
         """Write broken.jsonl and stats.json, close the pages file."""
@@ -209,11 +337,11 @@ class Output:
             if file is not None:
                 file.close()
         self._pages = self._items = None
-        with (self.directory / "broken.jsonl").open("w", encoding="utf-8") as file:
+        with open_nofollow(self.directory / "broken.jsonl", "w", encoding="utf-8") as file:
             for link in self.broken_links():
                 file.write(json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n")
         stats_path = self.directory / "stats.json"
-        stats_path.write_text(json.dumps(dataclasses.asdict(stats), indent=2) + "\n")
+        write_file(stats_path, json.dumps(dataclasses.asdict(stats), indent=2) + "\n")
 
     def release(self) -> None:
         self._lock.release()
@@ -221,8 +349,8 @@ class Output:
 
 def _cut_torn_line(path: Path) -> int:
     """Truncate ``path`` after its last newline; return the number of complete lines."""
-    with path.open("rb+") as file:
-        data = file.read()
+    with open_nofollow(path, "rb+") as file:
+        data: bytes = file.read()
         end = data.rfind(b"\n") + 1
         if end != len(data):
             file.truncate(end)

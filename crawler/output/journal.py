@@ -20,14 +20,16 @@ its folder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
-from crawler.errors import ConfigError, NothingToDo
-from crawler.output.files import Output
+from crawler.errors import ConfigError, NothingToDo, OutputFailed
+from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.report import write_report
 from crawler.output.state import CrawlState
@@ -101,6 +103,7 @@ class Journal:
         self.output = Output(config.output_dir, format=config.format, save_html=config.save_html)
         self._state: CrawlState | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._guard = WriteGuard(self.output.directory)
 
     @property
     def incremental(self) -> bool:
@@ -157,38 +160,44 @@ class Journal:
 
     def added(self, entries: Iterable[Entry]) -> None:
         assert self._state is not None
-        self._state.added(entries)
-        self._schedule_flush()
+        with self._guard.writing():
+            self._state.added(entries)
+            self._schedule_flush()
 
     def record(self, record: PageRecord, completion: Completion) -> None:
         assert self._state is not None
-        self._state.completed(completion)
-        broken = self.output.track(record)
-        if broken is not None:
-            self._state.broken(broken)
-        self._schedule_flush()
+        with self._guard.writing():
+            self._state.completed(completion)
+            broken = self.output.track(record)
+            if broken is not None:
+                self._state.broken(broken)
+            self._schedule_flush()
 
     def note_links(self, page: str, targets: list[str]) -> None:
         self.output.note_links(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
-        await self.output.save_html(url, body)
+        with self._guard.writing():
+            await self.output.save_html(url, body)
 
     def sitemap_done(self, url: str) -> None:
         assert self._state is not None
-        self._state.completed(Completion(url, None))
-        self._schedule_flush()
+        with self._guard.writing():
+            self._state.completed(Completion(url, None))
+            self._schedule_flush()
 
     def mark(self) -> int:
         """The frontier's Spill: everything queued so far is written; its last position."""
         self.flush()
         assert self._state is not None
-        return self._state.last_position()
+        with self._guard.writing():
+            return self._state.last_position()
 
     def load(self, after: int, limit: int) -> list[tuple[int, Entry]]:
         self.flush()
         assert self._state is not None
-        return self._state.pending_after(after, limit)
+        with self._guard.writing():
+            return self._state.pending_after(after, limit)
 
     def validators(self, url: str) -> Validators | None:
         assert self._state is not None
@@ -199,7 +208,13 @@ class Journal:
         if self._state.buffered() >= FLUSH_BATCH:
             self.flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_later)
+
+    def _flush_later(self) -> None:
+        """The timer's flush: a failure is kept by the guard, and the crawl's next
+        write raises it (a timer has no one to raise it to)."""
+        with contextlib.suppress(OutputFailed):
+            self.flush()
 
     def flush(self) -> None:
         """Commit the batch, then append its records to the pages file."""
@@ -207,23 +222,28 @@ class Journal:
             self._timer.cancel()
             self._timer = None
         assert self._state is not None
-        committed = self._state.flush(self._tally.counters())
-        self.output.write_records(committed.records, committed.lines)
-        self.output.write_items(committed.items)
+        with self._guard.writing():
+            committed = self._state.flush(self._tally.counters())
+            self.output.write_records(committed.records, committed.lines)
+            self.output.write_items(committed.items)
 
     def finish(self, stats: CrawlStats, *, finished: bool) -> None:
-        """The last flush; broken.jsonl and stats.json; the state marked finished or not."""
+        """The last flush; broken.jsonl and stats.json; the state marked finished or not.
+        After a failure to write, only the lock is let go, and the failure raised."""
         try:
-            if self._state is not None:
-                for link in self.output.broken_links():
-                    self._state.broken(link)
-                self.flush()
-                self._state.set_meta("status", "finished" if finished else "stopped")
-                self._state.close()
-                self._state = None
-            self.output.finish(stats)
-            write_report(self.output.directory)
+            with self._guard.writing():
+                if self._state is not None:
+                    for link in self.output.broken_links():
+                        self._state.broken(link)
+                    self.flush()
+                    self._state.set_meta("status", "finished" if finished else "stopped")
+                self.output.finish(stats)
+                write_report(self.output.directory)
         finally:
+            if self._state is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._state.close()
+                self._state = None
             self.output.release()
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from crawler.output.files import write_file
+
 SLOWEST = 20
 _HISTOGRAM_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _COLOURS = {"2": "#2e7d32", "3": "#1565c0", "4": "#ef6c00", "5": "#c62828", "-": "#6d4c41"}
@@ -237,5 +239,5 @@ def write_report(directory: Path) -> Path:
     """Write DIR/report.html from the crawl's files; return its path."""
     summary = summarize(directory)
     path = directory / "report.html"
-    path.write_text(render(summary, f"Crawl report: {directory.resolve().name}"), encoding="utf-8")
+    write_file(path, render(summary, f"Crawl report: {directory.resolve().name}"))
     return path

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.config import CrawlConfig
-from crawler.output.files import Output
+from crawler.output.files import Output, WriteGuard, write_file
 from crawler.output.lines import item_line
 from crawler.output.report import write_report
 from crawler.output.state import CrawlState
@@ -35,6 +35,7 @@ class SharedJournal:
         assert config.output_dir is not None
         self._config = config
         self.output = Output(config.output_dir, format=config.format, save_html=config.save_html)
+        self._guard = WriteGuard(self.output.directory)
 
     @property
     def incremental(self) -> bool:
@@ -50,7 +51,7 @@ class SharedJournal:
             self.output.open_pages(append=same)
             if self._config.extract:
                 self.output.open_items(append=same)
-            marker.write_text(json.dumps(identity) + "\n")
+            write_file(marker, json.dumps(identity) + "\n")
         except BaseException:
             self.output.release()
             raise
@@ -64,8 +65,9 @@ class SharedJournal:
         )
 
     def record(self, record: PageRecord, completion: Completion) -> None:
-        self.output.write_records([record])
-        self.output.write_items([item_line(item) for item in completion.items])
+        with self._guard.writing():
+            self.output.write_records([record])
+            self.output.write_items([item_line(item) for item in completion.items])
         self.output.track(record)
 
     def sitemap_done(self, url: str) -> None:
@@ -78,12 +80,14 @@ class SharedJournal:
         self.output.note_links(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
-        await self.output.save_html(url, body)
+        with self._guard.writing():
+            await self.output.save_html(url, body)
 
     def finish(self, stats: CrawlStats) -> None:
         try:
-            self.output.finish(stats)
-            write_report(self.output.directory)
+            with self._guard.writing():
+                self.output.finish(stats)
+                write_report(self.output.directory)
         finally:
             self.output.release()
 

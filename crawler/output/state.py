@@ -106,6 +106,7 @@ class CrawlState:
             f"{path.parent} holds an unfinished crawl: continue it with --resume, "
             f"or remove {path} to start over",
         )
+        _refuse_symlink(path)
         connection = sqlite3.connect(path, isolation_level="DEFERRED")
         _configure(connection)
         with connection:
@@ -138,6 +139,7 @@ class CrawlState:
         """The existing state at ``path``; ConfigError if missing, foreign or corrupt."""
         if not path.is_file():
             raise ConfigError(f"no crawl state in {path.parent} (no {path.name})")
+        _refuse_symlink(path)
         try:
             connection = sqlite3.connect(path, isolation_level="DEFERRED")
             application_id = connection.execute("PRAGMA application_id").fetchone()[0]
@@ -286,6 +288,15 @@ class CrawlState:
             self._write_meta("generation", (self.meta("generation") or 1) + 1)
             self._write_meta("status", "running")
             self._write_meta("counters", None)
+
+
+def _refuse_symlink(path: Path) -> None:
+    """state.sqlite (and its -wal, -shm) are never opened through a symlink."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.is_symlink():
+            raise ConfigError(
+                f"{name} is a symlink: the crawler writes nothing through one; remove it"
+            )
 
 
 def _configure(connection: sqlite3.Connection) -> None:

@@ -1,0 +1,125 @@
+"""The output folder: never written through a symlink; a folder that cannot be
+written, a full disk mid-crawl and a bug each end with one line and an exit code
+of their own (never 1), and --resume completes once the cause is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from asyncio.subprocess import PIPE
+from pathlib import Path
+
+import pytest
+
+from conftest import SiteFactory, read_jsonl, reaped, static_site
+from test_cli import Result, assert_one_line_error, run_cli
+
+SITE = {"/": ["/a", "/b"], "/a": ["/c"], "/b": ["/c"], "/c": []}
+
+
+@pytest.mark.parametrize("name", ["pages.jsonl", "stats.json", "report.html", "state.sqlite"])
+async def test_a_symlinked_output_file_is_refused_not_written_through(
+    serve: SiteFactory, tmp_path: Path, name: str
+) -> None:
+    site = await serve(static_site(SITE))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / name).symlink_to(victim)
+
+    result = await run_cli("crawl", site.url + "/", "--output", "out", cwd=tmp_path)
+
+    assert_one_line_error(result, 2, "is a symlink: the crawler writes nothing through one")
+    assert victim.read_text() == "precious\n"
+    assert site.requests == []
+
+
+async def test_a_symlinked_mirror_folder_is_never_written_through(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site(SITE))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    host = site.url.removeprefix("http://").replace(":", "_")
+    (tmp_path / "out" / "html").mkdir(parents=True)
+    (tmp_path / "out" / "html" / host).symlink_to(elsewhere, target_is_directory=True)
+
+    code, _, err = await run_cli(
+        "crawl", site.url + "/", "--output", "out", "--save-html", "--quiet", cwd=tmp_path
+    )
+
+    assert code == 0, err
+    assert list(elsewhere.iterdir()) == []
+    assert "is a symlink, never written through" in err
+    assert len(read_jsonl(tmp_path / "out" / "pages.jsonl")) == 4
+
+
+async def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    result = await run_cli(
+        "crawl", "http://127.0.0.1:9/", "--output", "/proc/self/fdinfo", cwd=tmp_path
+    )
+    assert_one_line_error(result, 2, "cannot write to output folder /proc/self/fdinfo")
+
+
+# A crawl whose state cannot be committed once a record is in the batch, as on a
+# full disk: the command line runs in a process of its own with this patch.
+FULL_DISK = """
+import sqlite3, sys
+from crawler.cli import main
+from crawler.output.state import CrawlState
+
+real = CrawlState.flush
+
+def full(self, counters):
+    if any(completion.record for completion in self._completed):
+        raise sqlite3.OperationalError("database or disk is full")
+    return real(self, counters)
+
+CrawlState.flush = full
+sys.exit(main(sys.argv[1:]))
+"""
+BUG = """
+import sys
+from crawler import cli
+
+def bug(args):
+    raise KeyError("no one foresaw this")
+
+cli.run_report = bug
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+async def run_patched(script: str, *args: str, cwd: Path) -> Result:
+    """The command line, with a patch applied first, in a process of its own."""
+    (cwd / "patched.py").write_text(script)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "patched.py", *args, cwd=cwd, stdout=PIPE, stderr=PIPE
+    )
+    async with reaped(process):
+        async with asyncio.timeout(60):
+            out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_full_disk_stops_the_crawl_with_its_own_code_and_resume_completes(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site(SITE))
+
+    args = ("crawl", site.url + "/", "--output", "out", "--quiet")
+    result = await run_patched(FULL_DISK, *args, cwd=tmp_path)
+
+    assert_one_line_error(result, 6, "database or disk is full")
+    assert "--resume continues" in result[2]
+    code, _, err = await run_cli("crawl", "--resume", "--output", "out", "--quiet", cwd=tmp_path)
+    assert code == 0, err  # the space freed
+    urls = [record["url"] for record in read_jsonl(tmp_path / "out" / "pages.jsonl")]
+    assert sorted(urls) == sorted(site.url + path for path in SITE)
+
+
+async def test_a_bug_exits_with_its_own_code_in_one_line(tmp_path: Path) -> None:
+    result = await run_patched(BUG, "report", "somewhere", cwd=tmp_path)
+
+    assert_one_line_error(result, 7, "internal error: KeyError: 'no one foresaw this'")
