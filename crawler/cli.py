@@ -33,6 +33,7 @@ from crawler.errors import ConfigError, CrawlerError, NothingToDo
 from crawler.output.files import OutputLock
 from crawler.output.report import summarize, write_report
 from crawler.records import BROKEN_ERRORS, CrawlStats, PageRecord
+from crawler.web.urls import redact_url
 
 # The exit code of a bug (an exception nothing expected): never 1, which says
 # "broken links found" to cron lines and CI.
@@ -308,7 +309,7 @@ def run_crawl(args: argparse.Namespace) -> int:
     quiet = bool(settings.get("quiet"))
     _setup_logging(settings.get("log_file"))
     mode = "resume" if config.resume else "incremental" if config.incremental else "new crawl"
-    seeds = " ".join(config.seeds) or "(from the saved state)"
+    seeds = " ".join(map(redact_url, config.seeds)) or "(from the saved state)"
     log.info("%s into %s: %s", mode, config.output_dir, seeds)
     try:
         stats, stopped_by = asyncio.run(_crawl(config, quiet))

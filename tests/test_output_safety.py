@@ -123,3 +123,18 @@ async def test_a_bug_exits_with_its_own_code_in_one_line(tmp_path: Path) -> None
     result = await run_patched(BUG, "report", "somewhere", cwd=tmp_path)
 
     assert_one_line_error(result, 7, "internal error: KeyError: 'no one foresaw this'")
+
+
+async def test_a_seeds_credentials_are_written_nowhere(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site(SITE))
+    seed = site.url.replace("http://", "http://me:hunter2@") + "/"
+
+    code, out, err = await run_cli(
+        "crawl", seed, "--output", "out", "--log-file", "crawl.log", cwd=tmp_path
+    )
+
+    assert code == 0, err
+    assert "hunter2" not in out + err
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.name != "patched.py":
+            assert b"hunter2" not in path.read_bytes(), path

@@ -19,13 +19,14 @@ from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
 from crawler.frontier.politeness import BACKOFF_FLOOR, THROTTLE_STATUSES
 from crawler.frontier.protocol import Lease
-from crawler.frontier.redis_codec import ENTRY_FORMAT, PREFIX, decode, encode, redacted
+from crawler.frontier.redis_codec import ENTRY_FORMAT, PREFIX, decode, encode
 from crawler.frontier.scripts import SCRIPTS
 from crawler.frontier.shared import MAX_ATTEMPTS, SharedFrontier
 from crawler.loop.engine import Engine
 from crawler.loop.visit import DEAD_LETTER
 from crawler.records import Entry
 from crawler.stats import Tally
+from crawler.web.urls import redact_url
 
 SEED = "http://a.test/"
 
@@ -128,9 +129,9 @@ def test_the_scripts_take_the_politeness_rule_from_python() -> None:
 
 
 def test_a_password_is_never_shown() -> None:
-    assert redacted("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
-    assert redacted("redis://me:s3cret@h/1") == "redis://me:***@h/1"
-    assert redacted("redis://10.0.0.5:6379/0") == "redis://10.0.0.5:6379/0"
+    assert redact_url("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
+    assert redact_url("redis://me:s3cret@h/1") == "redis://me:***@h/1"
+    assert redact_url("redis://10.0.0.5:6379/0") == "redis://10.0.0.5:6379/0"
 
 
 async def test_two_workers_share_one_seen_set(fronts: Callable[..., object]) -> None:
@@ -510,3 +511,31 @@ async def test_a_joiner_takes_only_the_settings_that_define_the_crawl(
     assert config.max_pages == 7
     assert config.extract is None and not config.save_html and config.warc is None
     assert config.output_dir == tmp_path
+
+
+def test_secrets_in_query_parameters_are_redacted_too() -> None:
+    assert (
+        redact_url("redis://h:6379/0?password=s3cret&db=1") == "redis://h:6379/0?password=***&db=1"
+    )
+    assert redact_url("http://a.org/x?api_key=k&token=t&page=2") == (
+        "http://a.org/x?api_key=***&token=***&page=2"
+    )
+
+
+async def test_a_seeds_credentials_never_reach_redis_or_the_folder(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site = await serve(static_site({"/": ["/a"], "/a": []}))
+    seed = site.url.replace("http://", "http://me:hunter2@") + "/"
+    config = CrawlConfig(seeds=(seed,), output_dir=tmp_path, frontier=redis_server.url)
+
+    stats = await Engine(config).run()
+
+    assert stats.pages == 2
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    meta = await redis.hgetall(PREFIX + "meta")
+    await redis.aclose()
+    assert "hunter2" not in json.dumps(meta) and "me:***@" in meta["settings"]
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert b"hunter2" not in path.read_bytes(), path

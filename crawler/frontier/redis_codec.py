@@ -19,12 +19,11 @@ import dataclasses
 import hashlib
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError
 from crawler.records import Entry
-from crawler.web.urls import host_key
+from crawler.web.urls import host_key, redact_url
 
 PREFIX = "c:{crawl}:"
 BUCKETS = 16_384
@@ -61,16 +60,6 @@ SHARED_SETTINGS = (
     "allow",
     "deny",
 )
-
-
-def redacted(url: str) -> str:
-    """``url`` with a password replaced by ***, fit to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def stable_fingerprint(url: str) -> int:
@@ -159,7 +148,10 @@ def enqueue_args(entries: list[tuple[Entry, int]], first: bool) -> list[Any]:
 
 
 def shared_settings(config: CrawlConfig) -> dict[str, Any]:
+    """The settings every member shares, as the meta hash keeps them (seeds redacted:
+    credentials in a seed URL are never written to Redis)."""
     values = {name: getattr(config, name) for name in SHARED_SETTINGS}
+    values["seeds"] = [redact_url(seed) for seed in config.seeds]
     return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
 

@@ -34,7 +34,7 @@ from crawler.frontier.redis_link import RedisLink
 from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally
 from crawler.web.robots import RobotsAnswer
-from crawler.web.urls import normalize
+from crawler.web.urls import normalize, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ async def join(link: RedisLink, config: CrawlConfig, host_cap: int) -> Joined:
     except (KeyError, ValueError):
         raise ConfigError(f"{link.url} holds {PREFIX}* keys that are not a crawl") from None
     check_format(meta, link.url)
-    if config.seeds and list(config.seeds) != stored["seeds"]:
+    if config.seeds and [redact_url(seed) for seed in config.seeds] != stored["seeds"]:
         raise ConfigError(
             f"{link.url} holds another crawl (seeds {' '.join(stored['seeds'])}):"
             " use another database"

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from crawler.errors import ConfigError, FrontierUnavailable
-from crawler.frontier.redis_codec import redacted
 from crawler.frontier.scripts import SCRIPTS
+from crawler.web.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class RedisLink:
 
     def __init__(self, url: str, outage_seconds: float = OUTAGE_SECONDS) -> None:
         # What messages, logs and frontier.json show: the URL without its password.
-        self.url = redacted(url)
+        self.url = redact_url(url)
         self._outage = outage_seconds
         self._redis = aioredis.Redis.from_url(
             url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5

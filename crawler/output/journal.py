@@ -35,6 +35,7 @@ from crawler.output.report import write_report
 from crawler.output.state import CrawlState
 from crawler.records import Completion, CrawlStats, Entry, PageRecord, Validators
 from crawler.stats import Tally
+from crawler.web.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ class Settings:
 
     @classmethod
     def of(cls, config: CrawlConfig) -> Settings:
-        return cls(config.seeds, config.allow_domain, config.keep_query_order)
+        # Kept in state.sqlite: a seed's credentials are not (normalising drops them).
+        seeds = tuple(redact_url(seed) for seed in config.seeds)
+        return cls(seeds, config.allow_domain, config.keep_query_order)
 
 
 @dataclass(slots=True)

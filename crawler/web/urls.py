@@ -23,6 +23,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from ada_url import join_url, normalize_url
 
@@ -33,6 +34,7 @@ MAX_SEGMENT_REPEATS = 3
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_SECRET_NAME = re.compile(r"pass|pwd|secret|token|key|auth|credential|session|sig", re.IGNORECASE)
 
 
 def _unescape_unreserved(match: re.Match[str]) -> str:
@@ -99,6 +101,25 @@ def _without_trailing_dot(netloc: str) -> str | None:
         if not host:
             return None
     return f"{host}{colon}{port}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to print or to keep in a file: a password in its userinfo, and the
+    value of a query parameter named like a secret (password, token, key, ...),
+    become ***. Anything that does not parse is returned as it is."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else ():
+        name, equals, _ = piece.partition("=")
+        pieces.append(f"{name}=***" if equals and _SECRET_NAME.search(name) else piece)
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(pieces)))
 
 
 def domain_key(domain: str) -> str | None:
