@@ -67,6 +67,12 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--allow-domain", action="append", help="also crawl this domain and its subdomains")
     flag("--ignore-robots", action="store_true", default=None, help="do not obey robots.txt")
     flag(
+        "--allow-private",
+        action="store_true",
+        default=None,
+        help="connect to loopback, private and link-local addresses although the seeds are public",
+    )
+    flag(
         "--ignore-nofollow",
         action="store_true",
         default=None,

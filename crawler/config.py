@@ -40,6 +40,9 @@ class CrawlConfig:
     delay: float = 0.0
     allow_domain: tuple[str, ...] = ()
     ignore_robots: bool = False
+    # Connect to loopback, private and link-local addresses even when the seeds are
+    # public (seeds of such a kind allow their own kind anyway).
+    allow_private: bool = False
     ignore_nofollow: bool = False
     no_sitemaps: bool = False
     user_agent: str = DEFAULT_USER_AGENT

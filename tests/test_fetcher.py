@@ -13,14 +13,20 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from conftest import SiteFactory
+from crawler.net.addresses import AddressPolicy
 from crawler.net.fetcher import Fetcher, failure_reason, parse_retry_after
+
+# The test servers are on 127.0.0.1: a crawl seeded there may connect there.
+LOOPBACK = AddressPolicy(["http://127.0.0.1/"], allow_private=False)
 
 URL = "http://a.org/page"
 
 
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
-    async with Fetcher(concurrency=4, timeout=5.0, user_agent="test-agent") as instance:
+    async with Fetcher(
+        concurrency=4, timeout=5.0, user_agent="test-agent", addresses=LOOPBACK
+    ) as instance:
         yield instance
 
 
@@ -131,7 +137,7 @@ async def test_the_deadline_covers_the_whole_body(serve: SiteFactory) -> None:
         return response
 
     site = await serve({"/trickle": trickle})
-    async with Fetcher(concurrency=1, timeout=0.5, user_agent="t") as fetcher:
+    async with Fetcher(concurrency=1, timeout=0.5, user_agent="t", addresses=LOOPBACK) as fetcher:
         response = await fetcher.fetch(site.url + "/trickle", max_bytes=100_000)
     assert response.error == "timeout"
     assert response.elapsed_ms < 5000

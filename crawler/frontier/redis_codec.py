@@ -52,6 +52,7 @@ SHARED_SETTINGS = (
     "per_host",
     "delay",
     "ignore_robots",
+    "allow_private",
     "ignore_nofollow",
     "no_sitemaps",
     "user_agent",

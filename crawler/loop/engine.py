@@ -39,6 +39,7 @@ from crawler.loop.parsing import ParseStage
 from crawler.loop.recording import Recorder, RecordSink
 from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
+from crawler.net.addresses import AddressPolicy
 from crawler.net.fetcher import Fetcher, Response
 from crawler.records import CrawlStats
 from crawler.stats import Tally
@@ -103,6 +104,9 @@ class Engine:
                     concurrency=self.config.concurrency,
                     timeout=self.config.timeout,
                     user_agent=self.config.user_agent,
+                    addresses=AddressPolicy(
+                        self.config.seeds, allow_private=self.config.allow_private
+                    ),
                     recorder=recorder,
                 ) as fetcher:
                     visitor = self._visitor(opened, fetcher)

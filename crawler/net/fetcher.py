@@ -24,8 +24,10 @@ from typing import Any
 
 import aiohttp
 import brotli
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
 from crawler.web.parser import HTML_TYPES
 
 # An unread body up to this size is drained so the connection can be reused.
@@ -77,6 +79,10 @@ def failure_reason(error: BaseException) -> str:
     """The one place that names network failures; order matters (subclasses first)."""
     if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError):
         return "timeout"
+    if isinstance(error, aiohttp.ClientConnectorError) and isinstance(
+        error.os_error, PrivateAddress
+    ):
+        return PRIVATE_ADDRESS
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "dns"
     if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
@@ -105,6 +111,13 @@ def _media_type(header: str | None) -> str | None:
 
 # Headers read from one response before it is refused as bad-response.
 MAX_HEADERS = 1024
+# The error of a URL whose host may not be connected to (net/addresses.py).
+PRIVATE_ADDRESS = "private-address"
+
+
+def resolver() -> AbstractResolver:
+    """The resolver under the address guard: aiohttp's own (tests swap this one)."""
+    return aiohttp.DefaultResolver()
 
 
 class Fetcher:
@@ -116,8 +129,10 @@ class Fetcher:
         concurrency: int,
         timeout: float,
         user_agent: str,
+        addresses: AddressPolicy,
         recorder: Callable[[Response], None] | None = None,
     ) -> None:
+        self._addresses = addresses
         self._recorder = recorder
         self._semaphore = asyncio.Semaphore(concurrency)
         self._timeout = timeout
@@ -127,7 +142,10 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         connector = aiohttp.TCPConnector(
-            limit=self._concurrency, limit_per_host=0, ttl_dns_cache=300
+            limit=self._concurrency,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            resolver=GuardedResolver(self._addresses, resolver()),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -171,6 +189,8 @@ class Fetcher:
         A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
         """
         assert self._session is not None, "Fetcher used outside 'async with'"
+        if self._addresses.refuses_url(url):
+            return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
             try:
