@@ -279,6 +279,44 @@ async def test_ctrl_c_stops_every_process(serve: SiteFactory, tmp_path: Path) ->
     assert stats["finished"] is False
 
 
+async def test_sigterm_to_the_process_group_stops_gracefully_and_resume_finishes(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    sites = await serve_hosts(serve, delay=0.05)
+    await crawl(config(sites, tmp_path / "whole", processes=1))
+    expected = {r["url"] for r in read_jsonl(tmp_path / "whole" / "pages.jsonl")}
+    sites.under_way.clear()
+    process = await start_front(sites, tmp_path, start_new_session=True)
+    async with reaped(process):
+        async with asyncio.timeout(30):
+            await sites.under_way.wait()
+        os.killpg(process.pid, signal.SIGTERM)  # as systemd and timeout do: the whole group
+        async with asyncio.timeout(30):
+            _, err = await process.communicate()
+    assert process.returncode == 143, err
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["finished"] is False
+
+    code, _, err = await run_cli(
+        "crawl", "--resume", "--output", "out", "--processes", "2", "--quiet", cwd=tmp_path
+    )
+    assert code == 0, err
+    urls = [r["url"] for r in read_jsonl(tmp_path / "out" / "pages.jsonl")]
+    assert len(urls) == len(set(urls)) and set(urls) == expected
+
+
+@pytest.mark.parametrize("pages_read", [0, 1])
+async def test_leaving_a_front_early_returns_promptly(serve: SiteFactory, pages_read: int) -> None:
+    sites = await serve_hosts(serve, delay=0.05)
+
+    async with asyncio.timeout(30):
+        async with Crawler(config(sites, None)) as crawler:
+            if pages_read:
+                async for _ in crawler:
+                    break
+
+    assert crawler.stats().pages < 4 * PAGES
+
+
 async def test_an_extractor_runs_in_every_process(serve: SiteFactory, tmp_path: Path) -> None:
     sites = await serve_hosts(serve)
 

@@ -4,8 +4,8 @@ It runs one Engine over the hosts it owns, in a run mode of its own
 (ChildRun): its frontier is a PartitionedFrontier (partition.py) and its
 sink sends everything to the parent in batches over its channel: records,
 sitemaps done, a split host's robots.txt, and at the end its counters and
-who links to the URLs found broken ("exit"). It ignores SIGINT: the parent
-stops it by message, or by closing the channel.
+who links to the URLs found broken ("exit"). It ignores SIGINT and SIGTERM:
+the parent stops it by message, or by closing the channel.
 """
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ def child_main(
     counter: Synchronized[int],
     slot: SynchronizedArray[float] | None,
 ) -> None:
-    """A child process: ignore Ctrl-C (the parent stops us), run one engine."""
+    """A child process: ignore Ctrl-C and SIGTERM, which systemd and timeout send the
+    whole process group (the parent stops us, by message), run one engine."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     asyncio.run(_work(spec, Channel(end), counter, slot))
 
 

@@ -122,7 +122,8 @@ class Children:
                 self.send(index, ("take", rows))
 
     def live(self) -> list[int]:
-        return [index for index in range(self.count) if not self.exited[index]]
+        """The children started and not exited (none before start())."""
+        return [index for index in range(len(self.channels)) if not self.exited[index]]
 
     def drained(self) -> bool:
         """Invariant 2: every child idle, every message sent to it consumed."""
@@ -151,7 +152,7 @@ class Children:
     def death(self, index: int) -> str:
         """Why a child whose channel ended without "exit" is gone."""
         process = self._processes[index]
-        process.join(1)  # its sentinel fires as it exits, a moment before it can be reaped
+        process.join(0)  # its channel ended and its sentinel fired (or 5 s passed): reap it
         reason = f"process {index} of the front (pid {process.pid}) died with exit code"
         reason += f" {process.exitcode}"
         if not self.heard[index]:
@@ -163,16 +164,23 @@ class Children:
             )
         return reason
 
-    def shut_down(self) -> None:
-        """After the last files are written: close the channels, reap the children."""
+    async def shut_down(self) -> None:
+        """After the last files are written: close the channels, reap the children,
+        waiting on their sentinels (never a blocking join on the caller's loop)."""
+        for channel in self.channels:
+            channel.close()
+        for index, process in enumerate(self._processes):
+            if process.is_alive() and not await self._reaped_within(index, 10):
+                process.kill()
+                await self._reaped_within(index, 5)
+            process.join(0)  # it has exited: this only reaps it
         loop = asyncio.get_running_loop()
         for process in self._processes:
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(process.sentinel)
-        for channel in self.channels:
-            channel.close()
-        for process in self._processes:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
+
+    async def _reaped_within(self, index: int, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._reaped[index].wait()
+        return self._reaped[index].is_set()

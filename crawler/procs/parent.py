@@ -118,6 +118,11 @@ class ProcessFront:
         if self._stopping:
             return
         self._stopping = True
+        self._send_stop()
+
+    def _send_stop(self) -> None:
+        """ "stop" to every live child (none yet before they are started: run() sends
+        it then, so a crawl stopped at once ends at once)."""
         # The URLs known broken: a child's "exit" brings who links to them.
         broken = self._journal.output.links.broken_urls() if self._journal is not None else []
         for index in self._children.live():
@@ -142,6 +147,8 @@ class ProcessFront:
             self._children.start(config, pages_done=self.tally.pages)
             await self._children.open()
             self._hand_out(settings, restored)
+            if self._stopping:  # stopped while the children were starting
+                self._send_stop()
             if self.config.max_time is not None:
                 loop = asyncio.get_running_loop()
                 deadline = loop.call_later(self.config.max_time, self.stop)
@@ -156,7 +163,7 @@ class ProcessFront:
                 if self._journal is not None:
                     self._journal.finish(stats, finished=stats.finished)
             finally:
-                self._children.shut_down()
+                await self._children.shut_down()
         if self._failure is not None:
             raise ProcessDied(self._failure)
         return stats
