@@ -30,6 +30,7 @@ from rich.text import Text
 from crawler.api import Crawler
 from crawler.config import CrawlConfig, build_config, load_toml
 from crawler.errors import ConfigError, CrawlerError, NothingToDo
+from crawler.logs import setup_logging
 from crawler.output.files import OutputLock
 from crawler.output.report import summarize, write_report
 from crawler.records import BROKEN_ERRORS, CrawlStats, PageRecord
@@ -147,31 +148,6 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
         settings["seeds"] = args.urls
     settings.setdefault("output", DEFAULT_OUTPUT)
     return settings
-
-
-class _OneLine(logging.Formatter):
-    """stderr gets one line a message; a traceback goes to the --log-file only."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = logging.makeLogRecord(record.__dict__)
-        line.exc_info = line.exc_text = line.stack_info = None
-        return super().format(line)
-
-
-def _setup_logging(log_file: str | Path | None) -> None:
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    stderr = logging.StreamHandler()
-    stderr.setLevel(logging.WARNING)
-    stderr.setFormatter(_OneLine("crawler: %(levelname)s: %(message)s"))
-    root.addHandler(stderr)
-    if log_file is not None:
-        try:
-            handler = logging.FileHandler(log_file, encoding="utf-8")
-        except OSError as error:
-            raise ConfigError(f"cannot write log file {log_file}: {error.strerror}") from None
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
 
 
 class _Progress:
@@ -313,7 +289,7 @@ def run_crawl(args: argparse.Namespace) -> int:
     if not config.seeds and not (config.resume or config.incremental or config.frontier):
         raise ConfigError("no seed URLs: give at least one URL (or seeds in config.toml)")
     quiet = bool(settings.get("quiet"))
-    _setup_logging(settings.get("log_file"))
+    setup_logging(settings.get("log_file"))
     mode = "resume" if config.resume else "incremental" if config.incremental else "new crawl"
     seeds = " ".join(map(redact_url, config.seeds)) or "(from the saved state)"
     log.info("%s into %s: %s", mode, config.output_dir, seeds)
@@ -365,7 +341,7 @@ def run_demo(args: argparse.Namespace) -> int:
         from crawler import demo  # aiohttp.web: only the demo needs it
 
         return demo.main(["--pages", str(args.pages)])
-    _setup_logging(None)
+    setup_logging(None)
     stats, stopped_by, config = asyncio.run(_demo(args.pages))
     return _finish(stats, stopped_by, config, {})
 

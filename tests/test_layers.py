@@ -30,6 +30,7 @@ RANKS = {
     "procs": 4,
     "api": 5,
     "cli": 6,
+    "logs": 6,
     "__main__": 7,
     "__init__": 7,
 }

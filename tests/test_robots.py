@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from crawler.web.robots import MAX_ROBOTS_BYTES, policy_from
+from crawler.web.sitemaps import MAX_SITEMAP_URLS, parse_sitemap
 
 UA = "crawler/0.1 (test)"
 RULES = b"User-agent: *\nDisallow: /private/\nCrawl-delay: 1.5\nSitemap: http://a.org/s.xml\n"
@@ -49,3 +52,25 @@ def test_garbage_and_huge_bodies() -> None:
     assert policy_from(200, bytes(range(256)) * 100, UA).allows("http://a.org/x")
     late_rule = b"User-agent: *\n" + b"#" * MAX_ROBOTS_BYTES + b"\nDisallow: /\n"
     assert policy_from(200, late_rule, UA).allows("http://a.org/x")
+
+
+def test_a_gzip_bomb_sitemap_is_read_to_its_cap_and_no_further() -> None:
+    entry = b"<url><loc>http://a.test/p</loc></url>"
+    xml = b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'>" + entry * 2_000_000
+    bomb = gzip.compress(xml + b"</urlset>", 9)  # 215 KB that inflate to 74 MB
+
+    sitemap = parse_sitemap(bomb)
+
+    # Read as a stream and stopped at the cap: the rest was never inflated.
+    assert len(sitemap.pages) == MAX_SITEMAP_URLS and sitemap.error is None
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_sitemaps_as_text_and_xml_stream_alike(gzipped: bool) -> None:
+    def body(text: bytes) -> bytes:
+        return gzip.compress(text) if gzipped else text
+
+    assert parse_sitemap(body(b"http://a/1\r\n\nhttp://a/2")).pages == ("http://a/1", "http://a/2")
+    index = b"<sitemapindex><sitemap><loc> http://a/s.xml </loc></sitemap></sitemapindex>"
+    assert parse_sitemap(body(index)).sitemaps == ("http://a/s.xml",)
+    assert parse_sitemap(body(b"<html><p>no</p></html>")).error == "bad-sitemap"

@@ -11,6 +11,7 @@ robots.txt one of them fetched, so it is fetched once.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -145,7 +146,8 @@ class HostKnowledge:
             self._sink.sitemap_done(entry.url)
         if response.status is None or not 200 <= response.status < 300 or not response.body:
             return Outcome(status=response.status)
-        sitemap = parse_sitemap(response.body)
+        # In a thread: a sitemap of the protocol's maximum size takes a while to read.
+        sitemap = await asyncio.to_thread(parse_sitemap, response.body)
         self._tally.sitemaps += 1
         pages = self._gate.follow(sitemap.pages, entry.url)
         self._tally.sitemap_urls += len(pages)

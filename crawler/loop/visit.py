@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from crawler.config import CrawlConfig
-from crawler.extract import Item, Page, load_extractor, run_extractor
+from crawler.extract import Extractor, Item, Page, load_extractor, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
 from crawler.loop.hosts import HostKnowledge
@@ -146,7 +146,17 @@ class Visitor:
             parsed = await self._parser.parse(response)
             links = parsed.follow
             if self._extractor is not None:
-                links, items, error = await self._extract(entry, response, links)
+                assert response.status is not None  # parseable: a 2xx answer
+                seen = Page(
+                    entry.origin or entry.url,
+                    response.url,
+                    response.status,
+                    response.headers,
+                    response.body,
+                    response.charset,
+                    list(links),
+                )
+                links, items, error = await extract(self._extractor, seen, self._gate)
             await self._queue_links(entry, response.url, links)
             if self._sink is not None:
                 await self._sink.save_html(response.url, response.body)
@@ -168,29 +178,6 @@ class Visitor:
                 pack_links(links),
             )
         await self._recorder.emit(record, completion, [Item(record.url, item) for item in items])
-
-    async def _extract(
-        self, entry: Entry, response: Response, links: list[str]
-    ) -> tuple[list[str], list[dict[str, Any]], str | None]:
-        """The extractor's items and the links it chose to follow, or its failure."""
-        assert self._extractor is not None and response.status is not None
-        page = Page(
-            entry.origin or entry.url,
-            response.url,
-            response.status,
-            response.headers,
-            response.body,
-            response.charset,
-            list(links),
-        )
-        try:
-            items = await run_extractor(self._extractor, page)
-        except Exception:  # the user's code: whatever it raises is this page's failure only
-            log.warning("extractor failed on %s", page.url, exc_info=True)
-            return links, [], "extractor-failed"
-        if page.follow != links:
-            links = self._gate.follow(page.follow, response.url)
-        return links, items, None
 
     async def _unchanged(
         self, entry: Entry, response: Response, validators: Validators, elapsed_ms: int
@@ -266,3 +253,20 @@ def _is_parseable(response: Response) -> bool:
     status = response.status
     ok = status is not None and 200 <= status < 300 and response.error is None
     return ok and is_html(response.content_type) and bool(response.body)
+
+
+async def extract(
+    extractor: Extractor, page: Page, gate: LinkGate
+) -> tuple[list[str], list[dict[str, Any]], str | None]:
+    """An extractor's items from a page, and the links it chose to follow (judged by
+    the gate again if it changed them), or its failure: whatever the user's code
+    raises fails this page alone."""
+    links = list(page.follow)
+    try:
+        items = await run_extractor(extractor, page)
+    except Exception:
+        log.warning("extractor failed on %s", page.url, exc_info=True)
+        return links, [], "extractor-failed"
+    if page.follow != links:
+        links = gate.follow(page.follow, page.final_url)
+    return links, items, None

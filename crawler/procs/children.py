@@ -149,10 +149,15 @@ class Children:
         asyncio.get_running_loop().remove_reader(self._processes[index].sentinel)
         self._reaped[index].set()
 
-    def death(self, index: int) -> str:
+    async def death(self, index: int) -> str:
         """Why a child whose channel ended without "exit" is gone."""
         process = self._processes[index]
-        process.join(0)  # its channel ended and its sentinel fired (or 5 s passed): reap it
+        # Its sentinel fires as it exits, a moment before it can be reaped: wait for
+        # that on the loop (a second at most), never in a blocking join.
+        for _ in range(100):
+            if process.exitcode is not None:
+                break
+            await asyncio.sleep(0.01)
         reason = f"process {index} of the front (pid {process.pid}) died with exit code"
         reason += f" {process.exitcode}"
         if not self.heard[index]:

@@ -121,9 +121,8 @@ class ProcessFront:
         self._send_stop()
 
     def _send_stop(self) -> None:
-        """ "stop" to every live child (none yet before they are started: run() sends
-        it then, so a crawl stopped at once ends at once)."""
-        # The URLs known broken: a child's "exit" brings who links to them.
+        """ "stop", with the URLs known broken (whose referrers each child's "exit" brings),
+        to every live child; before they start, run() sends it."""
         broken = self._journal.output.links.broken_urls() if self._journal is not None else []
         for index in self._children.live():
             self._children.channels[index].send(("stop", broken))
@@ -239,9 +238,9 @@ class ProcessFront:
                 if other != index:
                     self._children.send(other, message)
         else:
-            self._lifecycle(index, message)
+            await self._lifecycle(index, message)
 
-    def _lifecycle(self, index: int, message: tuple[Any, ...]) -> None:
+    async def _lifecycle(self, index: int, message: tuple[Any, ...]) -> None:
         """A child's idle report, its exit, its failure, or its end."""
         kind, children = message[0], self._children
         if kind == "idle":
@@ -263,7 +262,7 @@ class ProcessFront:
             self._fail(f"process {index} of the front failed: {message[2]}", message[1])
             children.mark_exited(index)
         elif kind == "gone" and not children.exited[index]:
-            reason = children.death(index)
+            reason = await children.death(index)
             self._fail(f"{reason}; its pages stay queued: --resume continues the crawl")
             children.mark_exited(index)
 

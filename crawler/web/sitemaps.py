@@ -2,13 +2,16 @@
 
 No I/O. The XML parser
 resolves no entities and fetches nothing (no XXE, no billion laughs), and
-sizes are capped: a gzipped sitemap is inflated only up to
-``MAX_SITEMAP_BYTES``, and at most ``MAX_SITEMAP_URLS`` locations are read.
+sizes are capped: a gzipped sitemap is inflated a chunk at a time, only up to
+``MAX_SITEMAP_BYTES``, and parsed as it streams, each element dropped once read;
+at most ``MAX_SITEMAP_URLS`` locations are read, and reading stops there.
 """
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from lxml import etree
@@ -17,6 +20,8 @@ from lxml import etree
 MAX_SITEMAP_BYTES = 50 * 1024 * 1024
 MAX_SITEMAP_URLS = 50_000
 _GZIP_MAGIC = b"\x1f\x8b"
+# Bytes inflated and parsed at a time.
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,53 +33,85 @@ class Sitemap:
     error: str | None = None
 
 
-def _inflate(body: bytes) -> tuple[bytes, str | None]:
+def _chunks(body: bytes) -> Iterator[tuple[bytes, str | None]]:
+    """The sitemap's bytes, inflated if gzipped, a bounded chunk at a time, and at the
+    end the error if any: a gzip bomb is cut at MAX_SITEMAP_BYTES, never inflated whole."""
+    if not body.startswith(_GZIP_MAGIC):
+        yield body[:MAX_SITEMAP_BYTES], "too-large" if len(body) > MAX_SITEMAP_BYTES else None
+        return
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    try:
-        data = inflater.decompress(body, MAX_SITEMAP_BYTES)
-    except zlib.error:
-        return b"", "bad-gzip"
-    if inflater.unconsumed_tail:
-        return data, "too-large"
-    return data, None
+    pending, total = body, 0
+    while pending and total < MAX_SITEMAP_BYTES:
+        try:
+            chunk = inflater.decompress(pending, min(_CHUNK, MAX_SITEMAP_BYTES - total))
+        except zlib.error:
+            yield b"", "bad-gzip"
+            return
+        total += len(chunk)
+        pending = inflater.unconsumed_tail
+        if inflater.eof or not chunk:
+            yield chunk, None
+            return
+        yield chunk, None
+    yield b"", "too-large" if pending else None
 
 
 def _local_name(tag: object) -> str:
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def _parse_xml(data: bytes) -> Sitemap:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError:
-        return Sitemap(error="bad-sitemap")
-    if root is None:
-        return Sitemap(error="bad-sitemap")
-    kind = _local_name(root.tag)
+def _parse_xml(chunks: Iterator[tuple[bytes, str | None]]) -> Sitemap:
+    """Locations read as the XML streams in: each element is dropped once read, and
+    reading stops at MAX_SITEMAP_URLS, so memory stays bounded whatever the size."""
+    parser = etree.XMLPullParser(
+        events=("start", "end"), resolve_entities=False, no_network=True, recover=True
+    )
+    kind, error = None, None
     locations: list[str] = []
-    for element in root.iter():
-        if _local_name(element.tag) == "loc" and element.text and element.text.strip():
-            locations.append(element.text.strip())
-            if len(locations) >= MAX_SITEMAP_URLS:
-                break
+    for chunk, cut in chunks:
+        error = error or cut
+        parser.feed(chunk)
+        for event, element in parser.read_events():
+            if event == "start":
+                kind = kind or _local_name(element.tag)
+                continue
+            if _local_name(element.tag) == "loc" and element.text and element.text.strip():
+                locations.append(element.text.strip())
+            element.clear()
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+        if len(locations) >= MAX_SITEMAP_URLS:
+            break
+    locations = locations[:MAX_SITEMAP_URLS]
     if kind == "sitemapindex":
-        return Sitemap(sitemaps=tuple(locations))
+        return Sitemap(sitemaps=tuple(locations), error=error)
     if kind == "urlset":
-        return Sitemap(pages=tuple(locations))
+        return Sitemap(pages=tuple(locations), error=error)
     return Sitemap(error="bad-sitemap")
+
+
+def _parse_text(chunks: Iterator[tuple[bytes, str | None]]) -> Sitemap:
+    """One URL a line, read as it streams in, up to MAX_SITEMAP_URLS."""
+    pages: list[str] = []
+    carry, error = b"", None
+    for chunk, cut in chunks:
+        error = error or cut
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        pages += [line.decode("utf-8", "replace").strip() for line in lines]
+        if len(pages) >= MAX_SITEMAP_URLS:
+            break
+    pages.append(carry.decode("utf-8", "replace").strip())
+    return Sitemap(pages=tuple(page for page in pages if page)[:MAX_SITEMAP_URLS], error=error)
 
 
 def parse_sitemap(body: bytes) -> Sitemap:
     """The locations in a sitemap body (gzipped or not, XML or one URL a line)."""
-    error = None
-    if body.startswith(_GZIP_MAGIC):
-        body, error = _inflate(body)
-    body = body[:MAX_SITEMAP_BYTES]
-    if body.lstrip()[:1] == b"<":
-        sitemap = _parse_xml(body)
-    else:
-        lines = body.decode("utf-8", errors="replace").splitlines()
-        pages = [line.strip() for line in lines if line.strip()][:MAX_SITEMAP_URLS]
-        sitemap = Sitemap(pages=tuple(pages))
-    return Sitemap(sitemap.pages, sitemap.sitemaps, error or sitemap.error)
+    chunks = _chunks(body)
+    first, error = next(chunks)
+    if error is not None and not first:
+        return Sitemap(error=error)
+    stream = itertools.chain([(first, error)], chunks)
+    if first.lstrip()[:1] == b"<":
+        return _parse_xml(stream)
+    return _parse_text(stream)

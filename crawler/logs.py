@@ -1,0 +1,36 @@
+"""The command line's logging: one line a message on stderr, everything in --log-file.
+
+Only cli.py uses it: the library never configures logging.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from crawler.errors import ConfigError
+
+
+class OneLine(logging.Formatter):
+    """stderr gets one line a message; a traceback goes to the --log-file only."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = logging.makeLogRecord(record.__dict__)
+        line.exc_info = line.exc_text = line.stack_info = None
+        return super().format(line)
+
+
+def setup_logging(log_file: str | Path | None) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    stderr = logging.StreamHandler()
+    stderr.setLevel(logging.WARNING)
+    stderr.setFormatter(OneLine("crawler: %(levelname)s: %(message)s"))
+    root.addHandler(stderr)
+    if log_file is not None:
+        try:
+            handler = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"cannot write log file {log_file}: {error.strerror}") from None
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
