@@ -26,7 +26,7 @@ from typing import Protocol
 
 from crawler.config import CrawlConfig
 from crawler.frontier.memory import MemoryFrontier
-from crawler.frontier.politeness import Politeness
+from crawler.frontier.politeness import Politeness, SharedSlot
 from crawler.frontier.protocol import Frontier
 from crawler.loop.hosts import RobotsStore
 from crawler.loop.recording import Recorder
@@ -56,12 +56,15 @@ class Run(Protocol):
     async def close(self, stats: CrawlStats) -> CrawlStats: ...
 
 
-def politeness_for(config: CrawlConfig) -> Politeness:
+def politeness_for(config: CrawlConfig, shared: SharedSlot | None = None) -> Politeness:
+    """The crawl's per-host slots (``shared``: the one slot of a host whose URLs the
+    front splits between its processes)."""
     return Politeness(
         config.per_host,
         config.delay,
         robots_first=not config.ignore_robots,
         backoff_cap=config.max_retry_after,
+        shared=shared,
     )
 
 

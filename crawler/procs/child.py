@@ -17,10 +17,10 @@ import socket
 import traceback
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
-from crawler.frontier.politeness import Politeness, SharedSlot
+from crawler.frontier.politeness import SharedSlot
 from crawler.loop.engine import Engine
 from crawler.loop.recording import Recorder
-from crawler.loop.runs import Opened
+from crawler.loop.runs import Opened, politeness_for
 from crawler.output.files import Output
 from crawler.output.links import LinkIndex
 from crawler.procs.channel import Channel
@@ -114,13 +114,7 @@ class ChildRun:
 
     async def open(self, tally: Tally) -> Opened:
         config = self.spec.config
-        politeness = Politeness(
-            config.per_host,
-            config.delay,
-            robots_first=not config.ignore_robots,
-            backoff_cap=config.max_retry_after,
-            shared=self._shared_slot,
-        )
+        politeness = politeness_for(config, self._shared_slot)
         budget = SharedBudget(config.max_pages, self._counter)
         frontier = PartitionedFrontier(self.spec, self._outbox, politeness, budget, tally)
         self.frontier = frontier
