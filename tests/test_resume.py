@@ -8,13 +8,14 @@ import hashlib
 import json
 import signal
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from conftest import SiteFactory, html_page, read_jsonl, start_cli, static_site
-from crawler import CrawlConfig, crawl
+from crawler import CrawlConfig, Crawler, PageRecord, crawl
 from crawler.output.state import CrawlState
 from test_cli import assert_one_line_error, run_cli
 
@@ -270,6 +271,27 @@ async def test_a_frontier_larger_than_memory_spills_and_loses_nothing(
     urls = urls_of(tmp_path / "pages.jsonl")
     assert second.finished
     assert len(urls) == len(set(urls)) == PAGES + 2
+
+
+async def test_the_library_spills_too_and_cleans_up(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No output folder: the overflow goes to a temporary file, deleted at the end."""
+    monkeypatch.setattr("crawler.frontier.memory.MEMORY_ENTRIES", 16)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    url, _ = await serve_counting(serve, 1)
+    urls: list[str] = []
+
+    async with Crawler(CrawlConfig(seeds=(url + "/",), per_host=8)) as crawler:
+        async for record in crawler:
+            if isinstance(record, PageRecord):
+                urls.append(record.url)
+                spills = list(tmp_path.glob("crawler-spill-*/spill.sqlite"))
+                assert len(spills) <= 1
+
+    assert crawler.stats().finished
+    assert len(urls) == len(set(urls)) == PAGES + 2
+    assert spills and not spills[0].exists()  # it spilled, and the file is gone
 
 
 @pytest.mark.parametrize("processes", [1, 2])

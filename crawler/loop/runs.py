@@ -31,6 +31,7 @@ from crawler.frontier.protocol import Frontier
 from crawler.loop.hosts import RobotsStore
 from crawler.loop.recording import Recorder
 from crawler.output.journal import Journal, Sink
+from crawler.output.spill import TempSpill
 from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally
 from crawler.web.urls import normalize
@@ -79,6 +80,7 @@ class LocalRun:
     def __init__(self, config: CrawlConfig) -> None:
         self._config = config
         self._journal: Journal | None = None
+        self._temp_spill = TempSpill()
 
     async def open(self, tally: Tally) -> Opened:
         config = self._config
@@ -88,11 +90,10 @@ class LocalRun:
             restored = journal.start()
             config = dataclasses.replace(config, **dataclasses.asdict(restored.settings))
         politeness = politeness_for(config)
+        # No output folder (the library): the overflow goes to a temporary file.
+        spill = journal if journal is not None else self._temp_spill
         frontier = MemoryFrontier(
-            politeness,
-            max_pages=config.max_pages,
-            spill=journal,
-            on_added=journal.added if journal is not None else None,
+            politeness, max_pages=config.max_pages, spill=spill, on_added=spill.added
         )
         opened = Opened(config, frontier, politeness, sink=journal)
         if restored is not None and restored.carries_on():
@@ -107,6 +108,7 @@ class LocalRun:
         pass
 
     async def close(self, stats: CrawlStats) -> CrawlStats:
+        self._temp_spill.close()
         if self._journal is not None:
             self._journal.finish(stats, finished=stats.finished)
         return stats

@@ -127,6 +127,8 @@ class ChildRun:
         self.ready.set()
 
     async def close(self, stats: CrawlStats) -> CrawlStats:
+        if self.frontier is not None:
+            self.frontier.spill.close()
         return stats
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import Lease, PageBudget
+from crawler.output.spill import TempSpill
 from crawler.procs.channel import Channel
 from crawler.procs.wire import CHILD_COUNTS, ChildSpec, owner, pack_entries
 from crawler.records import Entry
@@ -92,8 +93,11 @@ class PartitionedFrontier:
         self._spec = spec
         self._outbox = outbox
         self._tally = tally
+        # The parent journals this process's entries; its overflow waits in a file of
+        # its own, so a process's memory stays bounded as one crawl's does.
+        self.spill = TempSpill()
         self._memory = MemoryFrontier(
-            politeness, budget=budget, on_idle=self._idle, on_added=self._added
+            politeness, budget=budget, spill=self.spill, on_idle=self._idle, on_added=self._added
         )
         self.consumed = 0
         self._taking = False
@@ -201,6 +205,7 @@ class PartitionedFrontier:
         return owned, foreign
 
     def _added(self, entries: list[Entry]) -> None:
+        self.spill.added(entries)
         if self._taking:
             # Routed here by the parent, which journaled them as it routed them.
             self._outbox.send(("taken", len(entries)))
