@@ -17,6 +17,7 @@ from aiohttp import web
 
 from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
+from crawler.net import fetcher
 
 
 def quick(seed: str, out: Path, **settings: object) -> CrawlConfig:
@@ -370,3 +371,33 @@ async def test_a_corrupt_or_unknown_encoding_is_a_record(
     assert records["/corrupt"]["error"] == "bad-encoding"
     assert records["/unknown"]["error"] == "bad-encoding"
     assert records["/raw-deflate"]["title"] == "raw"
+
+
+@pytest.mark.parametrize("ignore_robots", [False, True])
+async def test_a_host_that_refuses_connections_costs_one_request_and_its_retries(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignore_robots: bool
+) -> None:
+    port = closed_port()
+    dead = f"http://127.0.0.2:{port}"
+    site = await serve(static_site({"/": [f"{dead}/p{number}" for number in range(5)]}))
+    requests: list[str] = []
+    real = fetcher.Fetcher.fetch
+
+    async def counted(self: fetcher.Fetcher, url: str, **options: object) -> fetcher.Response:
+        if url.startswith(dead):
+            requests.append(url)
+        return await real(self, url, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetcher.Fetcher, "fetch", counted)
+    config = quick(
+        site.url + "/",
+        tmp_path,
+        allow_domain=("127.0.0.2",),
+        retries=2,
+        ignore_robots=ignore_robots,
+    )
+
+    stats = await crawl(config)
+
+    assert len(requests) == 3  # robots.txt or the first page, and its two retries
+    assert stats.error_counts == {"connection-refused": 5} and stats.finished

@@ -35,6 +35,8 @@ from crawler.web.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 
 # Sitemap indexes may list indexes; this many levels are read, no deeper.
 MAX_SITEMAP_NESTING = 2
+# Failures that say the host itself cannot be reached, not only one URL.
+HOST_DOWN = frozenset({"connection-refused", "dns", "tls", "private-address"})
 # A robots.txt Crawl-delay above this is honoured only up to it.
 MAX_CRAWL_DELAY = 60.0
 
@@ -73,6 +75,10 @@ class HostKnowledge:
         self._robots: dict[str, RobotsPolicy] = {}
         self._robots_failures: dict[str, int] = {}
         self._sitemap_hosts: set[str] = set()
+        # Hosts that have answered once (their slots opened to --per-host), and hosts
+        # that could not be reached at all, with the reason.
+        self._answered: set[str] = set()
+        self._unreachable: dict[str, str] = {}
 
     def needs_robots(self, host: str) -> bool:
         return not self.config.ignore_robots and host not in self._robots
@@ -82,6 +88,23 @@ class HostKnowledge:
 
     def policy(self, host: str) -> RobotsPolicy | None:
         return self._robots.get(host)
+
+    def unreachable(self, host: str) -> str | None:
+        """Why the host could not be reached, if it could not: its other URLs cost no
+        request."""
+        return self._unreachable.get(host)
+
+    def heard(self, host: str, response: Response, *, final: bool) -> None:
+        """What a request to the host got. Until a host first answers, it takes one
+        request at a time (its robots.txt, or with --ignore-robots its first page):
+        a host that refuses connections costs one request and its retries in all."""
+        if response.status is not None:
+            if host not in self._answered:
+                self._answered.add(host)
+                if self.config.ignore_robots:
+                    self._politeness.robots_known(host, 0.0)
+        elif final and response.error in HOST_DOWN:
+            self._unreachable[host] = response.error
 
     async def learn_robots(self, lease: Lease) -> Outcome | None:
         """The host's robots.txt: from the shared crawl if another process fetched it

@@ -60,10 +60,12 @@ class Run(Protocol):
 def politeness_for(config: CrawlConfig, shared: SharedSlot | None = None) -> Politeness:
     """The crawl's per-host slots (``shared``: the one slot of a host whose URLs the
     front splits between its processes)."""
+    # One request at a time to a host until it first answers: its robots.txt, or with
+    # --ignore-robots its first page (HostKnowledge.heard opens the slot then).
     return Politeness(
         config.per_host,
         config.delay,
-        robots_first=not config.ignore_robots,
+        robots_first=True,
         backoff_cap=config.max_retry_after,
         shared=shared,
     )

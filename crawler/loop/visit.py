@@ -27,7 +27,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import Extractor, Item, Page, load_extractor, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
-from crawler.loop.hosts import HostKnowledge
+from crawler.loop.hosts import HOST_DOWN, HostKnowledge
 from crawler.loop.parsing import Parsed, ParseStage
 from crawler.loop.recording import Recorder, build_record, change, conditional, content_hash
 from crawler.net.fetcher import Fetcher, Response
@@ -98,11 +98,16 @@ class Visitor:
             record = build_record(entry, None, error=policy.refuse_all or "robots")
             await self._recorder.emit(record)
             return DONE
+        if (reason := self._hosts.unreachable(lease.host)) is not None:
+            await self._recorder.emit(build_record(entry, None, error=reason))
+            return DONE
         validators = self._validators(entry)
         response = await self._fetcher.fetch(
             entry.url, max_bytes=self.config.max_bytes, headers=conditional(validators)
         )
-        return await self._after_fetch(entry, response, validators)
+        retry = self._retry(entry, response, entry.elapsed_ms + response.elapsed_ms)
+        self._hosts.heard(lease.host, response, final=retry is None)
+        return retry or await self._after_fetch(entry, response, validators)
 
     async def failed(self, lease: Lease) -> None:
         """A visit raised what nothing expected: the traceback logged once, and the
@@ -122,9 +127,6 @@ class Visitor:
         self, entry: Entry, response: Response, validators: Validators | None
     ) -> Outcome:
         elapsed_ms = entry.elapsed_ms + response.elapsed_ms
-        retry = self._retry(entry, response, elapsed_ms)
-        if retry is not None:
-            return retry
         status = response.status
         if status == 304 and validators is not None:
             await self._unchanged(entry, response, validators, elapsed_ms)
@@ -210,7 +212,12 @@ class Visitor:
             # The server asked the whole host to wait (RFC 9110 §10.2.3).
             wait = min(response.retry_after, self.config.max_retry_after)
             return Outcome(again, response.status, retry_after=wait)
-        return Outcome(again, response.status, delay=RETRY_DELAY * 2**entry.attempts)
+        pause = RETRY_DELAY * 2**entry.attempts
+        if response.error in HOST_DOWN:
+            # The host itself is not there: it waits whole, so its other URLs are not
+            # tried meanwhile (a refusing host costs one request and its retries).
+            return Outcome(again, None, retry_after=pause)
+        return Outcome(again, response.status, delay=pause)
 
     async def _redirect(self, entry: Entry, response: Response, elapsed_ms: int) -> None:
         """A hop through the frontier when the gate follows its target; else the record

@@ -67,7 +67,7 @@ class Children:
         self.split = len(hosts) == 1 and not config.allow_domain
         slot = None
         if self.split:
-            limit = first_limit(config.per_host, robots_first=not config.ignore_robots)
+            limit = first_limit(config.per_host, robots_first=True)  # as loop/runs.py
             initial = SharedSlot.initial(limit, config.delay, config.max_retry_after)
             slot = context.Array("d", initial)
         self._shared = (counter, slot)
