@@ -86,12 +86,13 @@ class HostKnowledge:
     def needs_sitemaps(self, host: str) -> bool:
         return not self.config.no_sitemaps and host not in self._sitemap_hosts
 
-    def policy(self, host: str) -> RobotsPolicy | None:
-        return self._robots.get(host)
-
-    def unreachable(self, host: str) -> str | None:
-        """Why the host could not be reached, if it could not: its other URLs cost no
-        request."""
+    def refusal(self, host: str, url: str) -> str | None:
+        """Why ``url`` is not requested, if it is not: its host's robots.txt refuses it
+        (or could not be had), or the host could not be reached at all (its other
+        URLs then cost no request)."""
+        policy = self._robots.get(host)
+        if policy is not None and not policy.allows(url):
+            return policy.refuse_all or "robots"
         return self._unreachable.get(host)
 
     def heard(self, host: str, response: Response, *, final: bool) -> None:

@@ -93,13 +93,8 @@ class Visitor:
             await self._hosts.queue_sitemaps(lease)
         if entry.kind == "sitemap":
             return await self._hosts.read_sitemap(entry)
-        policy = self._hosts.policy(lease.host)
-        if policy is not None and not policy.allows(entry.url):
-            record = build_record(entry, None, error=policy.refuse_all or "robots")
-            await self._recorder.emit(record)
-            return DONE
-        if (reason := self._hosts.unreachable(lease.host)) is not None:
-            await self._recorder.emit(build_record(entry, None, error=reason))
+        if (refused := self._hosts.refusal(lease.host, entry.url)) is not None:
+            await self._recorder.emit(build_record(entry, None, error=refused))
             return DONE
         validators = self._validators(entry)
         response = await self._fetcher.fetch(
