@@ -83,17 +83,19 @@ class LinkGate:
 
     def judge(self, link: str, base: str) -> tuple[str | None, str]:
         """One URL (a redirect's target): its normalised form, if any, and the verdict,
-        counted unless followed."""
-        result = self.sort((link,), base)
-        self.count(result)
+        counted unless followed (the same rules as ``sort``, the URL normalised once)."""
         url = normalize(link, base, sort_query=self._sort_query)
-        if result.followed:
-            return url, FOLLOWED
-        if result.offsite:
+        tally = self._tally
+        if url is None or is_trap(url):
+            tally.dropped_links += 1
+            return url, DROPPED
+        if not self.scope.allows(host_of(url)):
+            tally.offsite_links += 1
             return url, OFFSITE
-        if result.excluded:
+        if self._rules.active and not self._rules.admits(url):
+            tally.excluded_links += 1
             return url, EXCLUDED
-        return url, DROPPED
+        return url, FOLLOWED
 
     def admits(self, entry: Entry) -> bool:
         """Whether a leased entry may be fetched: its host in scope, and for a link (not
