@@ -84,6 +84,16 @@ class Tally:
         if record.change is not None:
             setattr(self, record.change, getattr(self, record.change) + 1)
 
+    @classmethod
+    def of(cls, record: PageRecord, items: int) -> dict[str, Any]:
+        """What one record and its items add to the counters (``counters()`` form)."""
+        part = cls()
+        part.add(record)
+        part.items = items
+        counters = part.counters()
+        del counters["duration_s"]
+        return counters
+
     def duration(self) -> float:
         return self._earlier_duration + time.monotonic() - self._started
 

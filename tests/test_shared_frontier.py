@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import RedisServer, SiteFactory, read_jsonl, static_site
+from conftest import RedisServer, SiteFactory, html_page, read_jsonl, static_site
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
+from crawler.frontier import shared
 from crawler.frontier.politeness import BACKOFF_FLOOR, THROTTLE_STATUSES
 from crawler.frontier.protocol import Lease
 from crawler.frontier.redis_codec import ENTRY_FORMAT, PREFIX, decode, encode
@@ -449,6 +451,52 @@ async def test_two_engines_share_a_crawl_and_robots_txt(
     pages = [path for path in site.requests if path != "/sitemap.xml"]
     assert len(pages) == len(set(pages))  # each page and robots.txt requested once in all
     assert site.count("/robots.txt") == 1
+
+
+async def test_a_visit_whose_lease_expired_leaves_no_record_and_no_count(
+    serve: SiteFactory,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A member that stalls past its lease: the URL goes to another visit, and the
+    late one's ack (stale) neither counts the page again nor writes its record."""
+    monkeypatch.setattr(shared, "LEASE_SECONDS", 0.3)
+    monkeypatch.setattr(shared, "HEARTBEAT_SECONDS", 60.0)  # no heartbeat: leases expire
+    monkeypatch.setattr(shared, "RECLAIM_SECONDS", 0.1)
+    routes = static_site({"/": ["/slow", "/a", "/b"], "/a": [], "/b": []})
+    visits = 0
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        nonlocal visits
+        visits += 1
+        if visits == 1:  # the first visit outlives its lease
+            await asyncio.sleep(1.0)
+        return html_page("slow")
+
+    site = await serve({**routes, "/slow": slow})
+    seeds = (site.url + "/",)
+    engines = [
+        Engine(
+            CrawlConfig(
+                seeds=seeds,
+                output_dir=tmp_path / name,
+                frontier=redis_server.url,
+                ignore_robots=True,
+                no_sitemaps=True,
+            )
+        )
+        for name in ("a", "b")
+    ]
+    first, second = await asyncio.gather(*(engine.run() for engine in engines))
+    assert site.count("/slow") >= 2
+    urls = [r["url"] for name in "ab" for r in read_jsonl(tmp_path / name / "pages.jsonl")]
+    assert sorted(urls) == sorted(site.url + path for path in ("/", "/slow", "/a", "/b"))
+    assert first.pages == second.pages == 4 and first.ok == 4
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    counts = await redis.hgetall(PREFIX + "f")
+    await redis.aclose()
+    assert int(counts["stale_acks"]) >= 1
 
 
 async def test_a_dead_letter_gets_a_record(

@@ -7,6 +7,13 @@ lease asks for it, LEASE. So a page's links are queued before it leaves the
 lease set, and a member's own acks free its hosts' slots before it leases.
 ENQUEUE refused by a Redis at maxmemory is back-pressure: its links are
 counted as refused and said once in the log, and the crawl goes on.
+
+Each ack carries its record's counters, which ACK adds only if the ack
+holds; it answers with the tickets that were stale (their leases had
+expired and were taken back, so another visit stands for them), and
+once the round trip is back, only the records whose acks held are
+counted in the member's tally (their counters marked as already in Redis)
+and written (``after_ack``).
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ class _Batch:
     def __init__(self) -> None:
         # Per add(): its ENQUEUE arguments (URLs encoded once), how many, its answer.
         self.adds: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
-        self.acks: list[tuple[Any, ...]] = []
+        # Per ack(): ACK's values for it, and its record's counters (flat).
+        self.acks: list[tuple[tuple[Any, ...], dict[str, int]]] = []
 
 
 class GroupCommit:
@@ -50,6 +58,9 @@ class GroupCommit:
         # The ARGV every script starts with (settled when the crawl is joined).
         self._common = common
         self._on_failure = on_failure
+        # What waits for a ticket's ack to hold: its record's counters (flat), which
+        # go with the ACK, and what counts and writes the record in this member.
+        self._waiting: dict[int, tuple[dict[str, int], list[Callable[[], None]]]] = {}
         self.host_cap = 0
         self.backoff_cap_ms = 60_000
         self._batch = _Batch()
@@ -67,8 +78,19 @@ class GroupCommit:
         self._start()
         return await future
 
+    def after_ack(self, ticket: int, counts: dict[str, int], then: Callable[[], None]) -> None:
+        """A record of the lease ``ticket``: ``counts`` go with its ACK, added only if
+        the ACK holds, and then ``then`` is called; neither if it is stale."""
+        flat, waiting = self._waiting.setdefault(ticket, ({}, []))
+        for name, value in counts.items():
+            if value:
+                flat[name] = flat.get(name, 0) + value
+        waiting.append(then)
+
     def ack(self, values: tuple[Any, ...]) -> None:
-        self._batch.acks.append(values)
+        """ACK one lease (``values`` from redis_codec.ack_args, its ticket first)."""
+        counts, _ = self._waiting.get(int(values[0]), ({}, []))
+        self._batch.acks.append((values, counts))
         self._start()
 
     def _start(self) -> None:
@@ -85,11 +107,14 @@ class GroupCommit:
                 return
 
     async def all(self) -> None:
-        """Wait for the round trip out, then send what is left."""
+        """Wait for the round trip out, then send what is left, until nothing is:
+        acks that hold count their records, whose counters go in one more."""
         if self._settling is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._settling
         await self.now()
+        while self._batch.adds or self._batch.acks or self._counter_deltas():
+            await self.now()
 
     def cancel(self) -> None:
         if self._settling is not None and not self._settling.done():
@@ -104,7 +129,9 @@ class GroupCommit:
         calls = [("enqueue", [*common, self.host_cap, *args]) for args, _, _ in batch.adds]
         if batch.acks or deltas:
             args = [*common, self.backoff_cap_ms, len(batch.acks)]
-            args += [value for ack in batch.acks for value in ack]
+            for values, counts in batch.acks:
+                args += [*values, len(counts)]
+                args += [value for pair in counts.items() for value in pair]
             args += [value for pair in deltas.items() for value in pair]
             calls.append(("ack", args))
         if then is not None:
@@ -118,20 +145,36 @@ class GroupCommit:
                 if not future.done():
                     future.set_exception(error)
             raise
-        if batch.acks or deltas:
-            self._commit_deltas(deltas, results[len(batch.adds)])
         for (_, count, future), result in zip(batch.adds, results, strict=False):
             if isinstance(result, redis_errors.ResponseError):
                 self._refused(count, result)
                 result = [0] * count
             if not future.done():
                 future.set_result([int(value) for value in result])
+        if batch.acks or deltas:
+            stale = self._commit_deltas(deltas, results[len(batch.adds)])
+            self._acked([int(values[0]) for values, _ in batch.acks], stale)
         self.settled.set()
         if then is None:
             return None
         if isinstance(results[-1], Exception):
             raise results[-1]
         return results[-1]
+
+    def _acked(self, tickets: list[int], stale: set[int]) -> None:
+        """The acks are back: a record whose ack held is counted (its counters are
+        in Redis already) and written; one whose ack was stale is dropped."""
+        for ticket in tickets:
+            counts, waiting = self._waiting.pop(ticket, ({}, []))
+            if ticket not in stale:
+                self._commit_deltas(counts, [])
+                for then in waiting:
+                    then()
+            elif waiting:
+                log.warning(
+                    "a lease expired before its ack (this member stalled): "
+                    "its record is dropped, another visit of the URL stands"
+                )
 
     def _refused(self, count: int, error: Exception) -> None:
         """ENQUEUE refused (Redis at maxmemory): back-pressure, counted and said, never silent."""
@@ -150,8 +193,10 @@ class GroupCommit:
             if value != self._pushed.get(name, 0)
         }
 
-    def _commit_deltas(self, deltas: dict[str, int], result: object) -> None:
+    def _commit_deltas(self, deltas: dict[str, int], result: Any) -> set[int]:
+        """The counters' deltas are in Redis; returns ACK's stale tickets."""
         if isinstance(result, Exception):
             raise result
         for name, delta in deltas.items():
             self._pushed[name] = self._pushed.get(name, 0) + delta
+        return {int(ticket) for ticket in result}

@@ -189,21 +189,28 @@ return result
 """
 )
 
-# ARGV: common (5), back-off cap ms, k, then (ticket, status, retry-after ms,
-# continuation, delay ms) per ack, then (field, delta) pairs for the stats hash.
+# ARGV: common (5), back-off cap ms, k, then per ack (ticket, status, retry-after
+# ms, continuation, delay ms, m, then m (field, delta) pairs: its record's
+# counters, added only if the ack holds), then (field, delta) pairs for the
+# stats hash. Returns the stale tickets (their leases had expired and were
+# taken back: another visit stands for them).
 _ACK = (
     "#!lua flags=allow-oom\n"
     + _COMMON
     + """
 local cap_ms = tonumber(ARGV[6])
 local k = tonumber(ARGV[7])
-local acked, stale = 0, 0
-local last = 7 + 5 * k
-for i = 8, last, 5 do
+local acked, stale = 0, {}
+local i = 8
+for _ = 1, k do
   local id = ARGV[i]
+  local m = tonumber(ARGV[i + 5])
   if redis.call('ZREM', P .. 'leases', id) == 0 then
-    stale = stale + 1
+    stale[#stale + 1] = id
   else
+    for j = i + 6, i + 4 + 2 * m, 2 do
+      redis.call('HINCRBY', P .. 'stats', ARGV[j], ARGV[j + 1])
+    end
     local data = redis.call('HGET', P .. 'lease:data', id)
     redis.call('HDEL', P .. 'lease:data', id)
     local h = string.sub(data, 1, string.find(data, '\\n', 1, true) - 1)
@@ -238,11 +245,12 @@ for i = 8, last, 5 do
     schedule(h)
     acked = acked + 1
   end
+  i = i + 6 + 2 * m
 end
 redis.call('HINCRBY', F, 'acked', acked)
-redis.call('HINCRBY', F, 'stale_acks', stale)
-for i = last + 1, #ARGV, 2 do
-  redis.call('HINCRBY', P .. 'stats', ARGV[i], ARGV[i + 1])
+redis.call('HINCRBY', F, 'stale_acks', #stale)
+for j = i, #ARGV, 2 do
+  redis.call('HINCRBY', P .. 'stats', ARGV[j], ARGV[j + 1])
 end
 return stale
 """.replace("BACKOFF_FLOOR", str(BACKOFF_FLOOR_MS)).replace("THROTTLED", _THROTTLED)

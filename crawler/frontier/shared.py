@@ -60,7 +60,9 @@ Invariants (over those of protocol.py):
    a new page; its score is when it may start the next request.
 3. The crawl is finished when nothing is leased and nothing leasable is
    pending; LEASE sets ``meta.status`` to finished then, atomically.
-4. An ack whose lease was reclaimed (it expired) changes nothing but a counter.
+4. An ack whose lease was reclaimed (it expired) changes nothing but the
+   ``stale_acks`` counter: the visit's record waits for its ack to hold
+   (``after_ack``), so a stale one writes no record and counts no page.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ from crawler.frontier.redis_codec import (
     ack_args,
     decode,
     enqueue_args,
+    flat_counters,
     stable_fingerprint,
 )
 from crawler.frontier.redis_commit import GroupCommit
@@ -86,7 +89,6 @@ from crawler.frontier.redis_crawl import (
     SharedRobots,
     common_args,
     join,
-    read_counters,
     read_frontier_counts,
     read_stats,
 )
@@ -117,14 +119,14 @@ class SharedFrontier:
         url: str,
         tally: Tally,
         *,
-        lease_seconds: float = LEASE_SECONDS,
+        lease_seconds: float | None = None,
         outage_seconds: float = OUTAGE_SECONDS,
         host_cap: int = HOST_CAP,
     ) -> None:
         self._link = RedisLink(url, outage_seconds)
         self.url = self._link.url
         self._tally = tally
-        self._lease_ms = int(lease_seconds * 1000)
+        self._lease_ms = int((lease_seconds or LEASE_SECONDS) * 1000)
         self._common: list[Any] = []
         self._commit = GroupCommit(self._link, tally, lambda: self._common, self._fail)
         self._commit.host_cap = host_cap
@@ -133,6 +135,8 @@ class SharedFrontier:
         self._seen = SeenSet()
         self._held: dict[int, Lease] = {}
         self._given_up: deque[Lease] = deque()
+        # Held while RECLAIM's answer (entries given up, not yet leased) is out.
+        self._reclaiming = asyncio.Lock()
         self._pending = 0
         self._closed = False
         self._failure: Exception | None = None
@@ -161,8 +165,7 @@ class SharedFrontier:
         return joined.config
 
     async def aclose(self, *, settle: bool = True) -> None:
-        """Send what is waiting (acks, counters) unless told not to, stop the chores,
-        close the connection."""
+        """Send what waits (acks, counters) unless told not to; stop; disconnect."""
         self._closed = True
         for chore in self._chores:
             chore.cancel()
@@ -220,14 +223,13 @@ class SharedFrontier:
             # This member's own acks go first, so its hosts' slots are free in Redis.
             result = await self._commit.now(("lease", [*self._common, limit, self._lease_ms]))
             now, done, due, self._pending = (int(value) for value in result[:4])
-            leases = []
-            for ticket, host, item in zip(result[5::3], result[6::3], result[7::3], strict=True):
-                lease = Lease(decode(item), host, int(ticket))
-                self._held[lease.ticket] = lease
-                leases.append(lease)
-            if leases:
+            if leases := _leases(result[5:]):
+                self._held.update((lease.ticket, lease) for lease in leases)
                 return leases
             if done:
+                async with self._reclaiming:  # a reclaim's given-up entries come first
+                    if self._given_up:
+                        continue
                 self._done = True
                 return []
             wait = POLL_SECONDS if due < 0 else min(max(due - now, 1) / 1000, POLL_SECONDS)
@@ -255,12 +257,15 @@ class SharedFrontier:
             self._held.pop(lease.ticket, None)
             self._commit.ack(ack_args(lease.ticket, status, retry_after, entry, delay))
 
-    # The whole crawl's counters.
+    def after_ack(self, lease: Lease, counts: dict[str, Any], then: Callable[[], None]) -> None:
+        """A record of ``lease``'s visit: its counters go with the ack, and ``then`` is
+        called once it holds; neither if it is stale (see redis_commit.py)."""
+        if not lease.ticket or lease.given_up:  # not in Redis's lease set
+            then()
+        else:
+            self._commit.after_ack(lease.ticket, flat_counters(counts), then)
 
-    async def counters(self) -> dict[str, Any]:
-        """The whole crawl's counters (Tally.counters() form) and its duration so far."""
-        await self._commit.all()
-        return await read_counters(self._link)
+    # The whole crawl's counters.
 
     async def frontier_counts(self) -> dict[str, int]:
         return await read_frontier_counts(self._link)
@@ -292,12 +297,19 @@ class SharedFrontier:
     async def reclaim(self) -> None:
         """Take back expired leases (their holders died); past MAX_ATTEMPTS, give them up:
         each is leased once more, marked given up, so that its record says so."""
-        dead = await self._link.eval("reclaim", [*self._common, 1000, MAX_ATTEMPTS])
-        for host, item in zip(dead[::2], dead[1::2], strict=True):
-            entry = decode(item)
-            log.warning(
-                "%s (%s): its lease expired %d times: given up", entry.url, host, MAX_ATTEMPTS
-            )
-            self._given_up.append(Lease(entry, host, given_up=True))
+        async with self._reclaiming:
+            dead = await self._link.eval("reclaim", [*self._common, 1000, MAX_ATTEMPTS])
+            for host, item in zip(dead[::2], dead[1::2], strict=True):
+                entry = decode(item)
+                log.warning(
+                    "%s (%s): its lease expired %d times: given up", entry.url, host, MAX_ATTEMPTS
+                )
+                self._given_up.append(Lease(entry, host, given_up=True))
         if dead:
             self._commit.settled.set()
+
+
+def _leases(values: list[Any]) -> list[Lease]:
+    """LEASE's (ticket, host, item) triples as leases."""
+    triples = zip(values[::3], values[1::3], values[2::3], strict=True)
+    return [Lease(decode(item), host, int(ticket)) for ticket, host, item in triples]

@@ -36,7 +36,7 @@ from crawler.frontier.protocol import DONE, Lease, Outcome
 from crawler.loop.gate import LinkGate
 from crawler.loop.hosts import HostKnowledge
 from crawler.loop.parsing import ParseStage
-from crawler.loop.recording import Recorder, RecordSink
+from crawler.loop.recording import CURRENT_LEASE, Recorder, RecordSink
 from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
 from crawler.net.addresses import AddressPolicy
@@ -136,7 +136,7 @@ class Engine:
     def _visitor(self, opened: Opened, fetcher: Fetcher) -> Visitor:
         config, frontier = opened.config, opened.frontier
         gate = LinkGate(config, self.tally)
-        recorder = Recorder(self.tally, opened.sink, self._on_record)
+        recorder = Recorder(self.tally, opened.sink, self._on_record, opened.after_ack)
         hosts = HostKnowledge(
             config,
             fetcher=fetcher,
@@ -205,6 +205,7 @@ class Engine:
         assert self._opened is not None
         frontier = self._opened.frontier
         outcome = DONE
+        CURRENT_LEASE.set(lease)
         try:
             outcome = await visitor.visit(lease)
         except asyncio.CancelledError:

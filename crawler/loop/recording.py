@@ -2,7 +2,9 @@
 
 Every record of a crawl leaves through ``Recorder.emit``: it is counted,
 handed to the sink (the journal, the front's parent, a shared crawl's
-folder) with its Completion, and then to the library's iterator. Building a
+folder) with its Completion, and then to the library's iterator. In a
+shared crawl the counting and the sink wait until the lease's ack holds
+(``AfterAck``): a visit whose lease expired meanwhile leaves no record. Building a
 record is pure (``build_record``); so are the helpers of --incremental:
 conditional request headers, the content hash and the change since the
 last crawl.
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from crawler.extract import Item
+from crawler.frontier.protocol import Lease
 from crawler.net.fetcher import Response
 from crawler.output.journal import Sink
 from crawler.records import Completion, Entry, PageRecord, Validators
@@ -23,16 +28,28 @@ from crawler.stats import Tally
 from crawler.web.parser import ParsedPage
 
 RecordSink = Callable[[PageRecord | Item], Awaitable[None]]
+# after_ack(lease, counters, then): the record's counters go with the lease's ack,
+# and ``then`` is called once it holds (a shared frontier's; see shared.py).
+AfterAck = Callable[[Lease, dict[str, Any], Callable[[], None]], None]
 REMOVED_STATUSES = frozenset({404, 410})
+# The lease a worker is visiting (set by the engine for each one).
+CURRENT_LEASE: ContextVar[Lease | None] = ContextVar("current_lease", default=None)
 
 
 class Recorder:
     """The records of one crawl: counted, journaled, then given to the library."""
 
-    def __init__(self, tally: Tally, sink: Sink | None, on_record: RecordSink | None) -> None:
+    def __init__(
+        self,
+        tally: Tally,
+        sink: Sink | None,
+        on_record: RecordSink | None,
+        after_ack: AfterAck | None = None,
+    ) -> None:
         self._tally = tally
         self._sink = sink
         self._on_record = on_record
+        self._after_ack = after_ack
 
     async def emit(
         self,
@@ -41,14 +58,23 @@ class Recorder:
         items: Iterable[Item] = (),
     ) -> None:
         """The record (and its page's items) to the sink and the library's iterator."""
-        self._tally.add(record)
-        if self._sink is not None:
-            self._sink.record(record, completion or Completion(record.url, record))
-        for item in items:
-            self._tally.items += 1
-            if self._on_record is not None:
-                await self._on_record(item)
+        items = list(items)
+        done = completion or Completion(record.url, record)
+
+        def keep() -> None:
+            self._tally.add(record)
+            self._tally.items += len(items)
+            if self._sink is not None:
+                self._sink.record(record, done)
+
+        lease = CURRENT_LEASE.get()
+        if self._after_ack is None or lease is None:
+            keep()
+        else:
+            self._after_ack(lease, Tally.of(record, len(items)), keep)
         if self._on_record is not None:
+            for item in items:
+                await self._on_record(item)
             await self._on_record(record)
 
     def retried(self) -> None:

@@ -29,7 +29,7 @@ from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.politeness import Politeness, SharedSlot
 from crawler.frontier.protocol import Frontier
 from crawler.loop.hosts import RobotsStore
-from crawler.loop.recording import Recorder
+from crawler.loop.recording import AfterAck, Recorder
 from crawler.output.journal import Journal, Sink
 from crawler.output.spill import TempSpill
 from crawler.records import CrawlStats, Entry
@@ -47,6 +47,8 @@ class Opened:
     sink: Sink | None = None
     robots_store: RobotsStore | None = None
     seeds: list[Entry] = dataclasses.field(default_factory=list)
+    # Records wait for their lease's ack to hold (a shared frontier's stale acks).
+    after_ack: AfterAck | None = None
 
 
 class Run(Protocol):

@@ -45,6 +45,7 @@ class SharedRun:
             politeness_for(config),
             sink=self._journal,
             robots_store=frontier.robots,
+            after_ack=frontier.after_ack,
         )
 
     def started(self, recorder: Recorder) -> None:

@@ -1,8 +1,7 @@
 """The output folder of one member of a shared crawl (``--frontier``).
 
 Its frontier and the crawl's counters live in Redis, so there is no
-state.sqlite here: records are appended as they come, before their leases
-are acked.
+state.sqlite here: records are appended as their leases' acks hold.
 """
 
 from __future__ import annotations
@@ -23,8 +22,10 @@ class SharedJournal:
     """The output folder of one member of a shared crawl (``--frontier``): the Sink.
 
     The frontier and the crawl's counters live in Redis, so there is no
-    state.sqlite: each record is appended to pages.jsonl (and flushed) as it
-    is emitted, before its lease is acked, so an acked page is on disk.
+    state.sqlite: each record is appended to pages.jsonl (and flushed) as soon
+    as its lease's ack holds in Redis, so a visit whose lease had expired (its
+    URL went to another visit) writes nothing. A member killed in the moment
+    between an ack and its write loses that record only (its page is acked).
     ``frontier.json`` names the crawl the folder holds: the same crawl again
     (a member restarted, --resume) appends; another one starts the files over.
     """
