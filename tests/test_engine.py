@@ -141,6 +141,20 @@ async def test_robots_txt_is_obeyed(serve: SiteFactory, tmp_path: Path) -> None:
     assert records["/open"]["status"] == 200
 
 
+async def test_a_host_whose_robots_txt_fails_is_not_asked_for_its_sitemaps(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    async def robots(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=500)
+
+    site = await serve({**static_site({"/": [], "/sitemap.xml": []}), "/robots.txt": robots})
+
+    stats = await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, retries=0))
+
+    assert stats.error_counts == {"robots-unavailable": 1}
+    assert site.requests == ["/robots.txt"]  # RFC 9309: disallow all, sitemaps included
+
+
 async def test_retries_honour_retry_after(serve: SiteFactory, tmp_path: Path) -> None:
     answers = iter([503, 503, 200])
 

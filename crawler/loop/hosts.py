@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
 from crawler.frontier.politeness import Politeness
-from crawler.frontier.protocol import Frontier, Lease, Outcome
+from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
 from crawler.loop.gate import LinkGate
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
@@ -95,6 +95,12 @@ class HostKnowledge:
             return policy.refuse_all or "robots"
         return self._unreachable.get(host)
 
+    def _closed(self, host: str) -> bool:
+        """Nothing of the host is requested: its robots.txt could not be had (RFC 9309:
+        disallow all), or it could not be reached. Not even its sitemaps."""
+        policy = self._robots.get(host)
+        return (policy is not None and policy.refuse_all is not None) or host in self._unreachable
+
     def heard(self, host: str, response: Response, *, final: bool) -> None:
         """What a request to the host got. Until a host first answers, it takes one
         request at a time (its robots.txt, or with --ignore-robots its first page):
@@ -157,14 +163,21 @@ class HostKnowledge:
     async def queue_sitemaps(self, lease: Lease) -> None:
         """The host's sitemaps: its robots.txt Sitemap: lines and /sitemap.xml."""
         self._sitemap_hosts.add(lease.host)
+        if self._closed(lease.host):
+            return
         origin = f"{urlsplit(lease.entry.url).scheme}://{lease.host}"
         policy = self._robots.get(lease.host)
         listed = policy.sitemaps() if policy is not None else ()
         urls = (self._gate.sitemap(url, origin) for url in (*listed, "/sitemap.xml"))
         await self._frontier.add([Entry(url, 0, kind="sitemap") for url in urls if url is not None])
 
-    async def read_sitemap(self, entry: Entry) -> Outcome:
+    async def read_sitemap(self, lease: Lease) -> Outcome:
         """Queue a sitemap's pages as seeds (depth 0) and an index's sitemaps to read next."""
+        entry = lease.entry
+        if self._closed(lease.host):
+            if self._sink is not None:
+                self._sink.sitemap_done(entry.url)
+            return DONE
         response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
         if self._sink is not None:
             self._sink.sitemap_done(entry.url)

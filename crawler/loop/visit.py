@@ -92,7 +92,7 @@ class Visitor:
         if self._hosts.needs_sitemaps(lease.host):
             await self._hosts.queue_sitemaps(lease)
         if entry.kind == "sitemap":
-            return await self._hosts.read_sitemap(entry)
+            return await self._hosts.read_sitemap(lease)
         if (refused := self._hosts.refusal(lease.host, entry.url)) is not None:
             await self._recorder.emit(build_record(entry, None, error=refused))
             return DONE
