@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from crawler.config import CrawlConfig
 from crawler.extract import Item
+from crawler.output.passes import settle_update
 from crawler.procs.parent import ProcessFront
 from crawler.records import CrawlStats, PageRecord
 
@@ -103,6 +104,7 @@ class Crawler:
 def _runner(config: CrawlConfig, on_record: RecordSink | None) -> Engine | ProcessFront:
     """One engine, or the multiprocessing front for --processes N (whose parent
     does without the engine and aiohttp: its start-up delays every child's)."""
+    config = settle_update(config)
     if config.processes > 1:
         return ProcessFront(config, on_record)
     from crawler.loop.engine import Engine

@@ -8,7 +8,10 @@ A bad value raises ConfigError with a message a person can act on.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,14 @@ class CrawlConfig:
     ignore_nofollow: bool = False
     no_sitemaps: bool = False
     user_agent: str = DEFAULT_USER_AGENT
+    # Sent to the seeds' hosts only: extra headers ("Name: value") and HTTP Basic
+    # credentials ("user:password"; a seed's own user:password@ wins for its host).
+    header: tuple[str, ...] = ()
+    auth: str | None = None
+    # A cookies.txt (Netscape format) whose cookies go to their own domains.
+    cookies: Path | None = None
+    # An HTTP proxy for every request; None: HTTP_PROXY, HTTPS_PROXY, NO_PROXY.
+    proxy: str | None = None
     retries: int = 2
     max_retry_after: float = 60.0
     timeout: float = 30.0
@@ -55,6 +66,9 @@ class CrawlConfig:
     keep_query_order: bool = False
     resume: bool = False
     incremental: bool = False
+    # The nightly job: a new crawl, --resume or --incremental, whichever the
+    # output folder needs (none there, an unfinished one, a finished one).
+    update: bool = False
     # Link rules: globs on the whole URL, or regular expressions as "re:...".
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
@@ -68,28 +82,80 @@ class CrawlConfig:
     frontier: str | None = None
 
     def __post_init__(self) -> None:
+        _coerce(self)
         _check_types(self)
         _check_ranges(self)
         for seed in self.seeds:
-            if normalize(seed) is None:
-                raise ConfigError(f"not an http(s) URL: {seed!r}")
+            _check_seed(seed)
         for domain in self.allow_domain:
             if domain_key(domain) is None:
-                raise ConfigError(f"not a domain name: {domain!r} (allow_domain)")
+                raise ConfigError(
+                    f"allow_domain: not a domain name: {domain!r}", setting="allow_domain"
+                )
         LinkRules(self.allow, self.deny, None)  # a bad pattern is a ConfigError now
-        if self.resume and self.incremental:
-            raise ConfigError("--resume and --incremental do not go together")
+        if sum((self.resume, self.incremental, self.update)) > 1:
+            raise ConfigError("--resume, --incremental and --update do not go together")
+        _check_requests(self)
         if self.frontier is not None:
             _check_frontier(self)
         if self.format not in FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+            raise ConfigError(
+                f"format must be one of {', '.join(FORMATS)}, not {self.format!r}", setting="format"
+            )
+
+
+_LISTS = ("seeds", "allow_domain", "allow", "deny", "header")
+_PATHS = ("output_dir", "warc", "cookies")
+# Headers the crawler sets itself (or that would break its requests).
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+def _check_requests(config: CrawlConfig) -> None:
+    for header in config.header:
+        name, colon, _ = header.partition(":")
+        if not colon or not name.strip() or any(c in name for c in " \t\r\n"):
+            raise ConfigError(f"header wants 'Name: value', not {header!r}", setting="header")
+        if name.strip().lower() in _OWN_HEADERS or "\n" in header or "\r" in header:
+            raise ConfigError(f"header {name.strip()!r} cannot be set", setting="header")
+    if config.auth is not None and ":" not in config.auth:
+        raise ConfigError("auth wants USER:PASSWORD", setting="auth")
+    if config.proxy is not None and not config.proxy.startswith("http://"):
+        raise ConfigError(f"proxy must be an http:// URL, not {config.proxy!r}", setting="proxy")
+
+
+def _coerce(config: CrawlConfig) -> None:
+    """Any sequence for a list, any str or path-like for a path (the library's
+    callers pass lists and strings); kept as tuples and Paths."""
+    for name in _LISTS:
+        value = getattr(config, name)
+        if isinstance(value, (str, bytes)):
+            raise ConfigError(f"{name} must be a list of strings, not {value!r}", setting=name)
+        if isinstance(value, Iterable) and not isinstance(value, tuple):
+            object.__setattr__(config, name, tuple(value))
+    for name in _PATHS:
+        value = getattr(config, name)
+        if isinstance(value, (str, os.PathLike)) and not isinstance(value, Path):
+            object.__setattr__(config, name, Path(value))
+
+
+def _check_seed(seed: str) -> None:
+    if normalize(seed) is not None:
+        return
+    guess = "http://" + seed
+    if "://" not in seed and normalize(guess) is not None and "." in seed.split("/")[0]:
+        raise ConfigError(f"not an http(s) URL: {seed!r} (did you mean {guess}?)", "seeds")
+    raise ConfigError(f"not an http(s) URL: {seed!r}", setting="seeds")
 
 
 def _check_frontier(config: CrawlConfig) -> None:
     if not config.frontier or not config.frontier.startswith(FRONTIER_SCHEMES):
-        raise ConfigError(f"frontier must be a redis:// URL, not {config.frontier!r}")
-    if config.incremental:
-        raise ConfigError("--incremental needs a crawl's own state; it does not go with --frontier")
+        raise ConfigError(
+            f"frontier must be a redis:// URL, not {config.frontier!r}", setting="frontier"
+        )
+    if config.incremental or config.update:
+        raise ConfigError(
+            "--incremental and --update need a crawl's own state; not with --frontier"
+        )
     if config.processes > 1:
         raise ConfigError(
             "--processes with --frontier: start one member per process instead "
@@ -113,11 +179,11 @@ def _check_ranges(config: CrawlConfig) -> None:
     for name in _POSITIVE:
         value = getattr(config, name)
         if value is not None and value <= 0:
-            raise ConfigError(f"{name} must be greater than 0, not {value}")
+            raise ConfigError(f"{name} must be greater than 0, not {value}", setting=name)
     for name in _NON_NEGATIVE:
         value = getattr(config, name)
         if value is not None and value < 0:
-            raise ConfigError(f"{name} must not be negative, not {value}")
+            raise ConfigError(f"{name} must not be negative, not {value}", setting=name)
 
 
 _KINDS: dict[str, tuple[str, tuple[type, ...]]] = {
@@ -139,11 +205,15 @@ def _check_types(config: CrawlConfig) -> None:
             continue
         expected, types = kind
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise ConfigError(f"{item.name} must be a {expected}, not {value!r}")
-    for name in ("seeds", "allow_domain", "allow", "deny"):
+            raise ConfigError(f"{item.name} must be a {expected}, not {value!r}", setting=item.name)
+    for name in _LISTS:
         value = getattr(config, name)
         if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name} must be a list of strings, not {value!r}")
+            raise ConfigError(f"{name} must be a list of strings, not {value!r}", setting=name)
+    for name in _PATHS:
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, Path):
+            raise ConfigError(f"{name} must be a path, not {value!r}", setting=name)
     for name in ("extract", "link_filter"):
         value = getattr(config, name)
         if (
@@ -151,7 +221,7 @@ def _check_types(config: CrawlConfig) -> None:
             and not callable(value)
             and not (name == "extract" and isinstance(value, str))
         ):
-            raise ConfigError(f"{name} must be a function, not {value!r}")
+            raise ConfigError(f"{name} must be a function, not {value!r}", setting=name)
 
 
 # config.toml and the flags say "output" (--output); the library says output_dir.
@@ -164,34 +234,38 @@ CONFIG_KEYS = (
 
 def load_toml(path: Path) -> dict[str, Any]:
     """The [crawl] table of a config file, keys checked; ConfigError if unreadable."""
-    try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    document = read_toml(path)
     unknown_tables = set(document) - {"crawl"}
     if unknown_tables:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}")
     table = document.get("crawl", {})
-    unknown = set(table) - CONFIG_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))} in [crawl]")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: crawl must be a table ([crawl])")
+    for key in sorted(table):
+        if key not in CONFIG_KEYS:
+            raise ConfigError(f"{path}: unknown setting {key!r} in [crawl]{did_you_mean(key)}")
     return dict(table)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def did_you_mean(key: str, prefix: str = "") -> str:
+    """ " (did you mean KEY?)" for the setting closest to a misspelt ``key``, or ""."""
+    close = difflib.get_close_matches(key.replace("-", "_"), sorted(CONFIG_KEYS), n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 def build_config(settings: dict[str, Any]) -> CrawlConfig:
     """A CrawlConfig from merged file and flag values (CLI-only keys ignored)."""
     values = {key: value for key, value in settings.items() if key not in CLI_KEYS}
-    for name in ("seeds", "allow_domain", "allow", "deny"):
-        if isinstance(values.get(name), list):
-            values[name] = tuple(values[name])
-    if isinstance(values.get("warc"), str):
-        values["warc"] = Path(values["warc"])
-    output = values.pop("output", None)
-    if output is not None:
-        if not isinstance(output, (str, Path)):
-            raise ConfigError(f"output must be a folder path, not {output!r}")
-        values["output_dir"] = Path(output)
+    if "output" in values:
+        values["output_dir"] = values.pop("output")
     return CrawlConfig(**values)

@@ -13,9 +13,15 @@ class CrawlerError(Exception):
 
 
 class ConfigError(CrawlerError):
-    """A setting, flag or config file a person must fix (exit 2)."""
+    """A setting, flag or config file a person must fix (exit 2). ``setting`` names
+    the CrawlConfig field at fault, when one is: the message starts with it, and
+    the command line says the flag (or config key) the person typed instead."""
 
     exit_code = 2
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class NothingToDo(CrawlerError):

@@ -35,21 +35,33 @@ def assert_one_line_error(result: Result, code: int, text: str) -> None:
 async def test_bad_flag_is_a_one_line_usage_error(tmp_path: Path) -> None:
     result = await run_cli("crawl", "--max-pagez", "3", "http://127.0.0.1/", cwd=tmp_path)
     assert_one_line_error(result, 2, "unrecognized arguments: --max-pagez")
+    assert "did you mean --max-pages?" in result[2]
 
 
 async def test_bad_values_and_files_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(
         await run_cli("crawl", "--max-pages", "0", "http://127.0.0.1/", cwd=tmp_path),
         2,
-        "max_pages must be greater than 0",
+        "--max-pages must be greater than 0",
     )
     assert_one_line_error(await run_cli("crawl", "ftp://x/", cwd=tmp_path), 2, "not an http(s) URL")
+    assert_one_line_error(
+        await run_cli("crawl", "example.org/docs", cwd=tmp_path),
+        2,
+        "did you mean http://example.org/docs?",
+    )
     assert_one_line_error(await run_cli("crawl", cwd=tmp_path), 2, "no seed URLs")
     (tmp_path / "config.toml").write_text("[crawl]\nmax_pages = 'many'\n")
     assert_one_line_error(
         await run_cli("crawl", "http://127.0.0.1/", cwd=tmp_path),
         2,
-        "max_pages must be a whole number",
+        f"max_pages (in {tmp_path / 'config.toml'}) must be a whole number",
+    )
+    (tmp_path / "config.toml").write_text("[crawl]\nmax_page = 3\n")
+    assert_one_line_error(
+        await run_cli("crawl", "http://127.0.0.1/", cwd=tmp_path),
+        2,
+        "unknown setting 'max_page' in [crawl] (did you mean max_pages?)",
     )
     (tmp_path / "config.toml").write_text("[crawl\n")
     assert_one_line_error(
@@ -78,7 +90,13 @@ async def test_crawl_writes_output_and_exit_codes(serve: SiteFactory, tmp_path: 
         "crawl.log",
         cwd=tmp_path,
     )
-    assert (code, out, err) == (1, "", "")
+    # The broken links, the new ones first: this crawl's against the one before it.
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [
+        "broken links: 1 (0 new since the last pass, 0 fixed)",
+        f"still 404 {site.url}/missing <- {site.url}/",
+    ]
+    assert (tmp_path / "out" / "previous" / "pages.jsonl").exists()
     log = (tmp_path / "crawl.log").read_text()
     assert f"new crawl into out: {site.url}/" in log
     assert f"broken: 404 {site.url}/missing (linked from {site.url}/)" in log

@@ -30,6 +30,8 @@ RANKS = {
     "procs": 4,
     "api": 5,
     "cli": 6,
+    "flags": 6,
+    "terminal": 6,
     "logs": 6,
     "__main__": 7,
     "__init__": 7,

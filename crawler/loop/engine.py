@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError
+from crawler.extract import Extractor, load_extractor
 from crawler.frontier.protocol import DONE, Lease, Outcome
 from crawler.loop.gate import LinkGate
 from crawler.loop.hosts import HostKnowledge
@@ -41,6 +42,7 @@ from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
 from crawler.net.addresses import AddressPolicy
 from crawler.net.fetcher import Fetcher, Response
+from crawler.net.identity import Identity, cookie_jar
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 
@@ -89,8 +91,13 @@ class Engine:
     async def run(self) -> CrawlStats:
         """Crawl to the end (or to a limit or stop()); return the final CrawlStats."""
         with contextlib.ExitStack() as files:
-            # Before the run opens: a --warc that cannot be written leaves no state behind.
+            # Before the run opens: an extractor that cannot be imported or a --warc that
+            # cannot be written leaves no state behind.
+            extract = self.config.extract
+            extractor = load_extractor(extract) if isinstance(extract, str) else extract
+            cookies = cookie_jar(self.config.cookies)
             recorder = self._warc(files)
+            given = self.config  # its seeds keep their user:pass@ (the state's do not)
             opened = self._opened = await self._run.open(self.tally)
             self.config = opened.config
             if self._stopping:
@@ -99,17 +106,27 @@ class Engine:
             if self.config.max_time is not None:
                 deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
             self.tally.start()
+            identity = Identity(
+                (*given.seeds, *self.config.seeds),
+                headers=given.header,
+                auth=given.auth,
+                proxy=given.proxy,
+            )
             try:
                 async with Fetcher(
                     concurrency=self.config.concurrency,
                     timeout=self.config.timeout,
                     user_agent=self.config.user_agent,
                     addresses=AddressPolicy(
-                        self.config.seeds, allow_private=self.config.allow_private
+                        self.config.seeds,
+                        allow_private=self.config.allow_private,
+                        trusted=identity.proxy_hosts,
                     ),
                     recorder=recorder,
+                    identity=identity,
+                    cookies=cookies,
                 ) as fetcher:
-                    visitor = self._visitor(opened, fetcher)
+                    visitor = self._visitor(opened, fetcher, extractor)
                     if opened.seeds:
                         await opened.frontier.add(opened.seeds)
                     await self._run_workers(visitor)
@@ -133,7 +150,7 @@ class Engine:
         exhausted = pending == 0 and in_flight == 0
         return self.tally.snapshot(pending, in_flight, finished=exhausted)
 
-    def _visitor(self, opened: Opened, fetcher: Fetcher) -> Visitor:
+    def _visitor(self, opened: Opened, fetcher: Fetcher, extractor: Extractor | None) -> Visitor:
         config, frontier = opened.config, opened.frontier
         gate = LinkGate(config, self.tally)
         recorder = Recorder(self.tally, opened.sink, self._on_record, opened.after_ack)
@@ -157,6 +174,7 @@ class Engine:
             parser=ParseStage(gate, honour_nofollow=not config.ignore_nofollow),
             recorder=recorder,
             sink=opened.sink,
+            extractor=extractor,
         )
 
     async def _run_workers(self, visitor: Visitor) -> None:

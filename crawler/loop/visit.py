@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from crawler.config import CrawlConfig
-from crawler.extract import Extractor, Item, Page, load_extractor, run_extractor
+from crawler.extract import Extractor, Item, Page, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
 from crawler.loop.hosts import HOST_DOWN, HostKnowledge
@@ -65,6 +65,7 @@ class Visitor:
         parser: ParseStage,
         recorder: Recorder,
         sink: Sink | None,
+        extractor: Extractor | None,
     ) -> None:
         self.config = config
         self._fetcher = fetcher
@@ -74,8 +75,7 @@ class Visitor:
         self._parser = parser
         self._recorder = recorder
         self._sink = sink
-        extract = config.extract
-        self._extractor = load_extractor(extract) if isinstance(extract, str) else extract
+        self._extractor = extractor
 
     async def visit(self, lease: Lease) -> Outcome:
         entry = lease.entry

@@ -11,7 +11,9 @@ is an address literal is checked before its request. Seeds that are
 themselves of a private kind (the demo on 127.0.0.1, ``localhost``, a
 10.x host) allow their own kind; ``--allow-private`` allows every kind.
 A seed given by a name counts as public: an intranet crawl by name needs
-``--allow-private``, and the refusal says so.
+``--allow-private``, and the refusal says so. A proxy the person gives is
+trusted; through it, only address literals in URLs can be checked (the
+proxy resolves the names).
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ _SHARED_SPACE = ipaddress.ip_network("100.64.0.0/10")
 class AddressPolicy:
     """The kinds of address one crawl may connect to."""
 
-    def __init__(self, seeds: Iterable[str], *, allow_private: bool) -> None:
+    def __init__(
+        self, seeds: Iterable[str], *, allow_private: bool, trusted: Iterable[str] = ()
+    ) -> None:
+        # Hosts given by the person (a proxy): any address they resolve to is allowed.
+        self.trusted = frozenset(trusted)
         allowed = {PUBLIC}
         for url in filter(None, map(normalize, seeds)):
             host = host_of(url)
@@ -89,6 +95,8 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         addresses = await self._inner.resolve(host, port, family)
+        if host.lower() in self._policy.trusted:
+            return addresses
         allowed = [entry for entry in addresses if self._policy.allows(entry["host"])]
         if not allowed:
             raise PrivateAddress(

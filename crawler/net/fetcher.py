@@ -28,6 +28,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
+from crawler.net.identity import Identity
 from crawler.web.parser import HTML_TYPES
 
 # An unread body up to this size is drained so the connection can be reused.
@@ -131,8 +132,12 @@ class Fetcher:
         user_agent: str,
         addresses: AddressPolicy,
         recorder: Callable[[Response], None] | None = None,
+        identity: Identity | None = None,
+        cookies: aiohttp.abc.AbstractCookieJar | None = None,
     ) -> None:
         self._addresses = addresses
+        self._identity = identity or Identity(())
+        self._cookies = cookies
         self._recorder = recorder
         self._semaphore = asyncio.Semaphore(concurrency)
         self._timeout = timeout
@@ -155,7 +160,8 @@ class Fetcher:
                 "Accept-Encoding": "gzip, deflate, br",
             },
             timeout=aiohttp.ClientTimeout(total=None),
-            cookie_jar=aiohttp.DummyCookieJar(),
+            # Cookies the sites set are kept for the crawl (identity.py).
+            cookie_jar=self._cookies or aiohttp.CookieJar(unsafe=True),
             # _Decoder undoes Content-Encoding, bounded by --max-bytes.
             auto_decompress=False,
             raise_for_status=False,
@@ -207,8 +213,14 @@ class Fetcher:
         self, url: str, max_bytes: int, any_type: bool, headers: dict[str, str] | None
     ) -> Response:
         assert self._session is not None
+        given = self._identity.headers(url)
+        if given is not None:
+            headers = {**given, **(headers or {})}
         async with self._session.get(
-            URL(url, encoded=True), allow_redirects=False, headers=headers
+            URL(url, encoded=True),
+            allow_redirects=False,
+            headers=headers,
+            proxy=self._identity.proxy(url),
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = 200 <= answer.status < 300 and (any_type or content_type in HTML_TYPES)

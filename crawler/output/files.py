@@ -53,6 +53,7 @@ OUTPUT_NAMES = (
     "state.sqlite-shm",
     "frontier.json",
     "html",
+    "previous",
 )
 
 

@@ -10,7 +10,9 @@ How a run starts, by mode:
 - --resume: lock, the existing unfinished state, the pages file repaired and
   completed from the state, seen set, pending entries and counters restored;
 - --incremental: lock, the existing finished state turned into a new
-  generation (every URL pending again, its validators kept), fresh pages file.
+  generation (every URL pending again, its validators kept), fresh pages file;
+- a new crawl and --incremental keep the last pass's files in ``previous/``
+  (passes.py); --update is whichever of the three the folder needs.
 
 A member of a shared crawl (--frontier) has no state.sqlite: its frontier
 and counters are in Redis, and SharedJournal (shared_journal.py) only writes
@@ -31,6 +33,7 @@ from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, NothingToDo, OutputFailed
 from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
+from crawler.output.passes import keep_previous
 from crawler.output.report import write_report
 from crawler.output.state import CrawlState
 from crawler.records import Completion, CrawlStats, Entry, PageRecord, Validators
@@ -132,6 +135,7 @@ class Journal:
         if not (config.resume or config.incremental):
             settings = Settings.of(config)
             self._state = CrawlState.create(path, _as_json(settings))
+            keep_previous(self.output.directory, keep_html=False)
             self.output.open_pages(append=False)
             self._open_items(append=False)
             return Restored(settings)
@@ -153,6 +157,7 @@ class Journal:
                     f"the crawl in {path.parent} is not finished: --resume it before --incremental"
                 )
             state.start_generation()
+            keep_previous(self.output.directory, keep_html=True)
             self.output.open_pages(append=False)
             self._open_items(append=False)
         return Restored(settings, state.seen(), state.pending_count(), state.has_urls())

@@ -13,6 +13,7 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.output.files import Output, WriteGuard, write_file
 from crawler.output.lines import item_line
+from crawler.output.passes import keep_previous
 from crawler.output.report import write_report
 from crawler.output.state import CrawlState
 from crawler.records import Completion, CrawlStats, PageRecord, Validators
@@ -49,6 +50,8 @@ class SharedJournal:
             marker = self.output.directory / self.MARKER
             identity = {"frontier": frontier, "crawl": crawl_id}
             same = marker.is_file() and _read_marker(marker) == identity
+            if not same:
+                keep_previous(self.output.directory, keep_html=False)
             self.output.open_pages(append=same)
             if self._config.extract:
                 self.output.open_items(append=same)

@@ -1,0 +1,100 @@
+"""Passes over one output folder: --update's choice, and the previous pass kept aside.
+
+A pass is one crawl of the site from its seeds to its end, however many
+runs (--resume) it takes. When a new pass starts in a folder that holds
+one (a new crawl after a finished one, --incremental, --update), what the
+last pass wrote moves to ``previous/``: nothing of it survives into the new
+pass's files, and the new pass can be compared with it (``broken_changes``).
+--incremental keeps ``html/`` in place: pages that did not change are not
+fetched again, so the mirror is updated, not rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crawler.config import CrawlConfig
+from crawler.output.state import CrawlState
+
+PREVIOUS = "previous"
+# What a pass writes (state.sqlite carries on: it is the crawl, not the pass).
+PASS_FILES = (
+    "pages.jsonl",
+    "pages.csv",
+    "items.jsonl",
+    "broken.jsonl",
+    "stats.json",
+    "report.html",
+)
+
+
+def settle_update(config: CrawlConfig) -> CrawlConfig:
+    """--update as the mode the output folder needs: a new crawl when it holds none,
+    --resume for an unfinished one, --incremental for a finished one."""
+    if not config.update or config.output_dir is None:
+        return config
+    path = config.output_dir / "state.sqlite"
+    if not path.exists():
+        return dataclasses.replace(config, update=False)
+    state = CrawlState.open(path)
+    try:
+        finished = state.meta("status") == "finished"
+    finally:
+        state.close()
+    return dataclasses.replace(config, update=False, incremental=finished, resume=not finished)
+
+
+def keep_previous(directory: Path, *, keep_html: bool) -> None:
+    """Move the last pass's files into ``previous/`` (the one before is dropped).
+    The folder was checked for symlinks when it was locked (files.OUTPUT_NAMES)."""
+    present = [name for name in PASS_FILES if (directory / name).exists()]
+    if not keep_html and (directory / "html").exists():
+        present.append("html")
+    if not present:
+        return
+    previous = directory / PREVIOUS
+    if previous.exists():
+        shutil.rmtree(previous)
+    previous.mkdir()
+    for name in present:
+        (directory / name).rename(previous / name)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenChanges:
+    """This pass's broken links against the previous pass's (none: all are new)."""
+
+    new: list[dict[str, Any]]
+    known: list[dict[str, Any]]
+    fixed: list[str]
+
+
+def broken_changes(directory: Path) -> BrokenChanges:
+    current = _broken(directory / "broken.jsonl")
+    before = _broken(directory / PREVIOUS / "broken.jsonl")
+    return BrokenChanges(
+        new=[link for url, link in current.items() if url not in before],
+        known=[link for url, link in current.items() if url in before],
+        fixed=[url for url in before if url not in current],
+    )
+
+
+def _broken(path: Path) -> dict[str, dict[str, Any]]:
+    """broken.jsonl by URL; a missing or torn file is as far as it can be read."""
+    links: dict[str, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return links
+    for line in text.splitlines():
+        try:
+            link = json.loads(line)
+            links[link["url"]] = link
+        except (ValueError, KeyError, TypeError):
+            continue
+    return links

@@ -1,0 +1,141 @@
+"""What the command line shows: live progress, the summary table, the broken links.
+
+Only the command line uses it (the library never prints). The summary's
+rows add up: every page is ok, a 4xx or 5xx answer, a network error,
+refused by robots.txt, or another error (too large, a bad redirect, an
+extractor's failure, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from crawler.output.passes import BrokenChanges
+from crawler.records import BROKEN_ERRORS, CrawlStats
+
+STATUS_LINE_SECONDS = 5.0
+
+
+class Progress:
+    """A live line on a terminal; a status line every few seconds elsewhere (cron logs)."""
+
+    def __init__(self, console: Console, enabled: bool, max_pages: int | None) -> None:
+        self._console = console
+        self._max_pages = max_pages
+        self._latest = CrawlStats()
+        self._last_update = 0.0
+        self._live: Live | None = None
+        self._enabled = enabled
+        if enabled and console.is_terminal:
+            self._live = Live(console=console, get_renderable=self._line, transient=True)
+
+    def __enter__(self) -> Progress:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def update(self, stats: Callable[[], CrawlStats]) -> None:
+        now = time.monotonic()
+        interval = 0.2 if self._live is not None else STATUS_LINE_SECONDS
+        if not self._enabled or now - self._last_update < interval:
+            return
+        self._last_update = now
+        self._latest = stats()
+        if self._live is None:
+            self._console.print(self._line(), highlight=False)
+
+    def _line(self) -> Text:
+        stats = self._latest
+        line = (
+            f"{stats.pages} pages  {stats.pages_per_s:.0f} pages/s  queue {stats.queued}  "
+            f"in flight {stats.in_flight}  errors {stats.errors}  {stats.duration_s:.0f}s"
+        )
+        if self._max_pages and stats.pages_per_s > 0:
+            left = max(self._max_pages - stats.pages, 0) / stats.pages_per_s
+            line += f"  ~{left:.0f}s left"
+        return Text(line)
+
+
+def page_rows(stats: dict[str, Any]) -> list[tuple[str, int]]:
+    """The pages by outcome; the rows add up to the pages."""
+    codes = {int(code): count for code, count in stats.get("status_counts", {}).items()}
+    errors = stats.get("error_counts", {})
+    rows = [
+        ("ok", stats["ok"]),
+        ("client errors (4xx)", sum(n for code, n in codes.items() if 400 <= code < 500)),
+        ("server errors (5xx)", sum(n for code, n in codes.items() if code >= 500)),
+        ("network errors", sum(n for error, n in errors.items() if error in BROKEN_ERRORS)),
+        ("refused by robots.txt", stats.get("robots_refused", 0)),
+    ]
+    rows.append(("other errors", stats["pages"] - sum(count for _, count in rows)))
+    return rows
+
+
+def summary_table(
+    stats: dict[str, Any],
+    directory: Path | None,
+    slowest_hosts: Sequence[tuple[str, float]] = (),
+    *,
+    resume_with: str | None = None,
+) -> Table:
+    """The summary of a crawl (``resume_with``: the command that continues it)."""
+    title = "crawl summary" if stats.get("finished", True) else "crawl summary: unfinished"
+    table = Table(title=title, show_header=False, title_justify="left")
+    rows: list[tuple[str, Any]] = [("pages", stats["pages"])]
+    rows += [(f"  {name}", count) for name, count in page_rows(stats) if count or name == "ok"]
+    changes = [name for name in ("new", "changed", "unchanged", "removed") if stats.get(name)]
+    rows += [(f"{name} since the last pass", stats[name]) for name in changes]
+    if stats.get("items") or stats.get("error_counts", {}).get("extractor-failed"):
+        rows.append(("items extracted", stats.get("items", 0)))
+        rows.append(("extractor failures", stats["error_counts"].get("extractor-failed", 0)))
+    rows += [
+        ("redirected", stats.get("redirects", 0)),
+        ("broken links", stats.get("broken", 0)),
+        ("retries", stats.get("retries", 0)),
+        ("bytes", f"{stats['bytes']:,}"),
+        ("duration", f"{stats['duration_s']:.1f} s"),
+        ("pages/s", f"{stats['pages_per_s']:.1f}"),
+    ]
+    rows += [("slow host", f"{host} ({ms:.0f} ms on average)") for host, ms in slowest_hosts]
+    if not stats.get("finished", True):
+        rows.append(("still queued", stats.get("queued", 0)))
+        if resume_with:
+            rows.append(("continue with", resume_with))
+    if directory is not None:
+        rows.append(("output", str(directory)))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    return table
+
+
+def broken_line(link: dict[str, Any]) -> str:
+    """One broken link as ``crawler report --broken`` prints it."""
+    return f"{link['status'] or link['error']} {link['url']} <- {' '.join(link['referrers'])}"
+
+
+def print_broken(console: Console, changes: BrokenChanges) -> None:
+    """A pass's broken links, the new ones (since the previous pass) first."""
+    total = len(changes.new) + len(changes.known)
+    console.print(
+        f"broken links: {total} ({len(changes.new)} new since the last pass, "
+        f"{len(changes.fixed)} fixed)",
+        markup=False,
+        highlight=False,
+    )
+    for mark, links in (("new", changes.new), ("still", changes.known)):
+        for link in links:
+            console.print(f"{mark} {broken_line(link)}", markup=False, highlight=False)
+    for url in changes.fixed:
+        console.print(f"fixed {url}", markup=False, highlight=False)
