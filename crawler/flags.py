@@ -44,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:
     """Every flag of ``parser`` and of its commands."""
-    options = []
+    options: list[str] = []
     for action in parser._actions:
         options += action.option_strings
         if isinstance(action, argparse._SubParsersAction):
@@ -182,9 +182,9 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
 
 def find_config(folder: Path) -> tuple[Path | None, str | None]:
     """The config file to read from ``folder``, and what the log should say."""
-    ours = folder / OUR_FILE
-    if ours.is_file():
-        return ours, None
+    own = folder / OUR_FILE
+    if own.is_file():
+        return own, None
     shared = folder / SHARED_FILE
     if not shared.is_file():
         return None, None
