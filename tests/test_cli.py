@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -15,8 +16,8 @@ from crawler.output.files import OutputLock
 Result = tuple[int, str, str]
 
 
-async def run_cli(*args: str, cwd: Path, wait: float = 60.0) -> Result:
-    process = await start_cli(*args, cwd=cwd)
+async def run_cli(*args: str, cwd: Path, wait: float = 60.0, **options: Any) -> Result:
+    process = await start_cli(*args, cwd=cwd, **options)
     async with reaped(process):
         async with asyncio.timeout(wait):
             out, err = await process.communicate()

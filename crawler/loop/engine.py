@@ -107,7 +107,7 @@ class Engine:
                 deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
             self.tally.start()
             identity = Identity(
-                (*given.seeds, *self.config.seeds),
+                (*self.config.seeds, *given.seeds),  # the given ones last: they win
                 headers=given.header,
                 auth=given.auth,
                 proxy=given.proxy,

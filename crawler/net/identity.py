@@ -19,6 +19,7 @@ import base64
 import http.cookiejar
 import http.cookies
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -105,13 +106,15 @@ def cookie_jar(path: Path | None) -> aiohttp.CookieJar:
         return jar
     loaded = http.cookiejar.MozillaCookieJar()
     try:
-        loaded.load(os.fspath(path), ignore_discard=True, ignore_expires=False)
+        # Expiry checked below: curl writes 0 for a session cookie, which is kept.
+        loaded.load(os.fspath(path), ignore_discard=True, ignore_expires=True)
     except OSError as error:
         raise ConfigError(f"cannot read cookies file {path}: {error.strerror}") from None
     except http.cookiejar.LoadError as error:
         raise ConfigError(f"{path} is not a cookies.txt (Netscape format): {error}") from None
+    now = time.time()
     for cookie in loaded:
-        if cookie.value is None:
+        if cookie.value is None or (cookie.expires and cookie.expires < now):
             continue
         morsel: http.cookies.Morsel[str] = http.cookies.Morsel()
         morsel.set(cookie.name, cookie.value, cookie.value)

@@ -110,10 +110,12 @@ class Journal:
         self._state: CrawlState | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._guard = WriteGuard(self.output.directory)
+        self._incremental = config.incremental
 
     @property
     def incremental(self) -> bool:
-        return self._config.incremental
+        """An incremental pass, begun in this run or resumed (the state's generation > 1)."""
+        return self._incremental
 
     def start(self) -> Restored:
         """Lock the folder and open the state for this run's mode."""
@@ -142,6 +144,7 @@ class Journal:
         state = self._state = CrawlState.open(path)
         settings = Settings(**_from_json(state.meta("settings")))
         finished = state.meta("status") == "finished"
+        self._incremental = config.incremental or (state.meta("generation") or 1) > 1
         if config.resume:
             if finished:
                 raise NothingToDo(f"the crawl in {path.parent} is finished; nothing to resume")

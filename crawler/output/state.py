@@ -275,8 +275,15 @@ class CrawlState:
         return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]))
 
     def start_generation(self) -> None:
-        """--incremental: every URL becomes pending again, remembering its last status."""
+        """--incremental: every URL becomes pending again, remembering its last status;
+        except a page that failed (no answer, or 4xx/5xx) and is not a seed: it is
+        forgotten, and comes back if a page of the new pass links to it, so a link
+        that is gone is not reported broken again from the last pass's referrer."""
         with self._db:
+            self._db.execute(
+                "DELETE FROM urls WHERE kind = 'page' AND depth > 0 AND done = 1 "
+                "AND (status IS NULL OR status >= 400)"
+            )
             self._db.execute(
                 "UPDATE urls SET previous_status = status, status = NULL, done = 0 "
                 "WHERE done = 1 AND kind = 'page'"

@@ -1,0 +1,147 @@
+"""Headers, credentials, cookies and proxies reach the host they were given for, and only it."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from conftest import SiteFactory, html_page
+from test_cli import run_cli
+
+
+def capture(seen: list[tuple[str, dict[str, str]]], links: dict[str, Any]) -> dict[str, Any]:
+    """Routes that keep each request's path and headers; a str value is a redirect."""
+
+    def handler(path: str, target: Any) -> Any:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            seen.append((request.path, dict(request.headers)))
+            if isinstance(target, str):
+                raise web.HTTPFound(target)
+            response = html_page(path, target)
+            if path == "/":
+                response.set_cookie("sid", "s3cret")
+            return response
+
+        return serve
+
+    return {path: handler(path, target) for path, target in links.items()}
+
+
+async def test_what_is_given_for_the_site_goes_to_the_site_only(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    theirs: list[tuple[str, dict[str, str]]] = []
+    other = await serve(capture(theirs, {"/landing": [], "/robots.txt": []}), host="127.0.0.2")
+    ours: list[tuple[str, dict[str, str]]] = []
+    site = await serve(
+        capture(ours, {"/": ["/a", "/away"], "/a": [], "/away": other.url + "/landing"})
+    )
+    host, port = site.url.removeprefix("http://").split(":")
+    (tmp_path / "cookies.txt").write_text(
+        "# Netscape HTTP Cookie File\n"
+        f"{host}\tFALSE\t/\tFALSE\t0\tpref\tdark\n"
+        "other.example\tFALSE\t/\tFALSE\t0\tleak\tno\n"
+    )
+    seed = f"http://ann:pa%3Ass@{host}:{port}/"
+    code, _, err = await run_cli(
+        "crawl",
+        seed,
+        "-o",
+        "out",
+        "-q",
+        "--header",
+        "X-Token: abc",
+        "--cookies",
+        "cookies.txt",
+        "--allow-domain",
+        "127.0.0.2",
+        "--no-sitemaps",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    requested = {path: headers for path, headers in ours}
+    expected_auth = "Basic " + base64.b64encode(b"ann:pa:ss").decode()
+    for path in ("/", "/a", "/away"):
+        assert requested[path]["Authorization"] == expected_auth
+        assert requested[path]["X-Token"] == "abc"
+        assert "pref=dark" in requested[path]["Cookie"]
+    assert "sid=s3cret" in requested["/a"]["Cookie"]  # set by the site, kept for the crawl
+    assert "leak" not in requested["/a"]["Cookie"]
+    assert [path for path, _ in theirs] == ["/robots.txt", "/landing"]
+    for _, headers in theirs:  # after the redirect to another host: none of it
+        assert not {"Authorization", "X-Token", "Cookie"} & set(headers)
+
+
+@pytest.fixture
+async def proxy() -> Any:
+    """A forward HTTP proxy on 127.0.0.1 that keeps the absolute URLs it was asked for."""
+    asked: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        asked.append(str(request.url))
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.get(str(request.url), headers=headers, allow_redirects=False) as answer,
+        ):
+            body = await answer.read()
+            kept = {
+                k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "location")
+            }
+            return web.Response(status=answer.status, body=body, headers=kept)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}", asked
+    await runner.cleanup()
+
+
+async def test_proxies_from_the_environment_and_the_flag(
+    serve: SiteFactory, tmp_path: Path, proxy: Any
+) -> None:
+    proxy_url, asked = proxy
+    direct: list[tuple[str, dict[str, str]]] = []
+    other = await serve(capture(direct, {"/": []}), host="127.0.0.2")
+    seen: list[tuple[str, dict[str, str]]] = []
+    site = await serve(capture(seen, {"/": ["/a", other.url + "/"], "/a": []}))
+    env = {**os.environ, "HTTP_PROXY": proxy_url, "NO_PROXY": "127.0.0.2"}
+    code, _, err = await run_cli(
+        "crawl",
+        site.url + "/",
+        "-o",
+        "env",
+        "-q",
+        "--allow-domain",
+        "127.0.0.2",
+        "--no-sitemaps",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert code == 0, err
+    assert sorted(asked) == sorted(site.url + path for path in ("/robots.txt", "/", "/a"))
+    assert [path for path, _ in direct] == ["/"]  # NO_PROXY: direct, not through the proxy
+    asked.clear()
+    code, _, err = await run_cli(
+        "crawl",
+        site.url + "/",
+        "-o",
+        "flag",
+        "-q",
+        "--proxy",
+        proxy_url,
+        "--no-sitemaps",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    assert sorted(asked) == sorted(site.url + path for path in ("/robots.txt", "/", "/a"))
