@@ -227,5 +227,5 @@ async def test_the_library_takes_lists_and_str_paths(serve: SiteFactory, tmp_pat
     assert stats.pages == 2 and (tmp_path / "out" / "pages.jsonl").exists()
     with pytest.raises(ConfigError, match="seeds must be a list of strings"):
         CrawlConfig(seeds=site.url + "/")
-    with pytest.raises(ConfigError, match="did you mean http://example.org/"):
+    with pytest.raises(ConfigError, match=r"did you mean http://example\.org/"):
         CrawlConfig(seeds=["example.org/"])
