@@ -30,7 +30,8 @@ from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
 from crawler.logs import setup_logging
 from crawler.output.files import OutputLock
 from crawler.output.passes import broken_changes, settle_update
-from crawler.output.report import summarize, write_report
+from crawler.output.report import summarize
+from crawler.output.report_html import write_report
 from crawler.records import CrawlStats, PageRecord
 from crawler.terminal import Progress, broken_line, print_broken, summary_table
 from crawler.web.urls import redact_url

@@ -29,8 +29,29 @@ async def test_report_html_is_self_contained(serve: SiteFactory, tmp_path: Path)
     for chart in ("chart-status", "chart-rate", "chart-time", "chart-depth", "chart-hosts"):
         assert f'id="{chart}"' in page
     assert page.count("<svg") == 5
-    assert "<script" not in page and "http://" not in page.split("<h2>Broken links</h2>")[0]
-    assert f"{site.url}/gone" in page and f"<li>{site.url}/a</li>" in page
+    for fetched in ("<script", "<link", "src=", "url(", "@import"):  # nothing loads anything
+        assert fetched not in page
+    link = f'<a href="{site.url}/gone">{site.url}/gone</a>'
+    assert link in page and f'<li><a href="{site.url}/a">' in page
+    assert f'<dd><a href="{site.url}/">' in page  # the seed, in "What was crawled"
+    for section in ("Redirects", "Pages without a title", "Status by site section", "Largest"):
+        assert f"<h2>{section}" in page
+    assert "Duration" in page and "duration_s" not in page
+    assert 'class="axis"' in page and "time since the first page (s)" in page
+
+
+async def test_report_says_what_changed_since_the_last_pass(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    pages = dict(SITE)
+    site = await serve(static_site(pages | {"/new-gone": []}))
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
+    # The same site a second time, where /gone is still gone: no change in broken links.
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, update=True))
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Since the last pass</h2>" in page
+    assert "New broken links (0)" in page and "Fixed (0)" in page
+    assert "Unchanged since the last pass" in page
 
 
 def chromium(path: Path, profile: Path, *flags: str) -> subprocess.CompletedProcess[str]:

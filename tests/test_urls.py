@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of
@@ -182,6 +182,7 @@ def test_normalize_never_raises_and_is_idempotent(text: str) -> None:
 
 
 @given(st.from_regex(r"https?://[a-zA-Z0-9.\-]{1,20}(:[0-9]{1,5})?(/[ -~]{0,40})?", fullmatch=True))
+@example("http://0..")  # the host without its dots is an IPv4 number: parsed again
 def test_normalize_is_idempotent_on_url_like_text(text: str) -> None:
     url = normalize(text)
     if url is not None:

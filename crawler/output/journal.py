@@ -34,7 +34,7 @@ from crawler.errors import ConfigError, NothingToDo, OutputFailed
 from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.passes import keep_previous
-from crawler.output.report import write_report
+from crawler.output.report_html import write_report
 from crawler.output.state import CrawlState
 from crawler.records import Completion, CrawlStats, Entry, PageRecord, Validators
 from crawler.stats import Tally

@@ -14,7 +14,7 @@ from crawler.config import CrawlConfig
 from crawler.output.files import Output, WriteGuard, write_file
 from crawler.output.lines import item_line
 from crawler.output.passes import keep_previous
-from crawler.output.report import write_report
+from crawler.output.report_html import write_report
 from crawler.output.state import CrawlState
 from crawler.records import Completion, CrawlStats, PageRecord, Validators
 

@@ -275,26 +275,28 @@ class CrawlState:
         return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]))
 
     def start_generation(self) -> None:
-        """--incremental: every URL becomes pending again, remembering its last status;
-        except a page that failed (no answer, or 4xx/5xx) and is not a seed: it is
-        forgotten, and comes back if a page of the new pass links to it, so a link
-        that is gone is not reported broken again from the last pass's referrer."""
+        """--incremental: every URL pending again, its last status kept; a failed page
+        (not a seed) is forgotten: it comes back only if the new pass links to it."""
         with self._db:
-            self._db.execute(
-                "DELETE FROM urls WHERE kind = 'page' AND depth > 0 AND done = 1 "
-                "AND (status IS NULL OR status >= 400)"
-            )
-            self._db.execute(
-                "UPDATE urls SET previous_status = status, status = NULL, done = 0 "
-                "WHERE done = 1 AND kind = 'page'"
-            )
-            self._db.execute("UPDATE urls SET done = 0")
-            self._db.execute("DELETE FROM records")
-            self._db.execute("DELETE FROM items")
-            self._db.execute("DELETE FROM broken")
+            for statement in _NEW_GENERATION:
+                self._db.execute(statement)
             self._write_meta("generation", (self.meta("generation") or 1) + 1)
             self._write_meta("status", "running")
             self._write_meta("counters", None)
+
+
+_NEW_GENERATION = (
+    # A failed page (no answer, or 4xx/5xx) that is not a seed: a link that is gone
+    # is not reported broken again from the last pass's referrer.
+    "DELETE FROM urls WHERE kind = 'page' AND depth > 0 AND done = 1 "
+    "AND (status IS NULL OR status >= 400)",
+    "UPDATE urls SET previous_status = status, status = NULL, done = 0 "
+    "WHERE done = 1 AND kind = 'page'",
+    "UPDATE urls SET done = 0",
+    "DELETE FROM records",
+    "DELETE FROM items",
+    "DELETE FROM broken",
+)
 
 
 def _refuse_symlink(path: Path) -> None:

@@ -78,9 +78,12 @@ def _normalize_absolute(url: str, sort_query: bool) -> str | None:
     rest = rest.partition("#")[0]
     slash = rest.find("/")
     authority, path = (rest[:slash], rest[slash:]) if slash != -1 else (rest, "/")
-    netloc = _without_trailing_dot(authority.rpartition("@")[2])
+    host = authority.rpartition("@")[2]
+    netloc = _without_trailing_dot(host)
     if netloc is None:
         return None
+    if netloc != host:  # parsed again: "0.." is a name, "0" an IPv4 address (0.0.0.0)
+        return _normalize_absolute(f"{scheme}://{netloc}{path}", sort_query)
     path, _, query = path.partition("?")
     if "%" in path:
         path = _PERCENT_ESCAPE.sub(_unescape_unreserved, path)

@@ -1,0 +1,299 @@
+"""report.html drawn from a crawl's Summary (report.py): one self-contained file.
+
+What a site owner asks, in order: what was crawled (seeds, dates, scope,
+duration), how it went (cards with human labels), what is broken (and, after
+an earlier pass, what broke and what was fixed since), redirects, pages with
+a missing or shared title, status by site section, the slowest and largest
+pages, then the charts, each with its axes and units. URLs are links (http
+and https only); nothing is fetched to show the page.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from crawler.output.files import write_file
+from crawler.output.report import HISTOGRAM_MS, LISTED, Summary, summarize
+
+_COLOURS = {"2": "#2e7d32", "3": "#1565c0", "4": "#ef6c00", "5": "#c62828", "-": "#6d4c41"}
+_CLASSES = ("2xx", "3xx", "4xx", "5xx", "no answer")
+# Card: (stats key, label, unit or format).
+_CARDS = (
+    ("pages", "Pages", ""),
+    ("ok", "OK", ""),
+    ("errors", "Errors", ""),
+    ("broken", "Broken links", ""),
+    ("redirects", "Redirected", ""),
+    ("retries", "Retries", ""),
+    ("duration_s", "Duration", " s"),
+    ("pages_per_s", "Pages per second", ""),
+)
+_CHANGES = (
+    ("new", "New"),
+    ("changed", "Changed"),
+    ("unchanged", "Unchanged"),
+    ("removed", "Removed"),
+)
+
+_STYLE = """
+body { font: 15px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; } td, th { padding: 3px 10px; text-align: left; }
+tr:nth-child(even) { background: #f5f5f5; } td.n, th.n { text-align: right; }
+td { overflow-wrap: anywhere; }
+figure { margin: 1.5em 0; } figcaption { font-weight: 600; margin-bottom: .4em; }
+svg text { font: 12px system-ui, sans-serif; fill: #333; } svg .axis { font-weight: 600; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; min-width: 110px; }
+.card b { display: block; font-size: 1.5em; } ul.refs { margin: 0; padding-left: 1.2em; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 14px; }
+dt { font-weight: 600; } dd { margin: 0; }
+"""
+
+
+def link(url: str) -> str:
+    """A URL as a link when it is http(s), as text otherwise; escaped either way."""
+    text = html.escape(url)
+    if url.startswith(("http://", "https://")):
+        return f'<a href="{html.escape(url, quote=True)}">{text}</a>'
+    return text
+
+
+def _what(summary: Summary) -> str:
+    stats, crawl = summary.stats, summary.crawl
+    rows = [("Seeds", "<br>".join(link(seed) for seed in crawl.get("seeds", [])) or "unknown")]
+    if crawl.get("allow_domain"):
+        rows.append(("Also in scope", html.escape(", ".join(crawl["allow_domain"]))))
+    if summary.first:
+        rows.append(
+            ("Crawled", f"{html.escape(summary.first)} to {html.escape(summary.last or '')}")
+        )
+    rows.append(("Duration", f"{stats.get('duration_s', 0):,.1f} s"))
+    state = (
+        "finished" if stats.get("finished") else "unfinished (--resume or --update continues it)"
+    )
+    rows.append(("State", state))
+    if stats.get("queued"):
+        rows.append(("Still queued", f"{stats['queued']:,}"))
+    return '<dl id="crawled">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def _cards(stats: dict[str, Any]) -> str:
+    cards = [(label, f"{stats.get(key, 0):,}{unit}") for key, label, unit in _CARDS]
+    if any(stats.get(key) for key, _ in _CHANGES):
+        cards += [
+            (f"{label} since the last pass", f"{stats.get(key, 0):,}") for key, label in _CHANGES
+        ]
+    return (
+        '<div class="cards" id="cards">'
+        + "".join(
+            f'<div class="card"><b>{html.escape(v)}</b>{html.escape(k)}</div>' for k, v in cards
+        )
+        + "</div>"
+    )
+
+
+def _table(table_id: str, header: list[str], rows: list[list[str]], empty: str) -> str:
+    if not rows:
+        return f'<p id="{table_id}">{empty}</p>'
+    head = "".join(f"<th>{name}</th>" for name in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
+def _broken(broken: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            html.escape(str(item.get("status") or item.get("error"))),
+            link(item["url"]),
+            "<ul class='refs'>"
+            + "".join(f"<li>{link(ref)}</li>" for ref in item.get("referrers", []))
+            + f"</ul>{item.get('referrer_count', 0)} page(s)",
+        ]
+        for item in broken
+    ]
+    return _table("broken", ["Status", "Link", "Linked from"], rows, "No broken links.")
+
+
+def _since(summary: Summary) -> str:
+    changes = summary.changes
+    if changes is None:
+        return ""
+    fixed = [[link(url)] for url in changes.fixed[:LISTED]]
+    return (
+        "<h2>Since the last pass</h2>"
+        f"<h3>New broken links ({len(changes.new)})</h3>{_broken(changes.new[:LISTED])}"
+        f"<h3>Fixed ({len(changes.fixed)})</h3>" + _table("fixed", ["Link"], fixed, "None fixed.")
+    )
+
+
+def _pages(summary: Summary) -> str:
+    redirects = [[link(url), link(final), str(hops)] for url, final, hops in summary.redirects]
+    untitled = [[link(url)] for url in summary.untitled]
+    shared = [
+        [html.escape(title), str(len(urls)), "<br>".join(link(url) for url in urls)]
+        for title, urls in summary.duplicate_titles()
+    ]
+    sections = [
+        [html.escape(section)] + [f"{counts[kind]:,}" for kind in _CLASSES]
+        for section, counts in sorted(
+            summary.sections.items(), key=lambda item: -sum(item[1].values())
+        )[:LISTED]
+    ]
+    slowest = [[f"{ms:,}", link(url)] for ms, url in summary.slowest]
+    largest = [[f"{size:,}", link(url)] for size, url in summary.largest]
+    parts = [
+        ("Redirects", _table("redirects", ["Page", "Ends at", "Hops"], redirects, "None.")),
+        (
+            f"Pages without a title ({summary.untitled_count:,})",
+            _table("untitled", ["Page"], untitled, "Every page has a title."),
+        ),
+        (
+            "Titles shared by several pages",
+            _table("duplicate-titles", ["Title", "Pages", "Some of them"], shared, "None."),
+        ),
+        ("Status by site section", _table("sections", ["Section", *_CLASSES], sections, "None.")),
+        ("Slowest pages", _table("slowest", ["Response time (ms)", "Page"], slowest, "None.")),
+        ("Largest pages", _table("largest", ["Size (bytes)", "Page"], largest, "None.")),
+    ]
+    return "".join(f"<h2>{html.escape(head)}</h2>{table}" for head, table in parts)
+
+
+def _bar_chart(
+    chart_id: str, title: str, data: list[tuple[str, int]], axes: tuple[str, str], colour: str
+) -> str:
+    """Horizontal bars, one a label; ``axes``: what the labels are, what the bars count."""
+    if not data:
+        return f'<figure id="{chart_id}"><figcaption>{title}</figcaption><p>no data</p></figure>'
+    width, bar, gap, label_width = 640, 18, 6, 170
+    peak = max(value for _, value in data) or 1
+    top = 20
+    height = top + len(data) * (bar + gap) + gap + 22
+    rows = [
+        f'<text class="axis" x="{label_width - 6}" y="14" text-anchor="end">'
+        f"{html.escape(axes[0])}</text>"
+    ]
+    for index, (label, value) in enumerate(data):
+        y = top + gap + index * (bar + gap)
+        length = max(1, round((width - label_width - 60) * value / peak))
+        fill = _COLOURS.get(label[:1], colour) if chart_id == "chart-status" else colour
+        rows.append(
+            f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end">'
+            f"{html.escape(label)}</text>"
+            f'<rect x="{label_width}" y="{y}" width="{length}" height="{bar}" fill="{fill}">'
+            f"<title>{html.escape(label)}: {value}</title></rect>"
+            f'<text x="{label_width + length + 4}" y="{y + 13}">{value:,}</text>'
+        )
+    base = height - 22
+    rows.append(
+        f'<line x1="{label_width}" y1="{base}" x2="{width - 60}" y2="{base}" stroke="#999"/>'
+        f'<text x="{label_width}" y="{base + 14}">0</text>'
+        f'<text x="{width - 60}" y="{base + 14}" text-anchor="end">{peak:,}</text>'
+        f'<text class="axis" x="{(label_width + width - 60) // 2}" y="{base + 16}" '
+        f'text-anchor="middle">{html.escape(axes[1])}</text>'
+    )
+    return (
+        f'<figure id="{chart_id}"><figcaption>{title}</figcaption>'
+        f'<svg role="img" aria-label="{title}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}">{"".join(rows)}</svg></figure>'
+    )
+
+
+def _rate_chart(per_second: Counter[int]) -> str:
+    """Pages per second over the crawl, as columns, with both axes labelled."""
+    title = "Pages per second over time"
+    if not per_second:
+        return f'<figure id="chart-rate"><figcaption>{title}</figcaption><p>no data</p></figure>'
+    seconds = max(per_second) + 1
+    buckets = max(1, -(-seconds // 120))
+    columns = [
+        sum(per_second.get(s, 0) for s in range(start, start + buckets)) / buckets
+        for start in range(0, seconds, buckets)
+    ]
+    left, width, plot, peak = 50, 640, 180, max(columns) or 1
+    step = (width - left) / len(columns)
+    bars = "".join(
+        f'<rect x="{left + index * step:.1f}" y="{plot - value / peak * (plot - 10):.1f}" '
+        f'width="{max(step - 1, 1):.1f}" height="{value / peak * (plot - 10):.1f}" '
+        f'fill="#1565c0">'
+        f"<title>{index * buckets} s: {value:.0f} pages/s</title></rect>"
+        for index, value in enumerate(columns)
+    )
+    axes = (
+        f'<line x1="{left}" y1="{plot}" x2="{width}" y2="{plot}" stroke="#999"/>'
+        f'<line x1="{left}" y1="0" x2="{left}" y2="{plot}" stroke="#999"/>'
+        f'<text x="{left - 4}" y="16" text-anchor="end">{peak:,.0f}</text>'
+        f'<text x="{left - 4}" y="{plot}" text-anchor="end">0</text>'
+        f'<text class="axis" x="4" y="{plot / 2:.0f}">pages/s</text>'
+        f'<text x="{left}" y="{plot + 16}">0 s</text>'
+        f'<text x="{width}" y="{plot + 16}" text-anchor="end">{seconds:,} s</text>'
+        f'<text class="axis" x="{(left + width) // 2}" y="{plot + 16}" text-anchor="middle">'
+        "time since the first page (s)</text>"
+    )
+    return (
+        f'<figure id="chart-rate"><figcaption>{title}</figcaption>'
+        f'<svg role="img" aria-label="{title}" viewBox="0 0 {width} {plot + 24}" '
+        f'width="{width}" height="{plot + 24}">{bars}{axes}</svg></figure>'
+    )
+
+
+def _charts(summary: Summary) -> str:
+    order = [f"<{limit}" for limit in HISTOGRAM_MS] + [f"≥{HISTOGRAM_MS[-1]}"]
+    times = [
+        (f"{name} ms", summary.response_ms[name]) for name in order if summary.response_ms[name]
+    ]
+    depths = [(str(depth), count) for depth, count in sorted(summary.depths.items())]
+    return (
+        _bar_chart(
+            "chart-status",
+            "Status codes and errors",
+            sorted(summary.statuses.items()),
+            ("status or error", "pages"),
+            "#455a64",
+        )
+        + _rate_chart(summary.per_second)
+        + _bar_chart("chart-time", "Response times", times, ("response time", "pages"), "#6a1b9a")
+        + _bar_chart(
+            "chart-depth",
+            "Pages by link depth",
+            depths,
+            ("depth (links from a seed)", "pages"),
+            "#00838f",
+        )
+        + _bar_chart(
+            "chart-hosts",
+            "Pages per host",
+            summary.hosts.most_common(20),
+            ("host", "pages"),
+            "#558b2f",
+        )
+    )
+
+
+def render(summary: Summary, title: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<h2>What was crawled</h2>
+{_what(summary)}
+{_cards(summary.stats)}
+<h2>Broken links</h2>
+{_broken(summary.broken)}
+{_since(summary)}
+{_pages(summary)}
+<h2>Charts</h2>
+{_charts(summary)}
+</body></html>
+"""
+
+
+def write_report(directory: Path) -> Path:
+    """Write DIR/report.html from the crawl's files; return its path."""
+    summary = summarize(directory)
+    path = directory / "report.html"
+    write_file(path, render(summary, f"Crawl report: {directory.resolve().name}"))
+    return path
