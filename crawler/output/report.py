@@ -163,7 +163,7 @@ def _crawl_settings(directory: Path) -> dict[str, Any]:
     if not path.is_file() or path.is_symlink():
         return {}
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             row = connection.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
         finally:
