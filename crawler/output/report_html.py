@@ -172,10 +172,7 @@ def _bar_chart(
     peak = max(value for _, value in data) or 1
     top = 20
     height = top + len(data) * (bar + gap) + gap + 22
-    rows = [
-        f'<text class="axis" x="{label_width - 6}" y="14" text-anchor="end">'
-        f"{html.escape(axes[0])}</text>"
-    ]
+    rows = [f'<text class="axis" x="0" y="14">{html.escape(axes[0])}</text>']
     for index, (label, value) in enumerate(data):
         y = top + gap + index * (bar + gap)
         length = max(1, round((width - label_width - 60) * value / peak))
@@ -216,8 +213,8 @@ def _rate_chart(per_second: Counter[int]) -> str:
     left, width, plot, peak = 50, 640, 180, max(columns) or 1
     step = (width - left) / len(columns)
     bars = "".join(
-        f'<rect x="{left + index * step:.1f}" y="{plot - value / peak * (plot - 10):.1f}" '
-        f'width="{max(step - 1, 1):.1f}" height="{value / peak * (plot - 10):.1f}" '
+        f'<rect x="{left + index * step:.1f}" y="{plot - value / peak * (plot - 24):.1f}" '
+        f'width="{max(step - 1, 1):.1f}" height="{value / peak * (plot - 24):.1f}" '
         f'fill="#1565c0">'
         f"<title>{index * buckets} s: {value:.0f} pages/s</title></rect>"
         for index, value in enumerate(columns)
@@ -225,9 +222,9 @@ def _rate_chart(per_second: Counter[int]) -> str:
     axes = (
         f'<line x1="{left}" y1="{plot}" x2="{width}" y2="{plot}" stroke="#999"/>'
         f'<line x1="{left}" y1="0" x2="{left}" y2="{plot}" stroke="#999"/>'
-        f'<text x="{left - 4}" y="16" text-anchor="end">{peak:,.0f}</text>'
+        f'<text x="{left - 4}" y="28" text-anchor="end">{peak:,.0f}</text>'
         f'<text x="{left - 4}" y="{plot}" text-anchor="end">0</text>'
-        f'<text class="axis" x="4" y="{plot / 2:.0f}">pages/s</text>'
+        f'<text class="axis" x="{left + 6}" y="12">pages/s</text>'
         f'<text x="{left}" y="{plot + 16}">0 s</text>'
         f'<text x="{width}" y="{plot + 16}" text-anchor="end">{seconds:,} s</text>'
         f'<text class="axis" x="{(left + width) // 2}" y="{plot + 16}" text-anchor="middle">'
