@@ -168,6 +168,10 @@ async def test_an_extractor_from_the_folder_you_are_in(serve: SiteFactory, tmp_p
         "/",
         "/a",
     ]
+    code, out, _ = await run_cli(
+        "crawl", site.url + "/", "-o", "shown", "--extract", "titles:extract", cwd=tmp_path
+    )
+    assert code == 0 and "items extracted" in out and "extractor failures" in out
     assert_one_line_error(
         await run_cli("crawl", site.url + "/", "-o", "none", "--extract", "nosuch:f", cwd=tmp_path),
         2,
@@ -229,3 +233,20 @@ async def test_the_library_takes_lists_and_str_paths(serve: SiteFactory, tmp_pat
         CrawlConfig(seeds=site.url + "/")
     with pytest.raises(ConfigError, match=r"did you mean http://example\.org/"):
         CrawlConfig(seeds=["example.org/"])
+
+
+async def test_a_new_crawl_into_a_finished_folder_starts_clean(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site({"/": ["/a"], "/a": []}))
+    (tmp_path / "titles.py").write_text("def extract(page):\n    yield {'url': page.url}\n")
+    first = ("--extract", "titles:extract", "--format", "csv", "--save-html")
+    code, _, err = await run_cli("crawl", site.url + "/", "-o", "out", "-q", *first, cwd=tmp_path)
+    assert code == 0, err
+    code, _, err = await run_cli("crawl", site.url + "/", "-o", "out", "-q", cwd=tmp_path)
+    assert code == 0, err
+    out = tmp_path / "out"
+    for stale in ("items.jsonl", "pages.csv", "html"):
+        assert not (out / stale).exists(), stale
+        assert (out / "previous" / stale).exists(), stale
+    assert len(read_jsonl(out / "pages.jsonl")) == 2
