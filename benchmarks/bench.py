@@ -1,19 +1,24 @@
 """Benchmark: our crawler against Scrapy on the same generated static site, served by nginx.
 
-    python3 benchmarks/bench.py                       # 20,000 pages, 5-15 KB, 20 links, 1 host
+    python3 benchmarks/bench.py                       # 20,000 realistic pages, 5-15 KB, 1 host
+    python3 benchmarks/bench.py --site flat           # the first site: absolute links in a list
     python3 benchmarks/bench.py --pages 2000 --runs 1 # a quick look
     python3 benchmarks/bench.py --page-kb 200 2000 --pages 2000   # large pages
     python3 benchmarks/bench.py --hosts 4 --processes 1 2         # several loopback hosts
     python3 benchmarks/bench.py --hosts 16 --redis-workers 1 2 4 --no-scrapy   # shared frontier
 
-What it does: generates a deterministic site (pages, page size, links per
-page, hosts on 127.0.0.2, 127.0.0.3, ...) into a temporary folder; serves it
+What it does: generates a deterministic site (sites.py: realistic pages by
+default, with relative links, navigation, fragments and offsite links; pages,
+page size, links per page, hosts on 127.0.0.2, 127.0.0.3, ...) into a
+temporary folder; serves it
 with nginx (one worker; apt-get installs nginx if it is missing) on a free
 port with its own config; installs Scrapy into a virtual environment under
 ~/.cache/crawler-bench the first time; then runs each crawler on the same
 site with the same settings (64 requests in flight, robots.txt off), in
-alternation, --runs times each, and prints for each: pages/s (median), CPU
-seconds per 1,000 pages, peak RSS, and the ratio to Scrapy. nginx is
+alternation, --runs times each, with the ceiling (ceiling.py: a bare aiohttp
+loop fetching the same pages from a list and parsing each with lxml), and
+prints for each: pages/s (median), CPU ms a page, peak RSS, and the ratios to
+Scrapy and to the ceiling. nginx is
 stopped by its pid at the end. Loopback only.
 
 --redis-workers N...: also the shared frontier, with N worker processes (one
@@ -28,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import socket
 import statistics
@@ -40,22 +44,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sites import generate, host_of, page_path
+
 CACHE = Path.home() / ".cache" / "crawler-bench"
 SCRAPY_VENV = CACHE / "scrapy-venv"
-WORDS = [
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "consectetur",
-    "adipiscing",
-    "elit",
-    "sed",
-    "do",
-    "eiusmod",
-    "tempor",
-]
 
 SCRAPY_SPIDER = textwrap.dedent(
     """
@@ -99,31 +91,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def host_of(page: int, hosts: int) -> str:
-    return f"127.0.0.{2 + page % hosts}"
-
-
-def generate(
-    root: Path, pages: int, kb: tuple[int, int], links: int, hosts: int, port: int
-) -> None:
-    """Page i lives on host i % hosts; it links to page i+1 (so all are reachable) and others."""
-    chooser = random.Random(20261126)
-    (root / "p").mkdir(parents=True)
-    for number in range(pages):
-        targets = [(number + 1) % pages] + [chooser.randrange(pages) for _ in range(links - 1)]
-        anchors = "".join(
-            f'<li><a href="http://{host_of(t, hosts)}:{port}/p/{t}.html">page {t}</a></li>'
-            for t in targets
-        )
-        size = chooser.randint(kb[0], kb[1]) * 1024
-        words = " ".join(chooser.choices(WORDS, k=max(size // 6, 1)))[:size]
-        html = (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>Page {number}</title>"
-            f"</head><body><h1>Page {number}</h1><ul>{anchors}</ul><p>{words}</p></body></html>"
-        )
-        (root / "p" / f"{number}.html").write_text(html)
 
 
 def ensure_nginx() -> str:
@@ -188,6 +155,14 @@ def measured(name: str, command: list[str], cwd: Path, count_pages: callable) ->
         raise SystemExit(f"{name} failed: {command}")
     pages = count_pages()
     return Run(name, pages, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def run_ceiling(work: Path) -> Run:
+    """The bare fetch-and-parse loop over the same pages (ceiling.py)."""
+    ceiling = Path(__file__).with_name("ceiling.py")
+    command = [sys.executable, str(ceiling), str(work / "urls.txt")]
+    total = len((work / "urls.txt").read_text().split())
+    return measured("ceiling (aiohttp+lxml)", command, work, lambda: total)
 
 
 def run_ours(seeds: list[str], work: Path, processes: int, extra: list[str]) -> Run:
@@ -303,15 +278,20 @@ def report(runs: list[Run]) -> None:
         name: statistics.median(run.pages_per_s for run in runs if run.name == name)
         for name in names
     }
-    header = ("pages", "pages/s", "CPU s/1k", "peak RSS MB", "vs scrapy")
-    print(f"{'crawler':<24}" + "".join(f"{column:>12}" for column in header))
+    header = ("pages", "pages/s", "CPU ms/page", "peak RSS MB", "vs scrapy", "vs ceiling")
+    print(f"{'crawler':<26}" + "".join(f"{column:>12}" for column in header))
+    ceiling = medians.get("ceiling (aiohttp+lxml)", float("nan"))
     for name in names:
         mine = [run for run in runs if run.name == name]
         cpu = statistics.median(run.cpu_seconds / run.pages * 1000 for run in mine)
         rss = max(run.peak_rss_mb for run in mine)
         ratio = medians[name] / medians["scrapy"] if "scrapy" in medians else float("nan")
         values = (f"{mine[0].pages}", f"{medians[name]:.1f}", f"{cpu:.2f}", f"{rss:.1f}")
-        print(f"{name:<24}" + "".join(f"{v:>12}" for v in values) + f"{ratio:>11.2f}x")
+        print(
+            f"{name:<26}"
+            + "".join(f"{v:>12}" for v in values)
+            + f"{ratio:>11.2f}x{medians[name] / ceiling:>11.0%}"
+        )
     print("raw runs (pages/s):")
     for name in names:
         print(f"  {name}: " + ", ".join(f"{r.pages_per_s:.1f}" for r in runs if r.name == name))
@@ -320,6 +300,9 @@ def report(runs: list[Run]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--site", choices=("realistic", "flat"), default="realistic", help="see sites.py"
     )
     parser.add_argument("--pages", type=int, default=20_000)
     parser.add_argument("--page-kb", type=int, nargs=2, default=(5, 15), metavar=("MIN", "MAX"))
@@ -335,16 +318,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crawler-bench-") as folder:
         work = Path(folder)
         work.chmod(0o755)  # nginx's worker runs as an unprivileged user
-        print(f"generating {args.pages} pages on {args.hosts} host(s)...", flush=True)
-        generate(work / "site", args.pages, tuple(args.page_kb), args.links, args.hosts, port)
+        print(f"generating {args.pages} {args.site} pages on {args.hosts} host(s)...", flush=True)
+        urls = generate(
+            work / "site", args.site, args.pages, tuple(args.page_kb), args.links, args.hosts, port
+        )
+        (work / "urls.txt").write_text("\n".join(urls) + "\n")
         hosts = [f"127.0.0.{2 + h}" for h in range(args.hosts)]
-        seeds = [f"http://{host_of(h, args.hosts)}:{port}/p/{h}.html" for h in range(args.hosts)]
+        seeds = [
+            f"http://{host_of(h, args.hosts)}:{port}{page_path(h, args.site)}"
+            for h in range(args.hosts)
+        ]
         server = start_nginx(work / "site", work, port, args.hosts)
         redis_port = free_port()
         redis = start_redis(redis_port) if args.redis_workers else None
         runs: list[Run] = []
         try:
             for number in range(args.runs):
+                runs.append(run_ceiling(work))
+                print(f"run {number + 1}: ceiling: {runs[-1].pages_per_s:.1f} pages/s", flush=True)
                 for processes in args.processes:
                     runs.append(run_ours(seeds, work, processes, []))
                     print(
