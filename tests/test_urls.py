@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of
+from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of, resolve
 
 
 @pytest.mark.parametrize(
@@ -188,3 +188,32 @@ def test_normalize_is_idempotent_on_url_like_text(text: str) -> None:
     if url is not None:
         assert normalize(url) == url
         assert host_of(url) == host_of(normalize(url) or "")
+
+
+BASES = st.sampled_from(
+    [
+        "http://a.org/",
+        "http://a.org/x/y.html",
+        "http://a.org/x/y/",
+        "https://b.org:8443/p/q?z=1&a=2",
+        "http://[::1]:8080/d/e",
+        "http://a.org",
+    ]
+)
+
+
+@given(
+    link=st.text(alphabet="./?#%:@ab09-_~'!$&()*+,;= \\\"<>{}é", max_size=24),
+    base=BASES,
+)
+@example(link="..", base="http://a.org/x/y/")
+@example(link="./", base="http://a.org/x/y.html")
+@example(link="?", base="https://b.org:8443/p/q?z=1&a=2")
+@example(link="a:b", base="http://a.org/x/y.html")
+@example(link="", base="http://a.org")
+@example(link="a #x", base="http://a.org/x/y.html")  # a space before "#" is kept (%20)
+def test_resolve_is_normalize_for_any_link(link: str, base: str) -> None:
+    page = normalize(base)
+    assert page is not None
+    assert resolve(link, page) == normalize(link, page)
+    assert resolve(link, page, sort_query=False) == normalize(link, page, sort_query=False)

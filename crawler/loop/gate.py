@@ -23,7 +23,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import LinkRules
 from crawler.records import Entry
 from crawler.stats import Tally
-from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize
+from crawler.web.urls import Scope, domain_key, host_of, is_trap, link_facts, normalize, resolve
 
 FOLLOWED = "followed"
 DROPPED = "dropped"
@@ -57,11 +57,19 @@ class LinkGate:
         result = Sorted([])
         followed = result.followed
         sort_query, scope, rules = self._sort_query, self.scope, self._rules
+        page = normalize(base, sort_query=sort_query)
         for link in links:
-            url = normalize(link, base, sort_query=sort_query)
-            if url is None or is_trap(url):
+            if page is not None:
+                url = resolve(link, page, sort_query=sort_query)
+            else:
+                url = normalize(link, base, sort_query=sort_query)
+            if url is None:
                 result.dropped += 1
-            elif not scope.allows(host_of(url)):
+                continue
+            host, trap = link_facts(url)
+            if trap:
+                result.dropped += 1
+            elif not scope.allows(host):
                 result.offsite += 1
             elif rules.active and not rules.admits(url):
                 result.excluded += 1

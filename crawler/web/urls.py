@@ -61,6 +61,65 @@ def normalize(url: str, base: str | None = None, *, sort_query: bool = True) -> 
     return _normalize_absolute(url, sort_query)
 
 
+# A relative link made only of characters every parser leaves as they are (no
+# scheme, no "//", no backslash, no "%", no space, no quote in the query):
+# joined here by RFC 3986's rules, which the URL Standard's agree with for such
+# links, then normalised (cached) like any other. Most links of real pages
+# (page.html, ../dir/page.html, /abs/path, #top) are of this kind.
+_SIMPLE_LINK = re.compile(r"(?![A-Za-z][A-Za-z0-9+.-]*:)(?!//)[A-Za-z0-9._~!$&'()*+,;=:@/-]*")
+_SIMPLE_QUERY = re.compile(r"[A-Za-z0-9._~!$&()*+,;=:@/?-]*")
+
+
+def resolve(link: str, base: str, *, sort_query: bool = True) -> str | None:
+    """``normalize(link, base)`` for a link found on the page at ``base``, a normalised
+    URL: the same answer, sooner for the links real pages are made of."""
+    fragment = link.find("#")
+    path, mark, query = (link if fragment == -1 else link[:fragment]).partition("?")
+    if _SIMPLE_LINK.fullmatch(path) is None or (mark and _SIMPLE_QUERY.fullmatch(query) is None):
+        return normalize(link, base, sort_query=sort_query)
+    start = base.find("/", base.find("://") + 3)
+    origin, base_path = (base, "/") if start == -1 else (base[:start], base[start:])
+    base_path = base_path.partition("?")[0]
+    if not path:
+        if not mark:
+            return base
+        path = base_path
+    elif not path.startswith("/"):
+        path = base_path[: base_path.rfind("/") + 1] + path
+    if "." in path:
+        path = _without_dot_segments(path)
+    return _normalize_absolute(f"{origin}{path}{mark}{query}", sort_query)
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 remove_dot_segments, for an absolute path."""
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments[1:-1]:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    last = segments[-1]
+    if last == "..":
+        if kept:
+            kept.pop()
+        kept.append("")
+    elif last == ".":
+        kept.append("")
+    else:
+        kept.append(last)
+    return "/" + "/".join(kept)
+
+
+@functools.lru_cache(maxsize=65536)
+def link_facts(url: str) -> tuple[str, bool]:
+    """A normalised URL's host (the unit of scope) and whether it is a trap: what the
+    link gate asks of every link, remembered (pages link to the same URLs again)."""
+    return host_of(url), is_trap(url)
+
+
 # Pages of one site link to the same URLs over and over: the normalised form
 # of an absolute URL is worth remembering (measured: about a third of the
 # crawler's CPU time on the benchmark site before this cache).
