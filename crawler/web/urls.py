@@ -73,6 +73,8 @@ _SIMPLE_QUERY = re.compile(r"[A-Za-z0-9._~!$&()*+,;=:@/?-]*")
 def resolve(link: str, base: str, *, sort_query: bool = True) -> str | None:
     """``normalize(link, base)`` for a link found on the page at ``base``, a normalised
     URL: the same answer, sooner for the links real pages are made of."""
+    if link.startswith("#"):  # this page itself (``base`` has no fragment)
+        return base
     fragment = link.find("#")
     path, mark, query = (link if fragment == -1 else link[:fragment]).partition("?")
     if _SIMPLE_LINK.fullmatch(path) is None or (mark and _SIMPLE_QUERY.fullmatch(query) is None):
@@ -86,7 +88,7 @@ def resolve(link: str, base: str, *, sort_query: bool = True) -> str | None:
         path = base_path
     elif not path.startswith("/"):
         path = base_path[: base_path.rfind("/") + 1] + path
-    if "." in path:
+    if "/." in path:
         path = _without_dot_segments(path)
     return _normalize_absolute(f"{origin}{path}{mark}{query}", sort_query)
 
