@@ -86,6 +86,10 @@ class MemoryFrontier:
         self._closed = True
         self._changed.set()
 
+    def unseen(self, urls: list[str]) -> list[str]:
+        seen = self._seen
+        return [url for url in urls if url_key(url) not in seen]
+
     def is_finished(self) -> bool:
         if self._leased:
             return False

@@ -84,6 +84,10 @@ class Spill(Protocol):
 
 
 class Frontier(Protocol):
+    def unseen(self, urls: list[str]) -> list[str]:
+        """The ``urls`` it may not have met: a cheap filter before Entries are made for a
+        page's links (most of which are known); ``add`` still decides."""
+
     async def add(self, entries: Iterable[Entry], *, first: bool = False) -> list[Entry]:
         """Queue the entries not seen before (``first``: at the head of their hosts'
         queues, for a continuation); return those."""

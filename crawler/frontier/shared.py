@@ -189,6 +189,9 @@ class SharedFrontier:
         self._closed = True
         self._commit.settled.set()
 
+    def unseen(self, urls: list[str]) -> list[str]:
+        return urls  # its seen set is of fingerprints: add() computes them once
+
     def is_finished(self) -> bool:
         return self._done
 

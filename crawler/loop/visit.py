@@ -247,7 +247,8 @@ class Visitor:
             self._sink.note_links(page_url, links)
         depth = entry.depth + 1
         if depth <= self.config.max_depth:
-            await self._frontier.add([Entry(url, depth, page_url) for url in links])
+            fresh = self._frontier.unseen(links)
+            await self._frontier.add([Entry(url, depth, page_url) for url in fresh])
 
 
 def _is_parseable(response: Response) -> bool:

@@ -51,13 +51,14 @@ class LinkIndex:
 
     def note(self, page: str, targets: list[str]) -> None:
         """Remember who links to each URL not yet known to work."""
+        tracked, counts, fine = self._referrers, self._referrer_counts, self._fine
         for target in targets:
-            referrers = self._referrers.get(target)
+            referrers = tracked.get(target)
             if referrers is None:
-                if len(self._referrers) >= MAX_TRACKED_URLS or url_key(target) in self._fine:
+                if len(tracked) >= MAX_TRACKED_URLS or url_key(target) in fine:
                     continue
-                referrers = self._referrers[target] = []
-            self._referrer_counts[target] = self._referrer_counts.get(target, 0) + 1
+                referrers = tracked[target] = []
+            counts[target] = counts.get(target, 0) + 1
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
 

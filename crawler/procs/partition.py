@@ -133,6 +133,9 @@ class PartitionedFrontier:
     def close(self) -> None:
         self._memory.close()
 
+    def unseen(self, urls: list[str]) -> list[str]:
+        return urls  # another process's URLs are not in this one's seen set
+
     def is_finished(self) -> bool:
         return self._memory.is_finished()
 

@@ -87,7 +87,11 @@ def resolve(link: str, base: str, *, sort_query: bool = True) -> str | None:
             return base
         path = base_path
     elif not path.startswith("/"):
-        path = base_path[: base_path.rfind("/") + 1] + path
+        directory = base_path[: base_path.rfind("/") + 1]
+        while path.startswith("../"):  # the common case, without splitting the path
+            path = path[3:]
+            directory = directory[: directory.rfind("/", 0, -1) + 1] or "/"
+        path = directory + path
     if "/." in path:
         path = _without_dot_segments(path)
     return _normalize_absolute(f"{origin}{path}{mark}{query}", sort_query)
