@@ -56,8 +56,7 @@ class MemoryFrontier:
     ) -> None:
         self._politeness = politeness
         self._budget = budget or PageBudget(max_pages)
-        # In a multiprocessing front, running out of work is reported, not final:
-        # lease() waits for more (or close()) instead of returning None.
+        # In a front, running out of work is reported (lease() waits for more).
         self._on_idle = on_idle
         self._on_added = on_added
         self._clock = clock
@@ -87,13 +86,11 @@ class MemoryFrontier:
         self._changed.set()
 
     def unseen(self, urls: list[str]) -> list[str]:
-        seen = self._seen
-        return [url for url in urls if url_key(url) not in seen]
+        return [url for url in urls if url_key(url) not in self._seen]
 
     def is_finished(self) -> bool:
-        if self._leased:
-            return False
-        return self._pending == 0 or (self._budget.exhausted() and self._continuations == 0)
+        exhausted = self._budget.exhausted() and self._continuations == 0
+        return not self._leased and (self._pending == 0 or exhausted)
 
     def _push(self, entry: Entry, first: bool) -> None:
         self._pending += 1
@@ -122,10 +119,9 @@ class MemoryFrontier:
 
     async def add(self, entries: Iterable[Entry], *, first: bool = False) -> list[Entry]:
         added = self._take_in(entries, first)
-        if added and self._on_added is not None:
-            fresh = [entry for entry in added if not entry.is_continuation()]
-            if fresh:
-                self._on_added(fresh)
+        fresh = [entry for entry in added if not entry.is_continuation()]
+        if fresh and self._on_added is not None:
+            self._on_added(fresh)
         return added
 
     def adopt(self, seen: Iterable[str], entries: Iterable[Entry]) -> None:
