@@ -16,6 +16,7 @@ pure (it touches no tally), so a big page's links can be judged in a thread.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import LinkRules
 from crawler.records import Entry
 from crawler.stats import Tally
-from crawler.web.urls import Scope, domain_key, host_of, is_trap, link_facts, normalize, resolve
+from crawler.web.urls import Scope, domain_key, host_of, is_trap, link_facts, normalize, resolver
 
 FOLLOWED = "followed"
 DROPPED = "dropped"
@@ -58,11 +59,12 @@ class LinkGate:
         followed = result.followed
         sort_query, scope, rules = self._sort_query, self.scope, self._rules
         page = normalize(base, sort_query=sort_query)
+        if page is not None:
+            resolve = resolver(page, sort_query=sort_query)
+        else:
+            resolve = functools.partial(normalize, base=base, sort_query=sort_query)
         for link in links:
-            if page is not None:
-                url = resolve(link, page, sort_query=sort_query)
-            else:
-                url = normalize(link, base, sort_query=sort_query)
+            url = resolve(link)
             if url is None:
                 result.dropped += 1
                 continue

@@ -89,6 +89,8 @@ class Identity:
 
     def proxy(self, url: str) -> str | None:
         """The proxy ``url`` goes through, if any (NO_PROXY hosts go direct)."""
+        if not self.proxy_hosts:
+            return None
         parts = urlsplit(url)
         proxy = self._proxies.get(parts.scheme)
         if proxy is None or proxy_bypass_environment(parts.netloc):

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from crawler.output.passes import PREVIOUS, BrokenChanges, broken_changes
+from crawler.web.urls import host_key
 
 SLOWEST = 20
 # Lists a site owner reads: this many rows each (the counts are whole).
@@ -102,7 +102,7 @@ def summarize(directory: Path) -> Summary:
         elapsed = int(record.get("elapsed_ms") or 0)
         summary.response_ms[_bucket(elapsed)] += 1
         summary.depths[int(record.get("depth") or 0)] += 1
-        host = urlsplit(str(record["url"])).netloc
+        host = host_key(str(record["url"]))
         summary.hosts[host] += 1
         summary.host_ms[host] += elapsed
         slowest = (elapsed, str(record["url"]))
@@ -147,7 +147,8 @@ def _note(summary: Summary, record: dict[str, Any]) -> None:
             urls = summary.titles.setdefault(title, [])
             if len(urls) < 10:
                 urls.append(url)
-    path = urlsplit(url).path
+    start = url.find("/", url.find("://") + 3)
+    path = url[start:].partition("?")[0] if start != -1 else "/"
     section = "/" + path.split("/")[1] if path.count("/") > 1 else "/"
     kind = f"{str(status)[0]}xx" if status else "no answer"
     summary.sections.setdefault(section, Counter())[kind] += 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,28 +74,39 @@ _SIMPLE_QUERY = re.compile(r"[A-Za-z0-9._~!$&()*+,;=:@/?-]*")
 def resolve(link: str, base: str, *, sort_query: bool = True) -> str | None:
     """``normalize(link, base)`` for a link found on the page at ``base``, a normalised
     URL: the same answer, sooner for the links real pages are made of."""
-    if link.startswith("#"):  # this page itself (``base`` has no fragment)
-        return base
-    fragment = link.find("#")
-    path, mark, query = (link if fragment == -1 else link[:fragment]).partition("?")
-    if _SIMPLE_LINK.fullmatch(path) is None or (mark and _SIMPLE_QUERY.fullmatch(query) is None):
-        return normalize(link, base, sort_query=sort_query)
+    return resolver(base, sort_query=sort_query)(link)
+
+
+def resolver(base: str, *, sort_query: bool = True) -> Callable[[str], str | None]:
+    """``resolve`` for the links of one page: what it needs of ``base`` worked out once."""
     start = base.find("/", base.find("://") + 3)
     origin, base_path = (base, "/") if start == -1 else (base[:start], base[start:])
     base_path = base_path.partition("?")[0]
-    if not path:
-        if not mark:
+    base_directory = base_path[: base_path.rfind("/") + 1]
+    simple_link, simple_query = _SIMPLE_LINK.fullmatch, _SIMPLE_QUERY.fullmatch
+
+    def resolve_one(link: str) -> str | None:
+        if link.startswith("#"):  # this page itself (``base`` has no fragment)
             return base
-        path = base_path
-    elif not path.startswith("/"):
-        directory = base_path[: base_path.rfind("/") + 1]
-        while path.startswith("../"):  # the common case, without splitting the path
-            path = path[3:]
-            directory = directory[: directory.rfind("/", 0, -1) + 1] or "/"
-        path = directory + path
-    if "/." in path:
-        path = _without_dot_segments(path)
-    return _normalize_absolute(f"{origin}{path}{mark}{query}", sort_query)
+        fragment = link.find("#")
+        path, mark, query = (link if fragment == -1 else link[:fragment]).partition("?")
+        if simple_link(path) is None or (mark and simple_query(query) is None):
+            return normalize(link, base, sort_query=sort_query)
+        if not path:
+            if not mark:
+                return base
+            path = base_path
+        elif not path.startswith("/"):
+            directory = base_directory
+            while path.startswith("../"):  # the common case, without splitting the path
+                path = path[3:]
+                directory = directory[: directory.rfind("/", 0, -1) + 1] or "/"
+            path = directory + path
+        if "/." in path:
+            path = _without_dot_segments(path)
+        return _normalize_absolute(f"{origin}{path}{mark}{query}", sort_query)
+
+    return resolve_one
 
 
 def _without_dot_segments(path: str) -> str:
