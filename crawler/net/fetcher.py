@@ -17,7 +17,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -201,16 +201,21 @@ class Fetcher:
         async with self._semaphore:
             try:
                 async with asyncio.timeout(self._timeout):
-                    response = await self._request(url, max_bytes, any_type, headers)
+                    response = await self._request(url, max_bytes, any_type, headers, started)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
-                response = Response(url, None, error=failure_reason(error))
-        response = replace(response, elapsed_ms=int((time.monotonic() - started) * 1000))
+                elapsed_ms = int((time.monotonic() - started) * 1000)
+                response = Response(url, None, error=failure_reason(error), elapsed_ms=elapsed_ms)
         if self._recorder is not None:
             self._recorder(response)
         return response
 
     async def _request(
-        self, url: str, max_bytes: int, any_type: bool, headers: dict[str, str] | None
+        self,
+        url: str,
+        max_bytes: int,
+        any_type: bool,
+        headers: dict[str, str] | None,
+        started: float,
     ) -> Response:
         assert self._session is not None
         given = self._identity.headers(url)
@@ -247,6 +252,7 @@ class Fetcher:
                 request_headers=answer.request_info.headers,
                 reason=answer.reason or "",
                 complete=complete,
+                elapsed_ms=int((time.monotonic() - started) * 1000),
             )
 
 
