@@ -18,6 +18,7 @@ proxy resolves the names).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -35,8 +36,10 @@ class PrivateAddress(OSError):
     """Every address of a host is of a kind the crawl may not connect to."""
 
 
+@functools.lru_cache(maxsize=4096)
 def address_kind(address: str) -> str | None:
-    """loopback, link-local, private or public; None if ``address`` is no IP address."""
+    """loopback, link-local, private or public; None if ``address`` is no IP address.
+    Remembered: a crawl asks about the same few hosts for every request."""
     try:
         ip = ipaddress.ip_address(address.partition("%")[0].strip("[]"))
     except ValueError:
