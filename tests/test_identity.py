@@ -145,3 +145,13 @@ async def test_proxies_from_the_environment_and_the_flag(
     )
     assert code == 0, err
     assert sorted(asked) == sorted(site.url + path for path in ("/robots.txt", "/", "/a"))
+
+
+async def test_a_bad_cookies_file_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "cookies.txt").write_text("# Netscape HTTP Cookie File\nnot a cookie line\n")
+    code, _, err = await run_cli(
+        "crawl", "http://127.0.0.1:9/", "-o", "out", "--cookies", "cookies.txt", cwd=tmp_path
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "is not a cookies.txt" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

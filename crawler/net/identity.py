@@ -20,6 +20,7 @@ import http.cookiejar
 import http.cookies
 import os
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -109,11 +110,13 @@ def cookie_jar(path: Path | None) -> aiohttp.CookieJar:
     loaded = http.cookiejar.MozillaCookieJar()
     try:
         # Expiry checked below: curl writes 0 for a session cookie, which is kept.
-        loaded.load(os.fspath(path), ignore_discard=True, ignore_expires=True)
+        with warnings.catch_warnings():  # a bad line: a warning with a traceback, then
+            warnings.simplefilter("ignore")  # LoadError, which says it in one line
+            loaded.load(os.fspath(path), ignore_discard=True, ignore_expires=True)
+    except http.cookiejar.LoadError as error:  # an OSError too: first
+        raise ConfigError(f"{path} is not a cookies.txt (Netscape format): {error}") from None
     except OSError as error:
         raise ConfigError(f"cannot read cookies file {path}: {error.strerror}") from None
-    except http.cookiejar.LoadError as error:
-        raise ConfigError(f"{path} is not a cookies.txt (Netscape format): {error}") from None
     now = time.time()
     for cookie in loaded:
         if cookie.value is None or (cookie.expires and cookie.expires < now):
