@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.config import CrawlConfig
+from crawler.errors import ConfigError
 from crawler.output.state import CrawlState
 
 PREVIOUS = "previous"
@@ -58,11 +59,16 @@ def keep_previous(directory: Path, *, keep_html: bool) -> None:
     if not present:
         return
     previous = directory / PREVIOUS
-    if previous.exists():
-        shutil.rmtree(previous)
-    previous.mkdir()
-    for name in present:
-        (directory / name).rename(previous / name)
+    try:
+        if previous.is_dir():
+            shutil.rmtree(previous)
+        elif previous.exists():
+            previous.unlink()
+        previous.mkdir()
+        for name in present:
+            (directory / name).rename(previous / name)
+    except OSError as error:
+        raise ConfigError(f"cannot keep the last pass in {previous}: {error.strerror}") from None
 
 
 @dataclass(frozen=True, slots=True)
