@@ -134,7 +134,9 @@ class PartitionedFrontier:
         self._memory.close()
 
     def unseen(self, urls: list[str]) -> list[str]:
-        return urls  # another process's URLs are not in this one's seen set
+        """Neither seen here (owned) nor routed before (another process's)."""
+        routed = self._routed
+        return [url for url in self._memory.unseen(urls) if url_key(url) not in routed]
 
     def is_finished(self) -> bool:
         return self._memory.is_finished()
