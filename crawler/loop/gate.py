@@ -61,14 +61,21 @@ class LinkGate:
         page = normalize(base, sort_query=sort_query)
         if page is not None:
             resolve = resolver(page, sort_query=sort_query)
+            # Links to the page's own origin (most of them) are on the page's host.
+            origin = page[: page.find("/", page.find("://") + 3) + 1] or page + "/"
+            page_host = host_of(page)
         else:
             resolve = functools.partial(normalize, base=base, sort_query=sort_query)
+            origin, page_host = "\0", ""
         for link in links:
             url = resolve(link)
             if url is None:
                 result.dropped += 1
                 continue
-            host, trap = link_facts(url)
+            if url.startswith(origin):
+                host, trap = page_host, is_trap(url)
+            else:
+                host, trap = link_facts(url)
             if trap:
                 result.dropped += 1
             elif not scope.allows(host):
