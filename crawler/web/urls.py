@@ -232,6 +232,8 @@ def is_trap(url: str) -> bool:
     """Too long, or a path that repeats one segment like /a/a/a/a/: never requested."""
     if len(url) > MAX_URL_LENGTH:
         return True
+    if url.count("/") <= MAX_SEGMENT_REPEATS + 2:  # "://" and at most that many segments
+        return False
     start = url.find("/", url.find("://") + 3)
     if start == -1 or url.count("/", start) <= MAX_SEGMENT_REPEATS:
         return False
