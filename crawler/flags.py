@@ -114,7 +114,12 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     flag("--per-host", type=int, metavar="N", help="requests in flight per host")
     flag("--processes", type=int, metavar="N", help="spread hosts over this many processes")
     flag("--frontier", metavar="URL", help="redis://HOST:PORT/DB: share the crawl with others")
-    flag("--delay", type=float, metavar="S", help="minimum gap between request starts to a host")
+    flag(
+        "--delay",
+        type=float,
+        metavar="S",
+        help="minimum gap in seconds between request starts to one host",
+    )
     flag("--allow-domain", action="append", metavar="D", help="also crawl D and its subdomains")
     _switch(parser, "--ignore-robots", help="do not obey robots.txt")
     _switch(
@@ -122,7 +127,11 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
         "--allow-private",
         help="connect to loopback, private and link-local addresses although the seeds are public",
     )
-    _switch(parser, "--ignore-nofollow", help="follow links marked nofollow too")
+    _switch(
+        parser,
+        "--ignore-nofollow",
+        help="follow links marked nofollow too (rel, meta robots, X-Robots-Tag)",
+    )
     _switch(parser, "--no-sitemaps", help="do not read robots.txt Sitemap: lines, /sitemap.xml")
     _request_flags(parser)
     _run_flags(parser)
@@ -159,8 +168,18 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         help="the nightly job: start a crawl, continue an unfinished one, or recrawl a "
         "finished one incrementally, whichever the output folder needs",
     )
-    flag("--allow", action="append", metavar="PATTERN", help="follow only URLs matching")
-    flag("--deny", action="append", metavar="PATTERN", help="never follow URLs matching")
+    flag(
+        "--allow",
+        action="append",
+        metavar="PATTERN",
+        help="follow only URLs matching (a glob on the whole URL, or re:REGEX; repeatable)",
+    )
+    flag(
+        "--deny",
+        action="append",
+        metavar="PATTERN",
+        help="never follow URLs matching (glob or re:REGEX; repeatable; wins over --allow)",
+    )
     flag("--extract", metavar="MOD:FUNC", help="extractor; its items go to OUTPUT/items.jsonl")
     flag("--warc", metavar="PATH", help="also write every request and response to a WARC file")
     _switch(parser, "--fail-on-broken", help="exit 1 when broken links were found")
