@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from conftest import SiteFactory, html_page
+from crawler.net.identity import Identity
 from test_cli import run_cli
 
 
@@ -155,3 +156,12 @@ async def test_a_bad_cookies_file_is_one_line_and_leaves_nothing(tmp_path: Path)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "is not a cookies.txt" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_seed_with_an_international_name_gets_its_headers() -> None:
+    identity = Identity(["http://anna:pw@Bücher.example/"], headers=["X-Token: 1"])
+    given = identity.headers("http://xn--bcher-kva.example/page")
+    assert (
+        given is not None and given["X-Token"] == "1" and given["Authorization"].startswith("Basic")
+    )
+    assert identity.headers("http://other.example/") is None

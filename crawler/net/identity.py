@@ -33,14 +33,13 @@ import aiohttp
 from yarl import URL
 
 from crawler.errors import ConfigError
+from crawler.web.urls import host_of, normalize
 
 
 def _host(url: str) -> str | None:
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    return host.lower() if host else None
+    """The host as the crawl names it (normalised: IDNA, lower case, no brackets)."""
+    normalized = normalize(url)
+    return host_of(normalized) if normalized is not None else None
 
 
 def basic(user: str, password: str) -> str:
@@ -82,11 +81,10 @@ class Identity:
         self.proxy_hosts = {host for url in self._proxies.values() if url and (host := _host(url))}
 
     def headers(self, url: str) -> dict[str, str] | None:
-        """The headers given for ``url``'s host, if any."""
+        """The headers given for ``url``'s host (a normalised URL), if any."""
         if not self._by_host:
             return None
-        host = _host(url)
-        return self._by_host.get(host) if host is not None else None
+        return self._by_host.get(host_of(url))  # ``url`` is normalised
 
     def proxy(self, url: str) -> str | None:
         """The proxy ``url`` goes through, if any (NO_PROXY hosts go direct)."""
