@@ -234,7 +234,11 @@ CONFIG_KEYS = (
 
 def load_toml(path: Path) -> dict[str, Any]:
     """The [crawl] table of a config file, keys checked; ConfigError if unreadable."""
-    document = read_toml(path)
+    return crawl_table(read_toml(path), path)
+
+
+def crawl_table(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A config file's [crawl] table, its tables and keys checked."""
     unknown_tables = set(document) - {"crawl"}
     if unknown_tables:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}")

@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from crawler.config import CrawlConfig, load_toml, read_toml
+from crawler.config import CrawlConfig, crawl_table, load_toml, read_toml
 from crawler.errors import ConfigError
 
 DEFAULT_OUTPUT = "output"
@@ -199,22 +199,25 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
         action.help += f" (default: {shown})"
 
 
-def find_config(folder: Path) -> tuple[Path | None, str | None]:
-    """The config file to read from ``folder``, and what the log should say."""
+def find_config(folder: Path) -> tuple[Path | None, dict[str, Any], str | None]:
+    """The config file to read from ``folder``, its [crawl] values (each file is read
+    once), and what the log should say."""
     own = folder / OUR_FILE
     if own.is_file():
-        return own, None
+        return own, load_toml(own), None
     shared = folder / SHARED_FILE
     if not shared.is_file():
-        return None, None
+        return None, {}, None
     try:
-        ours = "crawl" in read_toml(shared)
+        document = read_toml(shared)
     except ConfigError:  # ours if it means to have the table: its error is said
         text = shared.read_text(encoding="utf-8", errors="replace")
-        ours = any(line.strip().startswith("[crawl") for line in text.splitlines())
-    if ours:
-        return shared, None
-    return None, f"{shared} has no [crawl] table: not ours, ignored (use {OUR_FILE})"
+        if any(line.strip().startswith("[crawl") for line in text.splitlines()):
+            raise
+        document = {}
+    if "crawl" in document:
+        return shared, crawl_table(document, shared), None
+    return None, {}, f"{shared} has no [crawl] table: not ours, ignored (use {OUR_FILE})"
 
 
 @dataclasses.dataclass
@@ -245,8 +248,10 @@ class Settings:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The config file's [crawl] values overridden by the flags that were given."""
-    path, note = (args.config, None) if args.config is not None else find_config(Path.cwd())
-    values = load_toml(path) if path is not None else {}
+    if args.config is not None:
+        path, values, note = args.config, load_toml(args.config), None
+    else:
+        path, values, note = find_config(Path.cwd())
     flags = {key: value for key, value in vars(args).items() if value is not None}
     for key in ("command", "config", "urls"):
         flags.pop(key, None)
