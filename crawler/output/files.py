@@ -40,14 +40,18 @@ _MAX_SEGMENT = 100
 _MAX_DEPTH = 32
 
 
-# Every name the crawl writes at the top of its output folder.
-OUTPUT_NAMES = (
+# What one pass over the site writes (state.sqlite carries on: it is the crawl).
+PASS_FILES = (
     "pages.jsonl",
     "pages.csv",
     "items.jsonl",
     "broken.jsonl",
     "stats.json",
     "report.html",
+)
+# Every name the crawl writes at the top of its output folder.
+OUTPUT_NAMES = (
+    *PASS_FILES,
     "state.sqlite",
     "state.sqlite-wal",
     "state.sqlite-shm",

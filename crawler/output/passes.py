@@ -20,18 +20,10 @@ from typing import Any
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError
+from crawler.output.files import PASS_FILES
 from crawler.output.state import CrawlState
 
 PREVIOUS = "previous"
-# What a pass writes (state.sqlite carries on: it is the crawl, not the pass).
-PASS_FILES = (
-    "pages.jsonl",
-    "pages.csv",
-    "items.jsonl",
-    "broken.jsonl",
-    "stats.json",
-    "report.html",
-)
 
 
 def settle_update(config: CrawlConfig) -> CrawlConfig:
