@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of, resolve
+from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of, resolver
 
 
 @pytest.mark.parametrize(
@@ -215,5 +215,5 @@ BASES = st.sampled_from(
 def test_resolve_is_normalize_for_any_link(link: str, base: str) -> None:
     page = normalize(base)
     assert page is not None
-    assert resolve(link, page) == normalize(link, page)
-    assert resolve(link, page, sort_query=False) == normalize(link, page, sort_query=False)
+    assert resolver(page)(link) == normalize(link, page)
+    assert resolver(page, sort_query=False)(link) == normalize(link, page, sort_query=False)

@@ -71,14 +71,10 @@ _SIMPLE_LINK = re.compile(r"(?![A-Za-z][A-Za-z0-9+.-]*:)(?!//)[A-Za-z0-9._~!$&'(
 _SIMPLE_QUERY = re.compile(r"[A-Za-z0-9._~!$&()*+,;=:@/?-]*")
 
 
-def resolve(link: str, base: str, *, sort_query: bool = True) -> str | None:
-    """``normalize(link, base)`` for a link found on the page at ``base``, a normalised
-    URL: the same answer, sooner for the links real pages are made of."""
-    return resolver(base, sort_query=sort_query)(link)
-
-
 def resolver(base: str, *, sort_query: bool = True) -> Callable[[str], str | None]:
-    """``resolve`` for the links of one page: what it needs of ``base`` worked out once."""
+    """``normalize(link, base)`` for each link found on the page at ``base`` (a
+    normalised URL): the same answer, sooner for the links real pages are made of;
+    what it needs of ``base`` is worked out once."""
     start = base.find("/", base.find("://") + 3)
     origin, base_path = (base, "/") if start == -1 else (base[:start], base[start:])
     base_path = base_path.partition("?")[0]
