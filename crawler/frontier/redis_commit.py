@@ -152,7 +152,11 @@ class GroupCommit:
             if not future.done():
                 future.set_result([int(value) for value in result])
         if batch.acks or deltas:
-            stale = self._commit_deltas(deltas, results[len(batch.adds)])
+            answer = results[len(batch.adds)]  # ACK's: the stale tickets
+            if isinstance(answer, Exception):
+                raise answer
+            self._pushed_in(deltas)
+            stale = {int(ticket) for ticket in answer}
             self._acked([int(values[0]) for values, _ in batch.acks], stale)
         self.settled.set()
         if then is None:
@@ -167,7 +171,7 @@ class GroupCommit:
         for ticket in tickets:
             counts, waiting = self._waiting.pop(ticket, ({}, []))
             if ticket not in stale:
-                self._commit_deltas(counts, [])
+                self._pushed_in(counts)
                 for then in waiting:
                     then()
             elif waiting:
@@ -193,10 +197,7 @@ class GroupCommit:
             if value != self._pushed.get(name, 0)
         }
 
-    def _commit_deltas(self, deltas: dict[str, int], result: Any) -> set[int]:
-        """The counters' deltas are in Redis; returns ACK's stale tickets."""
-        if isinstance(result, Exception):
-            raise result
+    def _pushed_in(self, deltas: dict[str, int]) -> None:
+        """These counters' deltas are in Redis."""
         for name, delta in deltas.items():
             self._pushed[name] = self._pushed.get(name, 0) + delta
-        return {int(ticket) for ticket in result}
