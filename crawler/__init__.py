@@ -7,7 +7,7 @@ from crawler.api import Crawler, crawl, run
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, CrawlerError, FrontierUnavailable, OutputLocked
 from crawler.extract import Item, Page
-from crawler.records import BrokenLink, CrawlStats, PageRecord
+from crawler.records import BrokenLink, CrawlStats, LinkCheck, PageRecord, Referrer
 
 __all__ = [
     "BrokenLink",
@@ -18,9 +18,11 @@ __all__ = [
     "CrawlerError",
     "FrontierUnavailable",
     "Item",
+    "LinkCheck",
     "OutputLocked",
     "Page",
     "PageRecord",
+    "Referrer",
     "crawl",
     "run",
 ]

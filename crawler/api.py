@@ -14,7 +14,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import Item
 from crawler.output.passes import settle_update
 from crawler.procs.parent import ProcessFront
-from crawler.records import CrawlStats, PageRecord
+from crawler.records import CrawlStats, LinkCheck, PageRecord
 
 if TYPE_CHECKING:
     from crawler.loop.engine import Engine
@@ -35,7 +35,9 @@ class Crawler:
     def __init__(self, config: CrawlConfig) -> None:
         self.config = config
         self._engine = _runner(config, self._deliver)
-        self._records: asyncio.Queue[PageRecord | Item | None] = asyncio.Queue(maxsize=_BACKLOG)
+        self._records: asyncio.Queue[PageRecord | Item | LinkCheck | None] = asyncio.Queue(
+            maxsize=_BACKLOG
+        )
         self._task: asyncio.Task[CrawlStats] | None = None
         self._reading = True
 
@@ -72,14 +74,14 @@ class Crawler:
             elif not self._records.full():
                 self._records.put_nowait(None)
 
-    async def _deliver(self, record: PageRecord | Item) -> None:
+    async def _deliver(self, record: PageRecord | Item | LinkCheck) -> None:
         if self._reading:
             await self._records.put(record)
 
     def __aiter__(self) -> Crawler:
         return self
 
-    async def __anext__(self) -> PageRecord | Item:
+    async def __anext__(self) -> PageRecord | Item | LinkCheck:
         if self._task is None:
             raise RuntimeError("iterate inside 'async with Crawler(...)'")
         record = await self._records.get()

@@ -20,19 +20,21 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from crawler.api import Crawler
+from crawler.check_formats import FORMATS, render, summary_line
 from crawler.config import CrawlConfig, build_config
-from crawler.errors import ConfigError, CrawlerError, NothingToDo
+from crawler.errors import ConfigError, CrawlerError, NothingToDo, OutputFailed
 from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
 from crawler.logs import setup_logging
 from crawler.output.files import OutputLock
 from crawler.output.passes import broken_changes, settle_update
 from crawler.output.report import summarize
 from crawler.output.report_html import write_report
-from crawler.records import CrawlStats, PageRecord
+from crawler.records import CrawlStats, LinkCheck, PageRecord
 from crawler.terminal import Progress, broken_line, print_broken, summary_table
 from crawler.web.urls import redact_url
 
@@ -43,8 +45,11 @@ log = logging.getLogger("crawler")
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-async def _crawl(config: CrawlConfig, quiet: bool) -> tuple[CrawlStats, int | None]:
-    """Run the crawl with progress and signal handling; return stats and the signal's exit code."""
+async def _crawl(
+    config: CrawlConfig, quiet: bool, checks: list[LinkCheck] | None = None
+) -> tuple[CrawlStats, int | None]:
+    """Run the crawl with progress and signal handling; return stats and the signal's
+    exit code (crawler check's results are added to ``checks``)."""
     stderr = Console(stderr=True)
     crawl = Crawler(config)
     stopped_by: list[int] = []
@@ -65,7 +70,10 @@ async def _crawl(config: CrawlConfig, quiet: bool) -> tuple[CrawlStats, int | No
             async with crawl:
                 async for record in crawl:
                     progress.update(crawl.stats)
-                    if isinstance(record, PageRecord) and record.is_broken():
+                    if isinstance(record, LinkCheck):
+                        if checks is not None:
+                            checks.append(record)
+                    elif isinstance(record, PageRecord) and record.is_broken():
                         log.info(
                             "broken: %s %s (linked from %s)",
                             record.status or record.error,
@@ -122,10 +130,10 @@ def _finish(stats: CrawlStats, stopped_by: int | None, config: CrawlConfig, job:
     return 0
 
 
-def run_crawl(args: argparse.Namespace) -> int:
+def _settled(args: argparse.Namespace) -> tuple[CrawlConfig, dict[str, Any]]:
+    """The config of a crawl or check command, and every value it was given."""
     settings = settings_from(args)
     values = settings.values
-    quiet = bool(values.get("quiet"))
     setup_logging(values.get("log_file"))
     if settings.note:
         log.info("%s", settings.note)
@@ -133,6 +141,8 @@ def run_crawl(args: argparse.Namespace) -> int:
         # As `python -m` does: an extractor module in the folder the crawl runs from.
         # Last on the path, so nothing there can shadow an installed module.
         sys.path.append(os.getcwd())
+    if args.command == "check":
+        values["check"] = True
     try:
         config = settle_update(build_config(values))
     except ConfigError as error:
@@ -143,18 +153,88 @@ def run_crawl(args: argparse.Namespace) -> int:
     mode = "resume" if config.resume else "incremental" if config.incremental else "new crawl"
     seeds = " ".join(map(redact_url, config.seeds)) or "(from the saved state)"
     log.info("%s into %s: %s", mode, config.output_dir, seeds)
+    return config, values
+
+
+def _job(args: argparse.Namespace, config: CrawlConfig, values: dict[str, Any]) -> _Job:
     resume_with = None
     if config.output_dir is not None and not config.frontier:
         how = "--update" if values.get("update") else "--resume"
-        resume_with = f"crawler crawl --output {shlex.quote(str(config.output_dir))} {how}"
-    job = _Job(quiet, bool(values.get("fail_on_broken")), bool(values.get("update")), resume_with)
+        folder = shlex.quote(str(config.output_dir))
+        resume_with = f"crawler {args.command} --output {folder} {how}"
+    fail_on_broken = bool(values.get("fail_on_broken"))
+    return _Job(bool(values.get("quiet")), fail_on_broken, bool(values.get("update")), resume_with)
+
+
+def run_crawl(args: argparse.Namespace) -> int:
+    config, values = _settled(args)
+    job = _job(args, config, values)
     try:
-        stats, stopped_by = asyncio.run(_crawl(config, quiet))
+        stats, stopped_by = asyncio.run(_crawl(config, job.quiet))
     except NothingToDo as done:
-        if not quiet:
+        if not job.quiet:
             print(f"crawler: {done}", file=sys.stderr)
         return done.exit_code
     return _finish(stats, stopped_by, config, job)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    config, values = _settled(args)
+    job = _job(args, config, values)
+    report_format = values.get("report_format") or "text"
+    if report_format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {report_format!r}")
+    report: Path | None = values.get("report")
+    if report is not None:
+        _writable(Path(report))
+    checks: list[LinkCheck] = []
+    try:
+        stats, stopped_by = asyncio.run(_crawl(config, job.quiet, checks))
+    except NothingToDo as done:
+        if not job.quiet:
+            print(f"crawler: {done}", file=sys.stderr)
+        return done.exit_code
+    text = render(checks, report_format, stats.pages)
+    if report is not None:
+        _write_report(Path(report), text)
+    else:
+        sys.stdout.write(text)
+    # The text report ends with the summary line; any other report is a file's content.
+    summary = not job.quiet and (report is not None or report_format != "text")
+    return _check_exit(checks, stats, stopped_by, job, summary=summary)
+
+
+def _writable(path: Path) -> None:
+    """--report FILE can be written: said before the crawl, not after it (and nothing
+    is created meanwhile)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir() or not os.access(path if path.exists() else folder, os.W_OK):
+        raise ConfigError(f"cannot write --report {path}: not a writable file")
+
+
+def _write_report(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise OutputFailed(f"cannot write --report {path}: {error.strerror}") from None
+
+
+def _check_exit(
+    checks: list[LinkCheck], stats: CrawlStats, stopped_by: int | None, job: _Job, *, summary: bool
+) -> int:
+    """0 when nothing is broken, 1 when something is; a stop says so, and how to go on."""
+    if summary:
+        print(summary_line(checks, stats.pages), file=sys.stderr)
+    if not job.quiet and not stats.finished and job.resume_with is not None:
+        print(
+            f"unfinished: {stats.queued:,} URLs still queued; continue with {job.resume_with}",
+            file=sys.stderr,
+        )
+    if stopped_by is not None:
+        return stopped_by
+    if job.update and not stats.finished:
+        return 0  # the pass goes on next time; its broken links are said when it ends
+    return 1 if any(check.is_failing() for check in checks) else 0
 
 
 async def _demo(pages: int) -> tuple[CrawlStats, int | None, CrawlConfig]:
@@ -221,7 +301,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"crawl": run_crawl, "demo": run_demo, "report": run_report}
+    commands = {"crawl": run_crawl, "check": run_check, "demo": run_demo, "report": run_report}
     try:
         return commands[args.command](args)
     except CrawlerError as error:

@@ -24,7 +24,7 @@ DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
 FRONTIER_SCHEMES = ("redis://", "rediss://", "unix://")
 # Settings of the command line only: config.toml may hold them, CrawlConfig does not.
-CLI_KEYS = frozenset({"quiet", "log_file", "fail_on_broken"})
+CLI_KEYS = frozenset({"quiet", "log_file", "fail_on_broken", "report_format", "report"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,23 @@ class CrawlConfig:
     warc: Path | None = None
     # A shared frontier, redis://HOST:PORT/DB: members anywhere share one crawl.
     frontier: str | None = None
+    # Redirects followed for one URL before it is recorded as too-many-redirects.
+    max_redirects: int = 10
+    # crawler check: every link found is checked too (offsite links, requisites,
+    # fragments), and its results come out as LinkCheck objects (the library sets it).
+    check: bool = False
+    # crawler check: the statuses that count as working ("200..299,403").
+    accept: str = "200..299"
+    # crawler check: links never requested (a glob on the whole URL, or re:REGEX);
+    # a link matching an --include pattern is checked even so.
+    exclude: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    # crawler check: seconds a working link's result is reused by later passes
+    # (--update) before it is requested again; "1d", "12h", "30m" in files and flags.
+    cache_age: float = 86400.0
+    # crawler check: read offsite HTML pages for the #fragments linked to (in-scope
+    # pages are always read).
+    check_fragments: bool = False
 
     def __post_init__(self) -> None:
         _coerce(self)
@@ -98,13 +115,19 @@ class CrawlConfig:
         _check_requests(self)
         if self.frontier is not None:
             _check_frontier(self)
+        accepted_statuses(self.accept)  # a bad --accept is a ConfigError now
+        LinkRules(self.include, self.exclude, None)
+        if self.check and (self.processes > 1 or self.frontier is not None):
+            raise ConfigError(
+                "crawler check runs in one process: not with --processes or --frontier"
+            )
         if self.format not in FORMATS:
             raise ConfigError(
                 f"format must be one of {', '.join(FORMATS)}, not {self.format!r}", setting="format"
             )
 
 
-_LISTS = ("seeds", "allow_domain", "allow", "deny", "header")
+_LISTS = ("seeds", "allow_domain", "allow", "deny", "header", "exclude", "include")
 _PATHS = ("output_dir", "warc", "cookies")
 # Headers the crawler sets itself (or that would break its requests).
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -136,6 +159,44 @@ def _coerce(config: CrawlConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, (str, os.PathLike)) and not isinstance(value, Path):
             object.__setattr__(config, name, Path(value))
+    if isinstance(config.cache_age, str):
+        object.__setattr__(config, "cache_age", duration(config.cache_age, "cache_age"))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(value: str, setting: str) -> float:
+    """Seconds from "90", "90s", "30m", "12h", "1d" or "2w"."""
+    text = value.strip().lower()
+    scale = _UNITS.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise ConfigError(
+            f"{setting} wants seconds or a duration like 30m, 12h, 1d, not {value!r}",
+            setting=setting,
+        ) from None
+    return seconds
+
+
+def accepted_statuses(accept: str) -> frozenset[int]:
+    """The statuses of ``--accept``: codes and ranges, "200..299,403"."""
+    statuses: set[int] = set()
+    for part in accept.replace(" ", "").split(","):
+        low, dots, high = part.partition("..")
+        try:
+            first, last = int(low), int(high if dots else low)
+        except ValueError:
+            first = last = 0
+        if not 100 <= first <= last <= 599:
+            raise ConfigError(
+                f"accept wants status codes and ranges like 200..299,403, not {accept!r}",
+                setting="accept",
+            )
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
 
 
 def _check_seed(seed: str) -> None:
@@ -172,7 +233,7 @@ _POSITIVE = (
     "timeout",
     "max_bytes",
 )
-_NON_NEGATIVE = ("max_depth", "delay", "retries", "max_retry_after")
+_NON_NEGATIVE = ("max_depth", "delay", "retries", "max_retry_after", "max_redirects", "cache_age")
 
 
 def _check_ranges(config: CrawlConfig) -> None:
@@ -229,25 +290,39 @@ _FILE_NAMES = {"output_dir": "output"}
 CONFIG_KEYS = (
     frozenset(_FILE_NAMES.get(item.name, item.name) for item in dataclasses.fields(CrawlConfig))
     | CLI_KEYS
-) - {"link_filter"}
+) - {"link_filter", "check", "report_format", "report"}
+# [check] takes every [crawl] key (for crawler check only), and its report's: in
+# [check], format is the report's (text, json, ...), not the pages file's.
+CHECK_KEYS = CONFIG_KEYS | {"report"}
 
 
-def load_toml(path: Path) -> dict[str, Any]:
-    """The [crawl] table of a config file, keys checked; ConfigError if unreadable."""
-    return crawl_table(read_toml(path), path)
+def load_toml(path: Path, command: str = "crawl") -> dict[str, Any]:
+    """A config file's settings for ``command``, keys checked; ConfigError if unreadable."""
+    return crawl_table(read_toml(path), path, command)
 
 
-def crawl_table(document: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A config file's [crawl] table, its tables and keys checked."""
-    unknown_tables = set(document) - {"crawl"}
+def crawl_table(document: dict[str, Any], path: Path, command: str = "crawl") -> dict[str, Any]:
+    """A config file's [crawl] table (and for crawler check its [check] table over it),
+    tables and keys checked."""
+    unknown_tables = set(document) - {"crawl", "check"}
     if unknown_tables:
         raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown_tables))}")
-    table = document.get("crawl", {})
+    values = _table(document, path, "crawl", CONFIG_KEYS)
+    check = _table(document, path, "check", CHECK_KEYS)
+    if command == "check":
+        if "format" in check:
+            check["report_format"] = check.pop("format")
+        values.update(check)
+    return values
+
+
+def _table(document: dict[str, Any], path: Path, name: str, keys: frozenset[str]) -> dict[str, Any]:
+    table = document.get(name, {})
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: crawl must be a table ([crawl])")
+        raise ConfigError(f"{path}: {name} must be a table ([{name}])")
     for key in sorted(table):
-        if key not in CONFIG_KEYS:
-            raise ConfigError(f"{path}: unknown setting {key!r} in [crawl]{did_you_mean(key)}")
+        if key not in keys:
+            raise ConfigError(f"{path}: unknown setting {key!r} in [{name}]{did_you_mean(key)}")
     return dict(table)
 
 

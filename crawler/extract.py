@@ -144,3 +144,21 @@ class LinkRules:
         if self._allow and not any(match(url) for match in self._allow):
             return False
         return self._filter is None or bool(self._filter(url))
+
+
+class CheckRules:
+    """crawler check's --exclude and --include: which links are never requested.
+
+    A link is excluded when an --exclude pattern matches it and no --include
+    pattern does (lychee's rule: an include wins over every exclude).
+    """
+
+    def __init__(self, exclude: Iterable[str], include: Iterable[str]) -> None:
+        self._exclude = [_matcher(pattern) for pattern in exclude]
+        self._include = [_matcher(pattern) for pattern in include]
+        self.active = bool(self._exclude)
+
+    def excludes(self, url: str) -> bool:
+        if not any(match(url) for match in self._exclude):
+            return False
+        return not any(match(url) for match in self._include)

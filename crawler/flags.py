@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
+from crawler.check_formats import FORMATS
 from crawler.config import CrawlConfig, crawl_table, load_toml, read_toml
 from crawler.errors import ConfigError
 
@@ -23,8 +24,16 @@ DEFAULT_OUTPUT = "output"
 OUR_FILE = "crawler.toml"
 SHARED_FILE = "config.toml"
 # The library's name of a setting whose flag says it otherwise.
-_FLAG_NAMES = {"output_dir": "output"}
+_FLAG_NAMES = {"output_dir": "output", "report_format": "format"}
 
+CHECK_EXAMPLES = """examples:
+  crawler check https://example.org/
+  crawler check https://example.org/ --format junit --report links.xml
+  crawler check https://example.org/ -o site --update --exclude '*linkedin.com*'
+  crawler check https://example.org/ --accept 200..299,403 --check-fragments
+
+exit: 0 nothing broken, 1 broken links (or timeouts) found, 2 usage or config error
+"""
 EXAMPLES = """examples:
   crawler crawl https://example.org/ --max-pages 1000 -o example
   crawler crawl https://example.org/ -o example --update --quiet --fail-on-broken
@@ -86,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _crawl_flags(crawl)
     _with_defaults(crawl)
+    check = commands.add_parser(
+        "check",
+        help="crawl from seed URLs and check every link: offsite, images, scripts, fragments",
+        epilog=CHECK_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _crawl_flags(check, command="check")
+    _with_defaults(check)
     report = commands.add_parser("report", help="summary of a crawl; writes DIR/report.html")
     report.add_argument("directory", type=Path, metavar="DIR")
     report.add_argument(
@@ -98,7 +115,7 @@ def _switch(parser: argparse.ArgumentParser, *names: str, help: str) -> None:
     parser.add_argument(*names, action="store_true", default=None, help=help)
 
 
-def _crawl_flags(parser: argparse.ArgumentParser) -> None:
+def _crawl_flags(parser: argparse.ArgumentParser, command: str = "crawl") -> None:
     flag = parser.add_argument
     flag("urls", nargs="*", metavar="URL", help="seed URLs (http or https)")
     flag(
@@ -134,7 +151,9 @@ def _crawl_flags(parser: argparse.ArgumentParser) -> None:
     )
     _switch(parser, "--no-sitemaps", help="do not read robots.txt Sitemap: lines, /sitemap.xml")
     _request_flags(parser)
-    _run_flags(parser)
+    _run_flags(parser, command)
+    if command == "check":
+        _check_flags(parser)
 
 
 def _request_flags(parser: argparse.ArgumentParser) -> None:
@@ -156,10 +175,46 @@ def _request_flags(parser: argparse.ArgumentParser) -> None:
     _switch(parser, "--keep-query-order", help="do not sort query parameters")
 
 
-def _run_flags(parser: argparse.ArgumentParser) -> None:
+def _check_flags(parser: argparse.ArgumentParser) -> None:
+    flag = parser.add_argument
+    flag(
+        "--format",
+        dest="report_format",
+        choices=FORMATS,
+        help="the report's format (default: text)",
+    )
+    flag("--report", type=Path, metavar="FILE", help="write the report here, not to stdout")
+    flag(
+        "--accept",
+        metavar="CODES",
+        help="statuses that count as working, codes and ranges: 200..299,403",
+    )
+    flag(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="never check URLs matching (glob on the whole URL, or re:REGEX; repeatable)",
+    )
+    flag(
+        "--include",
+        action="append",
+        metavar="PATTERN",
+        help="check URLs matching although an --exclude matches them (repeatable)",
+    )
+    flag(
+        "--cache-age",
+        metavar="AGE",
+        help="reuse a working link's result for this long in later passes (--update): "
+        "seconds, or 30m, 12h, 1d",
+    )
+    _switch(parser, "--check-fragments", help="read offsite pages for the #fragments linked to")
+
+
+def _run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     flag = parser.add_argument
     _switch(parser, "--save-html", help="mirror pages under OUTPUT/html/")
-    flag("--format", choices=("jsonl", "csv"), help="pages file format")
+    if command == "crawl":
+        flag("--format", choices=("jsonl", "csv"), help="pages file format")
     _switch(parser, "--resume", help="continue the unfinished crawl in the output folder")
     _switch(parser, "--incremental", help="recrawl a finished crawl with conditional requests")
     _switch(
@@ -182,7 +237,9 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
     )
     flag("--extract", metavar="MOD:FUNC", help="extractor; its items go to OUTPUT/items.jsonl")
     flag("--warc", metavar="PATH", help="also write every request and response to a WARC file")
-    _switch(parser, "--fail-on-broken", help="exit 1 when broken links were found")
+    flag("--max-redirects", type=int, metavar="N", help="redirects followed for one URL")
+    if command == "crawl":
+        _switch(parser, "--fail-on-broken", help="exit 1 when broken links were found")
     _switch(parser, "-q", "--quiet", help="no progress or summary; only what needs a person")
     flag("--log-file", type=Path, metavar="PATH", help="write a readable log of the crawl here")
 
@@ -199,12 +256,14 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
         action.help += f" (default: {shown})"
 
 
-def find_config(folder: Path) -> tuple[Path | None, dict[str, Any], str | None]:
-    """The config file to read from ``folder``, its [crawl] values (each file is read
-    once), and what the log should say."""
+def find_config(
+    folder: Path, command: str = "crawl"
+) -> tuple[Path | None, dict[str, Any], str | None]:
+    """The config file to read from ``folder``, its values for ``command`` (each file is
+    read once), and what the log should say."""
     own = folder / OUR_FILE
     if own.is_file():
-        return own, load_toml(own), None
+        return own, load_toml(own, command), None
     shared = folder / SHARED_FILE
     if not shared.is_file():
         return None, {}, None
@@ -216,7 +275,7 @@ def find_config(folder: Path) -> tuple[Path | None, dict[str, Any], str | None]:
             raise
         document = {}
     if "crawl" in document:
-        return shared, crawl_table(document, shared), None
+        return shared, crawl_table(document, shared, command), None
     return None, {}, f"{shared} has no [crawl] table: not ours, ignored (use {OUR_FILE})"
 
 
@@ -249,9 +308,9 @@ class Settings:
 def settings_from(args: argparse.Namespace) -> Settings:
     """The config file's [crawl] values overridden by the flags that were given."""
     if args.config is not None:
-        path, values, note = args.config, load_toml(args.config), None
+        path, values, note = args.config, load_toml(args.config, args.command), None
     else:
-        path, values, note = find_config(Path.cwd())
+        path, values, note = find_config(Path.cwd(), args.command)
     flags = {key: value for key, value in vars(args).items() if value is not None}
     for key in ("command", "config", "urls"):
         flags.pop(key, None)

@@ -51,6 +51,9 @@ class PageRecord:
     noindex: bool = False
     # --incremental only: "new", "changed", "unchanged" or "removed" since the last crawl.
     change: str | None = None
+    # "page" for a page crawled; for a URL only checked (crawler check), what links
+    # to it: "link", "image", "script", "stylesheet", ... (CHECK_KINDS' fetch modes).
+    kind: str = "page"
 
     def is_broken(self) -> bool:
         """A 4xx/5xx answer or a network failure: something a link checker reports."""
@@ -63,6 +66,12 @@ class PageRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(PageRecord))
+
+
+# Entry kinds of crawler check: URLs requested to see whether they work, never crawled.
+# "link": HEAD (GET when HEAD is refused); "anchors": GET, its ids read (offsite
+# pages with --check-fragments); "stylesheet": GET, its url()s checked in turn.
+CHECK_KINDS = frozenset({"link", "anchors", "stylesheet"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,11 @@ class Entry:
         """Leasing it starts a new record: it counts toward --max-pages."""
         return self.kind == "page" and not self.is_continuation()
 
+    def outside_budget(self) -> bool:
+        """Leased even once --max-pages is reached: a record already started, or a
+        link to check (the pages crawled decide what is checked, not the budget)."""
+        return self.is_continuation() or self.kind in CHECK_KINDS
+
 
 @dataclass(frozen=True, slots=True)
 class Validators:
@@ -103,6 +117,8 @@ class Validators:
     last_modified: str | None
     content_hash: str | None
     links: tuple[str, ...]
+    # crawler check: the page's links as checked (output.state.pack_refs), if kept.
+    refs: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +136,10 @@ class Completion:
     # The page's followed links, packed (output.state.pack_links): compressed
     # where the page is parsed, in the front's processes too.
     links: bytes | None = None
+    # crawler check: the record of a URL only checked (kept as a cache for later
+    # passes if it worked), and a page's links as checked (output.state.pack_refs).
+    checked: bool = False
+    refs: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +151,48 @@ class BrokenLink:
     error: str | None
     referrers: tuple[str, ...]
     referrer_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """Where a link appears: the page (or stylesheet) and the line of the tag (1-based;
+    0 when not known, as for a sitemap's entry)."""
+
+    page: str
+    line: int
+
+
+# The results of crawler check. "broken" and "timeout" fail the check.
+RESULTS = ("ok", "redirected", "broken", "timeout", "excluded", "unsupported")
+FAILING = frozenset({"broken", "timeout"})
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCheck:
+    """One URL checked by crawler check, however many pages link to it.
+
+    ``url`` is normalised, with ``#fragment`` for a fragment's own check (its
+    page works; ``error`` "fragment-missing" when no element has that id or
+    name); for an unsupported link (mailto:, tel:, data:...) it is as written.
+    ``error`` says why a URL was excluded ("excluded" for ``--exclude``,
+    "robots") or how it broke (a network failure; else ``status`` says).
+    """
+
+    url: str
+    result: str
+    kind: str
+    status: int | None
+    error: str | None
+    final_url: str | None
+    referrers: tuple[Referrer, ...]
+
+    def is_failing(self) -> bool:
+        return self.result in FAILING
+
+    def as_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["referrers"] = [{"page": r.page, "line": r.line} for r in self.referrers]
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +213,8 @@ class CrawlStats:
     sitemaps: int = 0
     sitemap_urls: int = 0
     items: int = 0
+    # crawler check: URLs requested only to see whether they work (not pages).
+    checked: int = 0
     status_counts: dict[str, int] = field(default_factory=dict)
     error_counts: dict[str, int] = field(default_factory=dict)
     bytes: int = 0

@@ -32,6 +32,7 @@ _COUNTS = (
     "excluded_links",
     "items",
     "refused_links",
+    "checked",
 )
 
 
@@ -58,6 +59,7 @@ class Tally:
         self.items = 0
         # Links a full shared frontier (Redis at maxmemory) could not take.
         self.refused_links = 0
+        self.checked = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self._earlier_duration = 0.0
@@ -67,6 +69,9 @@ class Tally:
         self._started = time.monotonic()
 
     def add(self, record: PageRecord) -> None:
+        if record.kind != "page":
+            self.checked += 1  # a link checked, not a page: crawler check reports those
+            return
         self.pages += 1
         self.bytes += record.bytes
         if record.status is not None:

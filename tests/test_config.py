@@ -76,11 +76,13 @@ def test_every_flag_is_documented_and_every_documented_flag_exists() -> None:
     from crawler.flags import build_parser
 
     parser = build_parser()
-    crawl = parser._subparsers._group_actions[0].choices["crawl"]  # type: ignore[union-attr]
-    flags = {option for action in crawl._actions for option in action.option_strings} - {
-        "-h",
-        "--help",
-    }
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    flags = {
+        option
+        for command in ("crawl", "check")
+        for action in commands[command]._actions
+        for option in action.option_strings
+    } - {"-h", "--help"}
     readme = (REPO / "README.md").read_text()
     first_cells = [line.split("|")[1] for line in readme.splitlines() if line.startswith("| `-")]
     documented = {flag for cell in first_cells for flag in re.findall(r"`(--?[a-z-]+)", cell)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -91,9 +92,9 @@ async def test_a_big_page_is_parsed_off_the_event_loop(monkeypatch: pytest.Monke
     threads: list[threading.Thread] = []
     real = parsing.parse_response
 
-    def watched(response: Response, *, honour_nofollow: bool) -> object:
+    def watched(response: Response, **options: Any) -> object:
         threads.append(threading.current_thread())
-        return real(response, honour_nofollow=honour_nofollow)
+        return real(response, **options)
 
     monkeypatch.setattr(parsing, "parse_response", watched)
     links, tally = gate()

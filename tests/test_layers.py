@@ -32,6 +32,7 @@ RANKS = {
     "cli": 6,
     "flags": 6,
     "terminal": 6,
+    "check_formats": 6,
     "logs": 6,
     "__main__": 7,
     "__init__": 7,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -92,10 +93,10 @@ async def test_a_bug_on_one_page_is_its_record_and_the_crawl_goes_on(
     site = await serve(static_site({"/": ["/a", "/b"], "/a": ["/c"], "/b": [], "/c": []}))
     real = parsing.parse_response
 
-    def buggy(response: object, *, honour_nofollow: bool) -> object:
+    def buggy(response: object, **options: Any) -> object:
         if str(getattr(response, "url", "")).endswith("/a"):
             raise RuntimeError("a bug no one foresaw")
-        return real(response, honour_nofollow=honour_nofollow)  # type: ignore[arg-type]
+        return real(response, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(parsing, "parse_response", buggy)
     config = CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, no_sitemaps=True)

@@ -70,6 +70,7 @@ class MemoryFrontier:
         self._delayed: list[tuple[float, int, Entry]] = []
         self._order = itertools.count()
         self._pending = 0
+        # Entries leased past --max-pages (outside the budget) queued or delayed.
         self._continuations = 0
         self._leased = 0
         self._closed = False
@@ -94,8 +95,7 @@ class MemoryFrontier:
 
     def _push(self, entry: Entry, first: bool) -> None:
         self._pending += 1
-        if entry.is_continuation():
-            self._continuations += 1
+        self._continuations += entry.outside_budget()
         self._queues.push(entry, first=first)
 
     def _release_delayed(self, now: float) -> float:
@@ -160,6 +160,7 @@ class MemoryFrontier:
         rows = self._spill.load(self._spill_cursor, MEMORY_ENTRIES // 2)
         for position, entry in rows:
             self._queues.push(entry, first=False)
+            self._continuations += entry.outside_budget()  # a link to check, spilled
             self._spill_cursor = position
         self._spilled -= len(rows)
         if not rows or self._spilled <= 0:
@@ -181,8 +182,7 @@ class MemoryFrontier:
             return None
         entry = queues.pop(host)
         self._pending -= 1
-        if entry.is_continuation():
-            self._continuations -= 1
+        self._continuations -= entry.outside_budget()
         self._leased += 1
         queues.schedule(host)
         return Lease(entry, host)

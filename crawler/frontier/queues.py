@@ -1,8 +1,9 @@
 """The queues of the in-memory frontier: a FIFO per host and a heap of ready hosts.
 
 A host is in the heap iff its queue is non-empty, its politeness slot is
-not full, and (once --max-pages is reached) its first entry is a
-continuation: past the limit only records already started are carried on.
+not full, and (once --max-pages is reached) its first entry is outside the
+budget: past the limit only records already started are carried on, and links
+are still checked.
 Heap times may be stale (a slot's gap or back-off changed since); ``earliest``
 re-times an item before trusting it.
 """
@@ -53,7 +54,7 @@ class HostQueues:
 
     def _ready_time(self, host: str) -> float:
         queue = self._queues.get(host)
-        if not queue or (self._budget.exhausted() and not queue[0].is_continuation()):
+        if not queue or (self._budget.exhausted() and not queue[0].outside_budget()):
             return math.inf
         return self._politeness.slot(host).ready_at()
 

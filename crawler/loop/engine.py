@@ -30,10 +30,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+import aiohttp
+
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError
 from crawler.extract import Extractor, load_extractor
 from crawler.frontier.protocol import DONE, Lease, Outcome
+from crawler.loop.checks import Checker, open_checker
 from crawler.loop.gate import LinkGate
 from crawler.loop.hosts import HostKnowledge
 from crawler.loop.parsing import ParseStage
@@ -67,6 +70,7 @@ class Engine:
         self._work: asyncio.Queue[Lease | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._grace: asyncio.TimerHandle | None = None
+        self._checker: Checker | None = None
 
     def stop(self) -> None:
         """Lease nothing more; pages in flight get a few seconds to finish, then are
@@ -106,30 +110,14 @@ class Engine:
             if self.config.max_time is not None:
                 deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
             self.tally.start()
-            identity = Identity(
-                (*self.config.seeds, *given.seeds),  # the given ones last: they win
-                headers=given.header,
-                auth=given.auth,
-                proxy=given.proxy,
-            )
             try:
-                async with Fetcher(
-                    concurrency=self.config.concurrency,
-                    timeout=self.config.timeout,
-                    user_agent=self.config.user_agent,
-                    addresses=AddressPolicy(
-                        self.config.seeds,
-                        allow_private=self.config.allow_private,
-                        trusted=identity.proxy_hosts,
-                    ),
-                    recorder=recorder,
-                    identity=identity,
-                    cookies=cookies,
-                ) as fetcher:
+                async with fetcher_for(self.config, given, recorder, cookies) as fetcher:
                     visitor = self._visitor(opened, fetcher, extractor)
                     if opened.seeds:
                         await opened.frontier.add(opened.seeds)
                     await self._run_workers(visitor)
+                    if self._checker is not None:
+                        await self._checker.report(opened.sink, self._on_record)
             finally:
                 for timer in (deadline, self._grace):
                     if timer is not None:
@@ -153,7 +141,14 @@ class Engine:
     def _visitor(self, opened: Opened, fetcher: Fetcher, extractor: Extractor | None) -> Visitor:
         config, frontier = opened.config, opened.frontier
         gate = LinkGate(config, self.tally)
-        recorder = Recorder(self.tally, opened.sink, self._on_record, opened.after_ack)
+        checker = self._checker = open_checker(opened, gate, fetcher) if config.check else None
+        recorder = Recorder(
+            self.tally,
+            opened.sink,
+            self._on_record,
+            opened.after_ack,
+            checked=checker.book.note_record if checker is not None else None,
+        )
         hosts = HostKnowledge(
             config,
             fetcher=fetcher,
@@ -171,10 +166,11 @@ class Engine:
             frontier=frontier,
             gate=gate,
             hosts=hosts,
-            parser=ParseStage(gate, honour_nofollow=not config.ignore_nofollow),
+            parser=ParseStage(gate, honour_nofollow=not config.ignore_nofollow, refs=config.check),
             recorder=recorder,
             sink=opened.sink,
             extractor=extractor,
+            checker=checker,
         )
 
     async def _run_workers(self, visitor: Visitor) -> None:
@@ -243,6 +239,33 @@ class Engine:
                 await frontier.requeue(
                     lease, outcome.continuation, outcome.status, outcome.retry_after, outcome.delay
                 )
+
+
+def fetcher_for(
+    config: CrawlConfig,
+    given: CrawlConfig,
+    recorder: Callable[[Response], None] | None,
+    cookies: aiohttp.CookieJar,
+) -> Fetcher:
+    """The crawl's fetcher: ``config`` as the run settled it, ``given`` as it was given
+    (its seeds keep their user:pass@, which the state's do not)."""
+    identity = Identity(
+        (*config.seeds, *given.seeds),  # the given ones last: they win
+        headers=given.header,
+        auth=given.auth,
+        proxy=given.proxy,
+    )
+    return Fetcher(
+        concurrency=config.concurrency,
+        timeout=config.timeout,
+        user_agent=config.user_agent,
+        addresses=AddressPolicy(
+            config.seeds, allow_private=config.allow_private, trusted=identity.proxy_hosts
+        ),
+        recorder=recorder,
+        identity=identity,
+        cookies=cookies,
+    )
 
 
 def run_for(config: CrawlConfig) -> Run:

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from crawler.config import CrawlConfig
-from crawler.extract import LinkRules
-from crawler.records import Entry
+from crawler.extract import CheckRules, LinkFilter, LinkRules
+from crawler.records import CHECK_KINDS, Entry
 from crawler.stats import Tally
 from crawler.web.urls import Scope, domain_key, host_of, is_trap, link_facts, normalize, resolver
 
@@ -49,7 +49,12 @@ class LinkGate:
         seeds = [url for url in map(normalize, config.seeds) if url is not None]
         domains = frozenset(filter(None, map(domain_key, config.allow_domain)))
         self.scope = Scope(frozenset(host_of(url) for url in seeds), domains)
-        self._rules = LinkRules(config.allow, config.deny, config.link_filter)
+        link_filter = config.link_filter
+        if config.check and config.exclude:
+            # crawler check's --exclude: never requested, not even as a page to crawl.
+            excluded, given = CheckRules(config.exclude, config.include), config.link_filter
+            link_filter = functools.partial(_not_excluded, excluded, given)
+        self._rules = LinkRules(config.allow, config.deny, link_filter)
         self._sort_query = not config.keep_query_order
         self._tally = tally
 
@@ -98,6 +103,18 @@ class LinkGate:
         """The normalised URLs of ``links`` that are followed; the rest are counted."""
         return self.count(self.sort(links, base))
 
+    def verdict(self, url: str) -> str:
+        """The verdict on a normalised URL, counted nowhere (crawler check asks it of
+        every link, to know which the crawl follows)."""
+        host, trap = link_facts(url)
+        if trap:
+            return DROPPED
+        if not self.scope.allows(host):
+            return OFFSITE
+        if self._rules.active and not self._rules.admits(url):
+            return EXCLUDED
+        return FOLLOWED
+
     def judge(self, link: str, base: str) -> tuple[str | None, str]:
         """One URL (a redirect's target): its normalised form, if any, and the verdict,
         counted unless followed (the same rules as ``sort``, the URL normalised once)."""
@@ -119,6 +136,8 @@ class LinkGate:
         a seed) the rules too. Every entry the crawl queued passed here already; one a
         shared frontier hands out may have been written by anyone with access to it."""
         url = entry.url
+        if entry.kind in CHECK_KINDS:
+            return True  # a link to check may be anywhere (crawler check runs alone)
         if not self.scope.allows(host_of(url)):
             return False
         linked = entry.referrer is not None or entry.origin is not None
@@ -137,3 +156,7 @@ class LinkGate:
         """Where a robots.txt redirect leads, if it may be followed: rules 1-2."""
         url = normalize(location, base)
         return None if url is None or is_trap(url) else url
+
+
+def _not_excluded(excluded: CheckRules, given: LinkFilter | None, url: str) -> bool:
+    return not excluded.excludes(url) and (given is None or given(url))

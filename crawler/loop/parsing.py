@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 
 from crawler.loop.gate import LinkGate, Sorted
 from crawler.net.fetcher import Response
-from crawler.web.parser import ParsedPage, header_directives, parse_html
+from crawler.web.parser import ParsedPage, RefsReader, header_directives, parse_html
+from crawler.web.refs import page_refs
 
 BIG_PAGE_BYTES = 512 * 1024
 
@@ -34,9 +35,11 @@ class Parsed:
 class ParseStage:
     """Parses the HTML answers of one crawl, big ones off the event loop."""
 
-    def __init__(self, gate: LinkGate, *, honour_nofollow: bool) -> None:
+    def __init__(self, gate: LinkGate, *, honour_nofollow: bool, refs: bool = False) -> None:
         self._gate = gate
         self._honour_nofollow = honour_nofollow
+        # crawler check: every link and requisite with its line, and the anchors.
+        self._refs = page_refs if refs else None
 
     async def parse(self, response: Response) -> Parsed:
         if len(response.body) < BIG_PAGE_BYTES:
@@ -46,16 +49,18 @@ class ParseStage:
         return Parsed(page, self._gate.count(links))
 
     def _parse(self, response: Response) -> tuple[ParsedPage, Sorted]:
-        page = parse_response(response, honour_nofollow=self._honour_nofollow)
+        page = parse_response(response, honour_nofollow=self._honour_nofollow, refs=self._refs)
         if page.nofollow:
             return page, Sorted([])
         return page, self._gate.sort(page.links, page.base)
 
 
-def parse_response(response: Response, *, honour_nofollow: bool) -> ParsedPage:
+def parse_response(
+    response: Response, *, honour_nofollow: bool, refs: RefsReader | None = None
+) -> ParsedPage:
     """Parse an HTML answer; an X-Robots-Tag header adds to the page's own directives."""
     parsed = parse_html(
-        response.body, response.url, response.charset, honour_nofollow=honour_nofollow
+        response.body, response.url, response.charset, honour_nofollow=honour_nofollow, refs=refs
     )
     directives = header_directives(response.x_robots_tag)
     if not directives:

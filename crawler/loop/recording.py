@@ -23,11 +23,11 @@ from crawler.extract import Item
 from crawler.frontier.protocol import Lease
 from crawler.net.fetcher import Response
 from crawler.output.journal import Sink
-from crawler.records import Completion, Entry, PageRecord, Validators
+from crawler.records import Completion, Entry, LinkCheck, PageRecord, Validators
 from crawler.stats import Tally
 from crawler.web.parser import ParsedPage
 
-RecordSink = Callable[[PageRecord | Item], Awaitable[None]]
+RecordSink = Callable[[PageRecord | Item | LinkCheck], Awaitable[None]]
 # after_ack(lease, counters, then): the record's counters go with the lease's ack,
 # and ``then`` is called once it holds (a shared frontier's; see shared.py).
 AfterAck = Callable[[Lease, dict[str, Any], Callable[[], None]], None]
@@ -45,11 +45,14 @@ class Recorder:
         sink: Sink | None,
         on_record: RecordSink | None,
         after_ack: AfterAck | None = None,
+        checked: Callable[[PageRecord], None] | None = None,
     ) -> None:
         self._tally = tally
         self._sink = sink
         self._on_record = on_record
         self._after_ack = after_ack
+        # crawler check's ledger (linkbook.py) learns every record's result.
+        self._checked = checked
 
     async def emit(
         self,
@@ -62,6 +65,8 @@ class Recorder:
         done = completion or Completion(record.url, record)
 
         def keep() -> None:
+            if self._checked is not None:
+                self._checked(record)
             self._tally.add(record)
             self._tally.items += len(items)
             if self._sink is not None:
@@ -122,6 +127,7 @@ def build_record(
         error=error or (response.error if response is not None else None),
         redirects=len(entry.hops),
         noindex=parsed is not None and parsed.noindex,
+        kind=entry.kind,
     )
 
 

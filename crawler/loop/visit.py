@@ -26,6 +26,7 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.extract import Extractor, Item, Page, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
+from crawler.loop.checks import Checker
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
 from crawler.loop.hosts import HOST_DOWN, HostKnowledge
 from crawler.loop.parsing import Parsed, ParseStage
@@ -33,10 +34,9 @@ from crawler.loop.recording import Recorder, build_record, change, conditional, 
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
 from crawler.output.state import pack_links
-from crawler.records import Completion, Entry, Validators
+from crawler.records import CHECK_KINDS, Completion, Entry, PageRecord, Validators
 from crawler.web.parser import is_html
 
-MAX_REDIRECTS = 10
 # First wait before retrying a failed URL; it doubles with each attempt.
 RETRY_DELAY = 0.5
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -66,6 +66,7 @@ class Visitor:
         recorder: Recorder,
         sink: Sink | None,
         extractor: Extractor | None,
+        checker: Checker | None = None,
     ) -> None:
         self.config = config
         self._fetcher = fetcher
@@ -76,6 +77,7 @@ class Visitor:
         self._recorder = recorder
         self._sink = sink
         self._extractor = extractor
+        self._checker = checker
 
     async def visit(self, lease: Lease) -> Outcome:
         entry = lease.entry
@@ -96,13 +98,23 @@ class Visitor:
         if (refused := self._hosts.refusal(lease.host, entry.url)) is not None:
             await self._recorder.emit(build_record(entry, None, error=refused))
             return DONE
+        if entry.kind in CHECK_KINDS:
+            return await self._check(lease)
         validators = self._validators(entry)
         response = await self._fetcher.fetch(
             entry.url, max_bytes=self.config.max_bytes, headers=conditional(validators)
         )
-        retry = self._retry(entry, response, entry.elapsed_ms + response.elapsed_ms)
-        self._hosts.heard(lease.host, response, final=retry is None)
-        return retry or await self._after_fetch(entry, response, validators)
+        return self._heard(lease, response) or await self._after_fetch(entry, response, validators)
+
+    async def _check(self, lease: Lease) -> Outcome:
+        """A link requested only to see whether it works (checks.py)."""
+        assert self._checker is not None
+        cached = self._checker.cached(lease.entry)
+        if cached is not None:
+            await self._recorder.emit(cached)
+            return DONE
+        response = await self._checker.fetch(lease.entry)
+        return self._heard(lease, response) or await self._after_fetch(lease.entry, response, None)
 
     async def failed(self, lease: Lease) -> None:
         """A visit raised what nothing expected: the traceback logged once, and the
@@ -116,7 +128,12 @@ class Visitor:
     def _validators(self, entry: Entry) -> Validators | None:
         if self._sink is None or not self._sink.incremental or entry.origin is not None:
             return None
-        return self._sink.validators(entry.url)
+        validators = self._sink.validators(entry.url)
+        if validators is not None and self._checker is not None and validators.refs is None:
+            # A page whose links were never checked (the last pass was a crawl): a 304
+            # would leave them unknown, so it is asked for whole.
+            return replace(validators, etag=None, last_modified=None)
+        return validators
 
     async def _after_fetch(
         self, entry: Entry, response: Response, validators: Validators | None
@@ -124,9 +141,12 @@ class Visitor:
         elapsed_ms = entry.elapsed_ms + response.elapsed_ms
         status = response.status
         if status == 304 and validators is not None:
-            await self._unchanged(entry, response, validators, elapsed_ms)
+            await self._not_modified(entry, response, validators, elapsed_ms)
         elif status is not None and 300 <= status < 400 and response.location:
             await self._redirect(entry, response, elapsed_ms)
+        elif entry.kind in CHECK_KINDS:
+            assert self._checker is not None
+            await self._recorder.emit(*await self._checker.answered(entry, response, elapsed_ms))
         else:
             await self._page(entry, response, validators, elapsed_ms)
         return Outcome(status=status)
@@ -136,6 +156,7 @@ class Visitor:
     ) -> None:
         """A final answer: its links queued, its body mirrored, its record emitted."""
         parsed: Parsed | None = None
+        refs: bytes | None = None
         links: list[str] = []
         items: list[dict[str, Any]] = []
         error = None
@@ -143,18 +164,11 @@ class Visitor:
             parsed = await self._parser.parse(response)
             links = parsed.follow
             if self._extractor is not None:
-                assert response.status is not None  # parseable: a 2xx answer
-                seen = Page(
-                    entry.origin or entry.url,
-                    response.url,
-                    response.status,
-                    response.headers,
-                    response.body,
-                    response.charset,
-                    list(links),
-                )
+                seen = _seen_page(entry, response, links)
                 links, items, error = await extract(self._extractor, seen, self._gate)
             await self._queue_links(entry, response.url, links)
+            if self._checker is not None:
+                refs = await self._checker.page(parsed.page, entry.origin or entry.url, entry.depth)
             if self._sink is not None:
                 await self._sink.save_html(response.url, response.body)
         page = parsed.page if parsed is not None else None
@@ -173,64 +187,52 @@ class Visitor:
                 response.last_modified,
                 hashed,
                 pack_links(links),
+                refs=refs,
             )
         await self._recorder.emit(record, completion, [Item(record.url, item) for item in items])
 
-    async def _unchanged(
+    async def _not_modified(
         self, entry: Entry, response: Response, validators: Validators, elapsed_ms: int
     ) -> None:
         """A 304: the page is as it was; its stored links are followed, so new pages are found."""
         links = list(validators.links)
         await self._queue_links(entry, entry.url, links)
+        if self._checker is not None and validators.refs is not None:
+            await self._checker.unchanged(validators.refs, entry.url, entry.depth)
         record = replace(build_record(entry, response, elapsed_ms=elapsed_ms), change="unchanged")
-        completion = Completion(
-            record.url,
-            record,
-            (),
-            validators.previous_status,
-            response.etag or validators.etag,
-            response.last_modified or validators.last_modified,
-            validators.content_hash,
-            pack_links(links),
-        )
-        await self._recorder.emit(record, completion)
+        await self._recorder.emit(record, _unchanged(record, response, validators, links))
 
-    def _retry(self, entry: Entry, response: Response, elapsed_ms: int) -> Outcome | None:
-        retryable = response.status in RETRY_STATUSES or response.error in RETRY_ERRORS
-        if not retryable or entry.attempts >= self.config.retries:
-            return None
-        self._recorder.retried()
-        again = replace(
-            entry, attempts=entry.attempts + 1, leases=entry.leases + 1, elapsed_ms=elapsed_ms
-        )
-        if response.retry_after is not None:
-            # The server asked the whole host to wait (RFC 9110 §10.2.3).
-            wait = min(response.retry_after, self.config.max_retry_after)
-            return Outcome(again, response.status, retry_after=wait)
-        pause = RETRY_DELAY * 2**entry.attempts
-        if response.error in HOST_DOWN:
-            # The host itself is not there: it waits whole, so its other URLs are not
-            # tried meanwhile (a refusing host costs one request and its retries).
-            return Outcome(again, None, retry_after=pause)
-        return Outcome(again, response.status, delay=pause)
+    def _heard(self, lease: Lease, response: Response) -> Outcome | None:
+        """The answer to a lease's request, told to its host's knowledge: the retry, if
+        the URL goes again."""
+        entry = lease.entry
+        retry = retry_of(entry, response, self.config)
+        if retry is not None:
+            self._recorder.retried()
+        self._hosts.heard(lease.host, response, final=retry is None)
+        return retry
 
     async def _redirect(self, entry: Entry, response: Response, elapsed_ms: int) -> None:
         """A hop through the frontier when the gate follows its target; else the record
         ends here, naming where it led."""
         hops = (*entry.hops, response.url)
         target, verdict = self._gate.judge(response.location or "", response.url)
+        kind = entry.kind
+        if self._checker is not None and verdict != DROPPED and kind not in CHECK_KINDS:
+            kind = "link" if verdict != FOLLOWED else kind  # checked where it leads
         error = None
         if target is None or verdict == DROPPED:
             error = "bad-redirect"
         elif target in hops:
             error = "redirect-loop"
-        elif len(hops) > MAX_REDIRECTS:
+        elif len(hops) > self.config.max_redirects:
             error = "too-many-redirects"
-        elif verdict == FOLLOWED:
+        elif verdict == FOLLOWED or kind in CHECK_KINDS:
             hop = Entry(
                 target,
                 entry.depth,
                 entry.referrer,
+                kind=kind,
                 origin=entry.origin or entry.url,
                 hops=hops,
                 elapsed_ms=elapsed_ms,
@@ -249,6 +251,58 @@ class Visitor:
         if depth <= self.config.max_depth:
             fresh = self._frontier.unseen(links)
             await self._frontier.add([Entry(url, depth, page_url) for url in fresh])
+
+
+def retry_of(entry: Entry, response: Response, config: CrawlConfig) -> Outcome | None:
+    """The entry again, if its request failed in a way worth another try (--retries)."""
+    retryable = response.status in RETRY_STATUSES or response.error in RETRY_ERRORS
+    if not retryable or entry.attempts >= config.retries:
+        return None
+    elapsed_ms = entry.elapsed_ms + response.elapsed_ms
+    again = replace(
+        entry, attempts=entry.attempts + 1, leases=entry.leases + 1, elapsed_ms=elapsed_ms
+    )
+    if response.retry_after is not None:
+        # The server asked the whole host to wait (RFC 9110 §10.2.3).
+        wait = min(response.retry_after, config.max_retry_after)
+        return Outcome(again, response.status, retry_after=wait)
+    pause = RETRY_DELAY * 2**entry.attempts
+    if response.error in HOST_DOWN:
+        # The host itself is not there: it waits whole, so its other URLs are not
+        # tried meanwhile (a refusing host costs one request and its retries).
+        return Outcome(again, None, retry_after=pause)
+    return Outcome(again, response.status, delay=pause)
+
+
+def _seen_page(entry: Entry, response: Response, links: list[str]) -> Page:
+    """What an extractor sees of a parseable (2xx HTML) answer."""
+    assert response.status is not None
+    return Page(
+        entry.origin or entry.url,
+        response.url,
+        response.status,
+        response.headers,
+        response.body,
+        response.charset,
+        list(links),
+    )
+
+
+def _unchanged(
+    record: PageRecord, response: Response, validators: Validators, links: list[str]
+) -> Completion:
+    """What state.sqlite keeps of a page that answered 304: the last pass's, carried on."""
+    return Completion(
+        record.url,
+        record,
+        (),
+        validators.previous_status,
+        response.etag or validators.etag,
+        response.last_modified or validators.last_modified,
+        validators.content_hash,
+        pack_links(links),
+        refs=validators.refs,
+    )
 
 
 def _is_parseable(response: Response) -> bool:

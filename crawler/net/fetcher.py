@@ -188,9 +188,12 @@ class Fetcher:
         max_bytes: int,
         any_type: bool = False,
         headers: dict[str, str] | None = None,
+        method: str = "GET",
+        read: bool = True,
     ) -> Response:
-        """One GET of ``url``. The body is read for 2xx HTML answers (any 2xx if ``any_type``);
-        other bodies only when small (kept, so the connection can be reused).
+        """One request (GET, or HEAD) of ``url``. The body is read for 2xx HTML answers
+        (any 2xx if ``any_type``; none unless ``read``); other bodies only when small
+        (kept, so the connection can be reused).
 
         A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
         """
@@ -201,7 +204,8 @@ class Fetcher:
         async with self._semaphore:
             try:
                 async with asyncio.timeout(self._timeout):
-                    response = await self._request(url, max_bytes, any_type, headers, started)
+                    wanted = _Wanted(method, read, any_type, max_bytes)
+                    response = await self._request(url, wanted, headers, started)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 elapsed_ms = int((time.monotonic() - started) * 1000)
                 response = Response(url, None, error=failure_reason(error), elapsed_ms=elapsed_ms)
@@ -210,28 +214,30 @@ class Fetcher:
         return response
 
     async def _request(
-        self,
-        url: str,
-        max_bytes: int,
-        any_type: bool,
-        headers: dict[str, str] | None,
-        started: float,
+        self, url: str, want: _Wanted, headers: dict[str, str] | None, started: float
     ) -> Response:
         assert self._session is not None
         given = self._identity.headers(url)
         if given is not None:
             headers = {**given, **(headers or {})}
-        async with self._session.get(
+        async with self._session.request(
+            want.method,
             URL(url, encoded=True),
             allow_redirects=False,
             headers=headers,
             proxy=self._identity.proxy(url),
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
-            wanted = 200 <= answer.status < 300 and (any_type or content_type in HTML_TYPES)
+            wanted = (
+                want.read
+                and 200 <= answer.status < 300
+                and (want.any_type or content_type in HTML_TYPES)
+            )
             body, error, complete = b"", None, False
-            if wanted:
-                body, error = await _read_capped(answer, max_bytes)
+            if want.method == "HEAD":
+                complete = True
+            elif wanted:
+                body, error = await _read_capped(answer, want.max_bytes)
                 complete = error is None
             elif (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
                 body, error = await _read_capped(answer, _DRAIN_BYTES)
@@ -254,6 +260,16 @@ class Fetcher:
                 complete=complete,
                 elapsed_ms=int((time.monotonic() - started) * 1000),
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """What one request asks for: its method, and which body to read, how much."""
+
+    method: str
+    read: bool
+    any_type: bool
+    max_bytes: int
 
 
 class BadEncoding(ValueError):

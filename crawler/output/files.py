@@ -46,6 +46,7 @@ PASS_FILES = (
     "pages.csv",
     "items.jsonl",
     "broken.jsonl",
+    "checks.jsonl",
     "stats.json",
     "report.html",
 )
@@ -216,6 +217,8 @@ class Output:
         self._items: IO[str] | None = None
         self._csv: Any = None
         self.links = LinkIndex()
+        # crawler check: broken.jsonl is its failing results (checks.jsonl's).
+        self.checked_broken: list[BrokenLink] | None = None
         self._mirrored: dict[PurePosixPath, str] = {}
 
     @property
@@ -308,6 +311,8 @@ class Output:
         self.links.note(page, targets)
 
     def broken_links(self) -> list[BrokenLink]:
+        if self.checked_broken is not None:
+            return self.checked_broken
         return self.links.broken_links()
 
     async def save_html(self, url: str, body: bytes) -> None:

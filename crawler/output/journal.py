@@ -31,12 +31,13 @@ from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, NothingToDo, OutputFailed
+from crawler.output.checks_file import write_checks
 from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.passes import keep_previous
 from crawler.output.report_html import write_report
 from crawler.output.state import CrawlState
-from crawler.records import Completion, CrawlStats, Entry, PageRecord, Validators
+from crawler.records import Completion, CrawlStats, Entry, LinkCheck, PageRecord, Validators
 from crawler.stats import Tally
 from crawler.web.urls import redact_url
 
@@ -213,6 +214,26 @@ class Journal:
     def validators(self, url: str) -> Validators | None:
         assert self._state is not None
         return self._state.validators(url)
+
+    def cached_check(self, url: str, max_age: float) -> PageRecord | None:
+        """crawler check: a working link's record younger than ``max_age`` seconds."""
+        assert self._state is not None
+        with self._guard.writing():
+            return self._state.checks.cached(url, max_age)
+
+    def checked_so_far(self) -> tuple[list[tuple[str, bytes]], list[PageRecord]]:
+        """crawler check, resumed: the links of the pages done and the records of this pass."""
+        assert self._state is not None
+        self.flush()
+        with self._guard.writing():
+            pages = list(self._state.checks.pages())
+            records = [record_from_line(line) for line in self._state.records_after(0)]
+        return pages, records
+
+    def write_checks(self, checks: Iterable[LinkCheck]) -> None:
+        """checks.jsonl, and broken.jsonl made of its failing results (at finish)."""
+        with self._guard.writing():
+            self.output.checked_broken = write_checks(self.output.directory, checks)
 
     def _schedule_flush(self) -> None:
         assert self._state is not None

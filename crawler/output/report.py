@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.output.passes import PREVIOUS, BrokenChanges, broken_changes
-from crawler.web.urls import host_key
+from crawler.web.urls import Scope, domain_key, host_key, host_of, normalize
 
 SLOWEST = 20
 # Lists a site owner reads: this many rows each (the counts are whole).
@@ -56,6 +56,10 @@ class Summary:
     last: str | None = None
     crawl: dict[str, Any] = field(default_factory=dict)
     changes: BrokenChanges | None = None
+    # crawler check (checks.jsonl): results by kind, and the failing ones by section.
+    check_counts: Counter[str] = field(default_factory=Counter)
+    check_sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    check_totals: Counter[str] = field(default_factory=Counter)
 
     def duplicate_titles(self) -> list[tuple[str, list[str]]]:
         shared = [(title, urls) for title, urls in self.titles.items() if len(urls) > 1]
@@ -96,6 +100,8 @@ def summarize(directory: Path) -> Summary:
     summary.crawl = _crawl_settings(directory)
     start: float | None = None
     for record in _records(directory):
+        if record.get("kind", "page") != "page":
+            continue  # a link only checked: crawler check's sections say how it went
         _note(summary, record)
         status = record.get("status")
         summary.statuses[str(status) if status is not None else str(record.get("error"))] += 1
@@ -122,7 +128,55 @@ def summarize(directory: Path) -> Summary:
         summary.broken = [json.loads(line) for line in lines if line.strip()]
     if (directory / PREVIOUS / "broken.jsonl").exists():
         summary.changes = broken_changes(directory)
+    if (directory / "checks.jsonl").exists():
+        _checks(directory, summary)
     return summary
+
+
+# report.html's sections of crawler check's failing results, by the kind of link.
+IMAGES = "Missing images"
+REQUISITES = "Missing scripts, stylesheets and other requisites"
+OFFSITE = "Broken links to other sites"
+FRAGMENTS = "Missing fragments"
+_REQUISITE_KINDS = frozenset(
+    {"script", "stylesheet", "icon", "preload", "manifest", "media", "object", "css"}
+)
+
+
+def _checks(directory: Path, summary: Summary) -> None:
+    """checks.jsonl read one line at a time: counts whole, LISTED rows a section."""
+    settings = summary.crawl
+    seeds = [url for url in map(normalize, settings.get("seeds", ())) if url is not None]
+    domains = frozenset(filter(None, map(domain_key, settings.get("allow_domain", ()))))
+    scope = Scope(frozenset(host_of(url) for url in seeds), domains)
+    with (directory / "checks.jsonl").open(encoding="utf-8") as file:
+        for line in file:
+            if not line.strip():
+                continue
+            check = json.loads(line)
+            summary.check_counts[check["result"]] += 1
+            if check["result"] not in ("broken", "timeout"):
+                continue
+            section = _section(check, scope)
+            if section is None:
+                continue
+            summary.check_totals[section] += 1
+            rows = summary.check_sections.setdefault(section, [])
+            if len(rows) < LISTED:
+                rows.append(check)
+
+
+def _section(check: dict[str, Any], scope: Scope) -> str | None:
+    if check.get("error") == "fragment-missing":
+        return FRAGMENTS
+    if check["kind"] == "image":
+        return IMAGES
+    if check["kind"] in _REQUISITE_KINDS:
+        return REQUISITES
+    url = str(check["url"])
+    if url.startswith(("http://", "https://")) and not scope.allows(host_of(url)):
+        return OFFSITE
+    return None
 
 
 def _note(summary: Summary, record: dict[str, Any]) -> None:

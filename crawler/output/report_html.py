@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from crawler.output.files import write_file
-from crawler.output.report import HISTOGRAM_MS, LISTED, Summary, summarize
+from crawler.output.report import (
+    FRAGMENTS,
+    HISTOGRAM_MS,
+    IMAGES,
+    LISTED,
+    OFFSITE,
+    REQUISITES,
+    Summary,
+    summarize,
+)
 
 _COLOURS = {"2": "#2e7d32", "3": "#1565c0", "4": "#ef6c00", "5": "#c62828", "-": "#6d4c41"}
 _CLASSES = ("2xx", "3xx", "4xx", "5xx", "no answer")
@@ -116,6 +125,33 @@ def _broken(broken: list[dict[str, Any]]) -> str:
         for item in broken
     ]
     return _table("broken", ["Status", "Link", "Linked from"], rows, "No broken links.")
+
+
+def _checks(summary: Summary) -> str:
+    """crawler check's results: the counts, then a section per kind of failing link."""
+    if not summary.check_counts:
+        return ""
+    counts = ", ".join(f"{n:,} {result}" for result, n in sorted(summary.check_counts.items()))
+    parts = [f"<h2>Links checked</h2><p id='check-counts'>{html.escape(counts)}</p>"]
+    for number, section in enumerate((OFFSITE, IMAGES, REQUISITES, FRAGMENTS)):
+        rows = [
+            [
+                html.escape(str(check.get("error") or check.get("status") or check["result"])),
+                link(check["url"]),
+                "<ul class='refs'>"
+                + "".join(
+                    f"<li>{link(ref['page'])} line {int(ref['line'])}</li>"
+                    for ref in check.get("referrers", [])[:LISTED]
+                )
+                + "</ul>",
+            ]
+            for check in summary.check_sections.get(section, [])
+        ]
+        total = summary.check_totals[section]
+        parts.append(f"<h3>{html.escape(section)} ({total:,})</h3>")
+        header = ["Status", "Link", "Linked from (line)"]
+        parts.append(_table(f"check-{number}", header, rows, "None."))
+    return "".join(parts)
 
 
 def _since(summary: Summary) -> str:
@@ -281,6 +317,7 @@ def render(summary: Summary, title: str) -> str:
 <h2>Broken links</h2>
 {_broken(summary.broken)}
 {_since(summary)}
+{_checks(summary)}
 {_pages(summary)}
 <h2>Charts</h2>
 {_charts(summary)}

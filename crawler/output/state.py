@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import ConfigError
-from crawler.output.lines import item_line, record_line
+from crawler.output.lines import item_line, record_from_line, record_line
 from crawler.records import BrokenLink, Completion, Entry, PageRecord, Validators
 
 APPLICATION_ID = 0x63726177  # "craw"
@@ -52,8 +53,10 @@ CREATE TABLE urls (
     etag TEXT,
     last_modified TEXT,
     content_hash TEXT,
-    links BLOB
+    links BLOB,
+    refs BLOB
 );
+CREATE TABLE checks (url TEXT PRIMARY KEY, record TEXT NOT NULL, checked_at REAL NOT NULL);
 CREATE TABLE records (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE items (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE broken (
@@ -82,6 +85,18 @@ def _unpack_links(blob: bytes | None) -> tuple[str, ...]:
     return tuple(zlib.decompress(blob).decode("utf-8").split("\n")) if blob else ()
 
 
+def pack_refs(rows: Iterable[tuple[Any, ...]], anchors: str) -> bytes:
+    """A page's links as crawler check resolved them (loop/linkbook.Found rows) and its
+    anchors: what a later pass needs when the page answers 304, or a resumed one."""
+    text = json.dumps([list(rows), anchors], ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8"), 1)
+
+
+def unpack_refs(blob: bytes) -> tuple[list[list[Any]], str]:
+    rows, anchors = json.loads(zlib.decompress(blob))
+    return rows, anchors
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
     """What one flush committed: its records (and their JSON lines), its items' lines."""
@@ -98,6 +113,7 @@ class CrawlState:
         self._db = connection
         self.path = path
         self._added: list[tuple[str, int, str | None, str]] = []
+        self.checks = CheckCache(connection)
         self._completed: list[Completion] = []
         self._broken: dict[str, BrokenLink] = {}
 
@@ -156,6 +172,8 @@ class CrawlState:
             connection.execute("SELECT count(*) FROM meta").fetchone()
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             _configure(connection)
+            if check == "ok":
+                _add_check_tables(connection)
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{path} is corrupt ({error}); it was left untouched") from None
         if check != "ok":
@@ -206,12 +224,13 @@ class CrawlState:
             )
             self._db.executemany(
                 "UPDATE urls SET done = 1, status = ?, etag = ?, last_modified = ?, "
-                "content_hash = ?, links = ? WHERE url = ?",
+                "content_hash = ?, links = ?, refs = ? WHERE url = ?",
                 [
-                    (c.status, c.etag, c.last_modified, c.content_hash, c.links, c.url)
+                    (c.status, c.etag, c.last_modified, c.content_hash, c.links, c.refs, c.url)
                     for c in self._completed
                 ],
             )
+            self.checks.write(self._completed)
             self._db.executemany("INSERT INTO records (json) VALUES (?)", [(r,) for r in lines])
             self._db.executemany("INSERT INTO items (json) VALUES (?)", [(i,) for i in items])
             self._db.executemany(
@@ -269,13 +288,13 @@ class CrawlState:
 
     def validators(self, url: str) -> Validators | None:
         row = self._db.execute(
-            "SELECT previous_status, etag, last_modified, content_hash, links "
+            "SELECT previous_status, etag, last_modified, content_hash, links, refs "
             "FROM urls WHERE url = ? AND previous_status IS NOT NULL",
             (url,),
         ).fetchone()
         if row is None:
             return None
-        return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]))
+        return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]), row[5])
 
     def start_generation(self) -> None:
         """--incremental: every URL pending again, its last status kept; a failed page
@@ -289,6 +308,9 @@ class CrawlState:
 
 
 _NEW_GENERATION = (
+    # Links only checked are forgotten: those still linked come back with the pages
+    # that link to them (the checks table answers for the working ones).
+    "DELETE FROM urls WHERE kind IN ('link', 'anchors', 'stylesheet')",
     # A failed page (no answer, or 4xx/5xx) that is not a seed: a link that is gone
     # is not reported broken again from the last pass's referrer.
     "DELETE FROM urls WHERE kind = 'page' AND depth > 0 AND done = 1 "
@@ -300,6 +322,63 @@ _NEW_GENERATION = (
     "DELETE FROM items",
     "DELETE FROM broken",
 )
+
+
+class CheckCache:
+    """crawler check's part of state.sqlite: the working links' records, reused by
+    later passes for --cache-age (the ``checks`` table), and the links of each
+    page as checked (``urls.refs``)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def write(self, completions: Iterable[Completion]) -> None:
+        """Keep the working links among ``completions`` (in the caller's transaction)."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT OR REPLACE INTO checks VALUES (?, ?, ?)",
+            [
+                (c.url, record_line(c.record), now)
+                for c in completions
+                if c.record is not None and c.checked and _cached(c.record)
+            ],
+        )
+
+    def cached(self, url: str, max_age: float) -> PageRecord | None:
+        """A working link's record, if it was checked less than ``max_age`` seconds ago."""
+        row = self._db.execute(
+            "SELECT record FROM checks WHERE url = ? AND checked_at >= ?",
+            (url, time.time() - max_age),
+        ).fetchone()
+        return record_from_line(row[0]) if row is not None else None
+
+    def pages(self) -> Iterator[tuple[str, bytes]]:
+        """The links of every page (and stylesheet) done in this pass, as checked."""
+        query = "SELECT url, refs FROM urls WHERE done = 1 AND refs IS NOT NULL"
+        yield from self._db.execute(query)
+
+
+def _cached(record: PageRecord) -> bool:
+    """A link checked and found working: a later pass within --cache-age reuses it.
+    Only a plain link (HEAD): a stylesheet or a page read for anchors is read again."""
+    return (
+        record.kind == "link"
+        and record.error is None
+        and record.status is not None
+        and record.status < 400
+    )
+
+
+def _add_check_tables(connection: sqlite3.Connection) -> None:
+    """A state written before crawler check existed gets its column and table."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
+    with connection:
+        if "refs" not in columns:
+            connection.execute("ALTER TABLE urls ADD COLUMN refs BLOB")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS checks "
+            "(url TEXT PRIMARY KEY, record TEXT NOT NULL, checked_at REAL NOT NULL)"
+        )
 
 
 def _refuse_symlink(path: Path) -> None:

@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 from lxml import etree
+
+# What crawler check reads of a page besides (refs.page_refs): its links with
+# lines, and its anchors; given by the caller, so parsing stays one module's job.
+RefsReader = Callable[[etree._Element], tuple[list[Any], str]]
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 MAX_TITLE_CHARS = 1000
@@ -46,6 +52,10 @@ class ParsedPage:
     links: tuple[str, ...]
     nofollow: bool
     noindex: bool
+    # crawler check only (parse_html's ``refs``): every link and requisite with its
+    # line, nofollow or not (refs.Ref), and the page's anchors.
+    refs: tuple[Any, ...] = ()
+    anchors: str = ""
 
 
 def is_html(content_type: str | None) -> bool:
@@ -122,9 +132,14 @@ def _text(element: etree._Element) -> str:
 
 
 def parse_html(
-    body: bytes, url: str, header_charset: str | None, *, honour_nofollow: bool = True
+    body: bytes,
+    url: str,
+    header_charset: str | None,
+    *,
+    honour_nofollow: bool = True,
+    refs: RefsReader | None = None,
 ) -> ParsedPage:
-    """Parse one page. Never raises on any bytes."""
+    """Parse one page (with ``refs``: what crawler check reads too). Never raises on any bytes."""
     root = _tree(decode_html(body, header_charset))
     if root is None:
         return ParsedPage(None, url, (), False, False)
@@ -148,8 +163,15 @@ def parse_html(
                 continue
             links.append(value)
     nofollow = honour_nofollow and "nofollow" in directives
+    found, anchors = refs(root) if refs is not None else ([], "")
     return ParsedPage(
-        title, base or url, () if nofollow else tuple(links), nofollow, "noindex" in directives
+        title,
+        base or url,
+        () if nofollow else tuple(links),
+        nofollow,
+        "noindex" in directives,
+        tuple(found),
+        anchors,
     )
 
 

@@ -1,0 +1,155 @@
+"""crawler check's report, in the formats people and CI read: pure functions of the results.
+
+- text: grouped by page, each page with its failing links (status or reason,
+  URL, line, kind), then one summary line;
+- json: the summary and every result with all its referrers;
+- markdown: for a pull-request comment: the summary table, then a table of
+  failing links per page;
+- junit: JUnit XML (one test case per URL checked, a failure for each broken
+  one, skipped for excluded and unsupported ones), what GitLab, Jenkins and
+  GitHub test reporters read;
+- csv: one row per result and referrer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from xml.etree import ElementTree
+
+from crawler.records import RESULTS, LinkCheck
+
+FORMATS = ("text", "json", "markdown", "junit", "csv")
+_NO_PAGE = "(seed URLs)"
+
+
+def render(checks: Sequence[LinkCheck], report_format: str, pages: int) -> str:
+    """The report of ``checks`` (of a crawl of ``pages`` pages) in ``report_format``."""
+    renderers: dict[str, Callable[[Sequence[LinkCheck], int], str]] = {
+        "text": _text,
+        "json": _json,
+        "markdown": _markdown,
+        "junit": _junit,
+        "csv": _csv,
+    }
+    return renderers[report_format](checks, pages)
+
+
+def counts(checks: Sequence[LinkCheck]) -> dict[str, int]:
+    """How many results of each kind (every one of RESULTS, in order)."""
+    counted = Counter(check.result for check in checks)
+    return {result: counted[result] for result in RESULTS}
+
+
+def summary_line(checks: Sequence[LinkCheck], pages: int) -> str:
+    parts = ", ".join(f"{number:,} {result}" for result, number in counts(checks).items())
+    return f"{len(checks):,} URLs checked on {pages:,} pages: {parts}"
+
+
+def reason(check: LinkCheck) -> str:
+    """What went wrong, in a few characters: the status, else the network reason."""
+    if check.error is not None and (check.status is None or check.error == "fragment-missing"):
+        return check.error
+    return str(check.status) if check.status is not None else check.result
+
+
+def by_page(checks: Sequence[LinkCheck]) -> dict[str, list[tuple[LinkCheck, int]]]:
+    """The failing results under each page that links to them, with the line."""
+    pages: dict[str, list[tuple[LinkCheck, int]]] = {}
+    for check in checks:
+        if not check.is_failing():
+            continue
+        if not check.referrers:
+            pages.setdefault(_NO_PAGE, []).append((check, 0))
+        for referrer in check.referrers:
+            pages.setdefault(referrer.page, []).append((check, referrer.line))
+    return pages
+
+
+def _text(checks: Sequence[LinkCheck], pages: int) -> str:
+    lines = []
+    for page, failing in by_page(checks).items():
+        lines.append(page)
+        width = max(len(reason(check)) for check, _ in failing)
+        for check, line in failing:
+            lines.append(f"  {reason(check):<{width}}  {check.url}  (line {line}, {check.kind})")
+        lines.append("")
+    lines.append(summary_line(checks, pages))
+    return "\n".join(lines) + "\n"
+
+
+def _json(checks: Sequence[LinkCheck], pages: int) -> str:
+    document = {
+        "summary": {"urls": len(checks), "pages": pages, **counts(checks)},
+        "results": [check.as_dict() for check in checks],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: a pipe or a newline would end it."""
+    return text.replace("|", "%7C").replace("\n", " ")
+
+
+_RULE = "| --- | --- | ---: | --- |"
+
+
+def _markdown(checks: Sequence[LinkCheck], pages: int) -> str:
+    failing = sum(check.is_failing() for check in checks)
+    title = f"{failing:,} broken links" if failing else "No broken links"
+    lines = [f"## Link check: {title}", "", "| Result | Count |", "| --- | ---: |"]
+    lines += [f"| {result} | {number:,} |" for result, number in counts(checks).items()]
+    lines += ["", f"{len(checks):,} URLs checked on {pages:,} pages.", ""]
+    for page, broken in by_page(checks).items():
+        lines += [
+            f"### {_cell(page)}",
+            "",
+            "| Status | Link | Line | Kind |",
+            "| --- | --- | ---: | --- |",
+        ]
+        for check, line in broken:
+            lines.append(f"| {_cell(reason(check))} | {_cell(check.url)} | {line} | {check.kind} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _junit(checks: Sequence[LinkCheck], pages: int) -> str:
+    counted = counts(checks)
+    failures = counted["broken"] + counted["timeout"]
+    skipped = counted["excluded"] + counted["unsupported"]
+    totals = {"tests": str(len(checks)), "failures": str(failures), "errors": "0"}
+    suites = ElementTree.Element("testsuites", {"name": "crawler check", **totals})
+    suite = ElementTree.SubElement(
+        suites, "testsuite", {"name": "crawler check", "skipped": str(skipped), **totals}
+    )
+    for check in checks:
+        case = ElementTree.SubElement(suite, "testcase", name=check.url, classname=check.kind)
+        if check.is_failing():
+            failure = ElementTree.SubElement(
+                case, "failure", message=reason(check), type=check.result
+            )
+            failure.text = "\n".join(
+                f"linked from {referrer.page} line {referrer.line}" for referrer in check.referrers
+            )
+        elif check.result in ("excluded", "unsupported"):
+            ElementTree.SubElement(case, "skipped", message=check.error or check.result)
+    ElementTree.indent(suites)
+    body = ElementTree.tostring(suites, encoding="unicode")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
+
+
+def _csv(checks: Sequence[LinkCheck], pages: int) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(("url", "result", "status", "error", "final_url", "kind", "page", "line"))
+    for check in checks:
+        head = (check.url, check.result, check.status, check.error, check.final_url, check.kind)
+        referrers = check.referrers or ()
+        if not referrers:
+            writer.writerow((*head, "", ""))
+        for referrer in referrers:
+            writer.writerow((*head, referrer.page, referrer.line))
+    return out.getvalue()

@@ -1,0 +1,152 @@
+"""Requests of crawler check: a link is asked whether it works, nothing more.
+
+The Visitor (visit.py) leases check entries (records.CHECK_KINDS) like pages,
+through their hosts' politeness slots (an offsite host has its own, so one
+slow or dead host holds up only its own links) and robots.txt (obeyed, as
+LinkChecker does; ``--ignore-robots`` checks them all), and hands them here:
+
+- "link": HEAD; when HEAD is refused (405, 501, any other 4xx/5xx, a reset
+  or a malformed answer, as servers that mishandle HEAD give) a GET at once,
+  whose body is not read;
+- "anchors" (an offsite page with ``--check-fragments``): a GET whose HTML is
+  read for its ids;
+- "stylesheet": a GET whose text is read for ``url(...)``, each checked in turn.
+
+A working link's record is kept in state.sqlite for ``--cache-age`` seconds:
+a later pass (``--update``) reuses it instead of asking the site again. A
+failing one is asked again every pass, so a fix is seen the next night.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from crawler.config import CrawlConfig
+from crawler.frontier.protocol import Frontier
+from crawler.loop.gate import LinkGate
+from crawler.loop.linkbook import Found, LinkBook, restore_book, unpack_found
+from crawler.loop.recording import RecordSink, build_record
+from crawler.loop.runs import Opened
+from crawler.net.fetcher import Fetcher, Response
+from crawler.output.journal import Journal, Sink
+from crawler.output.state import pack_refs
+from crawler.records import Completion, Entry, PageRecord
+from crawler.web.parser import ParsedPage, decode_html, is_html, parse_html
+from crawler.web.refs import css_refs, page_refs
+
+# HEAD answers that a GET is asked to confirm: servers that refuse HEAD say
+# 405 or 501 (RFC 9110 §9.3.2 lets them), and many answer it 400, 403 or 404
+# while GET works; a broken link costs one request more.
+_HEAD_DOUBTFUL_ERRORS = frozenset({"bad-response", "connection-reset"})
+_CSS_TYPES = frozenset({"text/css", "text/plain"})
+
+
+class Checker:
+    """Fetches the check entries of one crawl and feeds the LinkBook."""
+
+    def __init__(
+        self,
+        config: CrawlConfig,
+        *,
+        book: LinkBook,
+        fetcher: Fetcher,
+        frontier: Frontier,
+        cache: Callable[[str, float], PageRecord | None] | None,
+    ) -> None:
+        self.book = book
+        self._config = config
+        self._fetcher = fetcher
+        self._frontier = frontier
+        self._cache = cache
+
+    def cached(self, entry: Entry) -> PageRecord | None:
+        """A working record of this URL from an earlier pass, younger than --cache-age."""
+        if self._cache is None or entry.origin is not None:  # a redirect's hop: not cached
+            return None
+        cached = self._cache(entry.url, self._config.cache_age)
+        if cached is None:
+            return None
+        return replace(cached, depth=entry.depth, referrer=entry.referrer)
+
+    async def fetch(self, entry: Entry) -> Response:
+        max_bytes = self._config.max_bytes
+        if entry.kind == "anchors":
+            return await self._fetcher.fetch(entry.url, max_bytes=max_bytes)
+        if entry.kind == "stylesheet":
+            return await self._fetcher.fetch(entry.url, max_bytes=max_bytes, any_type=True)
+        head = await self._fetcher.fetch(entry.url, max_bytes=max_bytes, method="HEAD")
+        doubtful = head.status is not None and head.status >= 400
+        if not doubtful and head.error not in _HEAD_DOUBTFUL_ERRORS:
+            return head
+        get = await self._fetcher.fetch(entry.url, max_bytes=max_bytes, read=False)
+        return replace(get, elapsed_ms=head.elapsed_ms + get.elapsed_ms)
+
+    async def answered(
+        self, entry: Entry, response: Response, elapsed_ms: int
+    ) -> tuple[PageRecord, Completion]:
+        """A check's final answer: its record, and what it tells (read, noted, queued)."""
+        refs = await self._read(entry, response, entry.origin or entry.url)
+        record = build_record(entry, response, elapsed_ms=elapsed_ms)
+        return record, Completion(record.url, record, status=record.status, checked=True, refs=refs)
+
+    async def _read(self, entry: Entry, response: Response, url: str) -> bytes | None:
+        """An offsite page's anchors, a stylesheet's url()s (noted, and queued to be
+        checked), packed for state.sqlite."""
+        status = response.status
+        if status is None or not 200 <= status < 300 or not response.body:
+            return None
+        if entry.kind == "anchors" and is_html(response.content_type):
+            page = parse_html(response.body, response.url, response.charset, refs=page_refs)
+            self.book.note(url, (), page.anchors)
+            return pack_refs((), page.anchors)
+        if entry.kind == "stylesheet" and response.content_type in (*_CSS_TYPES, None):
+            text = decode_html(response.body, response.charset)
+            found = self.book.resolve(css_refs(text), response.url)
+            await self._queue(url, found, entry.depth)
+            return pack_refs((link.row() for link in found), "")
+        return None
+
+    async def page(self, page: ParsedPage, url: str, depth: int) -> bytes:
+        """A crawled page's links: noted with its anchors, and queued to be checked
+        (after the pages the crawl follows, which the caller queued); packed."""
+        found = self.book.resolve(page.refs, page.base)
+        self.book.note(url, (), page.anchors)
+        await self._queue(url, found, depth)
+        return pack_refs((link.row() for link in found), page.anchors)
+
+    async def unchanged(self, refs: bytes, url: str, depth: int) -> None:
+        """A page that answered 304: its links as the last pass found them."""
+        found, anchors = unpack_found(refs)
+        self.book.note(url, (), anchors)
+        await self._queue(url, found, depth)
+
+    async def report(self, sink: Sink | None, on_record: RecordSink | None) -> None:
+        """The results, once every page that links to them is known: to checks.jsonl
+        and broken.jsonl, and to the library's iterator."""
+        checks = list(self.book.results())
+        if isinstance(sink, Journal):
+            sink.write_checks(checks)
+        if on_record is not None:
+            for check in checks:
+                await on_record(check)
+
+    async def _queue(self, url: str, found: list[Found], depth: int) -> None:
+        self.book.note(url, found)
+        await self._frontier.add(self.book.to_check(found, url, depth))
+
+
+def open_checker(opened: Opened, gate: LinkGate, fetcher: Fetcher) -> Checker:
+    """crawler check's: its ledger restored from the state when the pass goes on."""
+    book = LinkBook(opened.config, gate)
+    journal = opened.sink if isinstance(opened.sink, Journal) else None
+    if journal is not None:
+        pages, records = journal.checked_so_far()
+        restore_book(book, pages, records)
+    return Checker(
+        opened.config,
+        book=book,
+        fetcher=fetcher,
+        frontier=opened.frontier,
+        cache=journal.cached_check if journal is not None else None,
+    )

@@ -1,0 +1,260 @@
+"""crawler check's ledger: every link found, where it was found, and what became of it.
+
+The crawl runs as ``crawl`` does; with ``check`` the Visitor hands the book
+each page's links (web/refs.py: links, frames, refreshes and requisites, with
+their lines) and every record. The book resolves each link once per page,
+keeps who links to it (page and line, all of them: two 32-bit numbers a
+referrer), says which URLs must be requested only to be checked (the crawl
+requests its pages itself), and at the end turns all of it into one
+LinkCheck per URL (and one per ``#fragment`` whose target page was read).
+
+Rules, in order, for a link as written:
+1. a scheme other than http(s) (mailto:, tel:, data:, javascript:...):
+   *unsupported*, counted, never requested;
+2. it does not resolve to a URL a browser could request: *broken*
+   ("invalid-url");
+3. ``--exclude`` matches and ``--include`` does not (lychee's rule: an
+   include wins): *excluded*, never requested; so is a trap (gate.py);
+4. otherwise it gets the result of its URL's record: the crawl's own record
+   for a page it crawled, else the record of a check (HEAD, GET when HEAD is
+   refused; visit.py). ``--accept`` says which statuses work.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from crawler.config import CrawlConfig, accepted_statuses
+from crawler.extract import CheckRules
+from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
+from crawler.output.state import unpack_refs
+from crawler.records import BROKEN_ERRORS, Entry, LinkCheck, PageRecord, Referrer
+from crawler.web.refs import NAVIGATION, Ref
+from crawler.web.urls import normalize
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+UNSUPPORTED = "unsupported"
+INVALID = "invalid-url"
+FRAGMENT_MISSING = "fragment-missing"
+TRAP = "trap"
+# Record errors that mean "not requested by choice": the link is excluded, not broken.
+NOT_REQUESTED = frozenset(
+    {"robots", "robots-unavailable", "private-address", "out-of-scope", "excluded"}
+)
+# Fragments that need no element: the top of the page (HTML §7.4.6.4), and what
+# names no element (a text fragment, a single-page app's route).
+_NO_ELEMENT = ("", "top")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A link of a page, resolved: what state.sqlite keeps of it for a later pass."""
+
+    # The normalised URL; for an unsupported or invalid link, as written.
+    key: str
+    fragment: str | None
+    line: int
+    kind: str
+    # "url", UNSUPPORTED or INVALID.
+    category: str = "url"
+
+    def row(self) -> tuple[str, str | None, int, str, str]:
+        return self.key, self.fragment, self.line, self.kind, self.category
+
+
+def unpack_found(blob: bytes) -> tuple[list[Found], str]:
+    """A page's links and anchors as state.sqlite keeps them (Checker packs them)."""
+    rows, anchors = unpack_refs(blob)
+    return [Found(*row) for row in rows], anchors
+
+
+def restore_book(
+    book: LinkBook, pages: Iterable[tuple[str, bytes]], records: Iterable[PageRecord]
+) -> None:
+    """A resumed check's ledger: the links of the pages done, the records so far."""
+    for page, blob in pages:
+        found, anchors = unpack_found(blob)
+        book.note(page, found, anchors or None)
+    for record in records:
+        book.note_record(record)
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: int | None
+    error: str | None
+    final_url: str | None
+    redirects: int
+    kind: str
+    referrer: str | None
+
+
+class LinkBook:
+    """The links of one check, their referrers and their results."""
+
+    def __init__(self, config: CrawlConfig, gate: LinkGate) -> None:
+        self._gate = gate
+        self._sort_query = not config.keep_query_order
+        self._accept = accepted_statuses(config.accept)
+        self._rules = CheckRules(config.exclude, config.include)
+        self._offsite_kind = "anchors" if config.check_fragments else "link"
+        self._pages: list[str] = []
+        self._page_ids: dict[str, int] = {}
+        self._refs: dict[str, array[int]] = {}
+        self._kinds: dict[str, str] = {}
+        self._categories: dict[str, str] = {}
+        self._fragments: dict[str, array[int]] = {}
+        self._anchors: dict[str, str] = {}
+        self._results: dict[str, _Result] = {}
+
+    def resolve(self, refs: Iterable[Ref], base: str) -> list[Found]:
+        """A page's links (as written, its base URL) resolved (rules 1 and 2)."""
+        found = []
+        for ref in refs:
+            written, _, fragment = ref.written.partition("#")
+            scheme = _SCHEME.match(written)
+            if scheme and scheme.group()[:-1].lower() not in ("http", "https"):
+                found.append(Found(ref.written, None, ref.line, ref.kind, UNSUPPORTED))
+                continue
+            url = normalize(written, base, sort_query=self._sort_query)
+            if url is None:
+                found.append(Found(ref.written, None, ref.line, ref.kind, INVALID))
+                continue
+            found.append(Found(url, fragment if "#" in ref.written else None, ref.line, ref.kind))
+        return found
+
+    def note(self, page: str, found: Iterable[Found], anchors: str | None = None) -> None:
+        """Remember who links where (``page``: the page or stylesheet they are on), and
+        the page's anchors when it was read."""
+        page_id = self._page_ids.get(page)
+        if page_id is None:
+            page_id = self._page_ids[page] = len(self._pages)
+            self._pages.append(page)
+        if anchors is not None:
+            self._anchors[page] = anchors
+        for link in found:
+            key = link.key
+            referrers = self._refs.get(key)
+            if referrers is None:
+                referrers = self._refs[key] = array("I")
+                self._kinds[key] = link.kind
+                if link.category != "url":
+                    self._categories[key] = link.category
+            referrers.extend((page_id, link.line))
+            if link.fragment is not None and link.fragment not in _NO_ELEMENT:
+                self._fragments.setdefault(f"{key}#{link.fragment}", array("I")).extend(
+                    (page_id, link.line)
+                )
+
+    def to_check(self, found: Iterable[Found], page: str, depth: int) -> list[Entry]:
+        """The entries that request the links of a page at ``depth`` only to check them:
+        all but the unsupported, invalid and excluded ones. The pages the crawl follows
+        are queued before these, so a URL it follows stays a page (the frontier keeps
+        the first entry of a URL); a link it does not follow (nofollow, past
+        --max-depth, refused by --deny) is checked."""
+        entries = []
+        for link in found:
+            if link.category != "url" or self._excluded_by_rules(link.key):
+                continue
+            verdict = self._gate.verdict(link.key)
+            if verdict == DROPPED:
+                continue
+            if link.kind == "stylesheet":
+                kind = "stylesheet"
+            elif link.kind in NAVIGATION and verdict == OFFSITE:
+                kind = self._offsite_kind
+            else:
+                kind = "link"
+            entries.append(Entry(link.key, depth + 1, page, kind=kind))
+        return entries
+
+    def note_record(self, record: PageRecord) -> None:
+        self._results[record.url] = _Result(
+            record.status,
+            record.error,
+            record.final_url,
+            record.redirects,
+            record.kind,
+            record.referrer,
+        )
+
+    def _excluded_by_rules(self, url: str) -> bool:
+        return self._rules.active and self._rules.excludes(url)
+
+    def results(self) -> Iterator[LinkCheck]:
+        """One LinkCheck per URL linked to or requested, then one per fragment whose
+        page was read; URLs the crawl stopped before are left out."""
+        for key in {**self._refs, **self._results}:
+            check = self._check(key)
+            if check is not None:
+                yield check
+        for target, referrers in self._fragments.items():
+            check = self._fragment(target, referrers)
+            if check is not None:
+                yield check
+
+    def _referrers(self, key: str, pairs: array[int] | None) -> tuple[Referrer, ...]:
+        if pairs is None:
+            result = self._results.get(key)
+            referrer = result.referrer if result is not None else None
+            return (Referrer(referrer, 0),) if referrer else ()
+        pages = self._pages
+        # A link written twice on one line is one referrer.
+        places = dict.fromkeys(zip(pairs[::2], pairs[1::2], strict=True))
+        return tuple(Referrer(pages[page], line) for page, line in places)
+
+    def _check(self, key: str) -> LinkCheck | None:
+        referrers = self._referrers(key, self._refs.get(key))
+        result = self._results.get(key)
+        kind = self._kinds.get(key) or (result.kind if result is not None else "link")
+        category = self._categories.get(key)
+        if category == UNSUPPORTED:
+            return LinkCheck(key, "unsupported", kind, None, None, None, referrers)
+        if category == INVALID:
+            return LinkCheck(key, "broken", kind, None, INVALID, None, referrers)
+        if self._excluded_by_rules(key):
+            return LinkCheck(key, "excluded", kind, None, "excluded", None, referrers)
+        if self._gate.verdict(key) == DROPPED and result is None:
+            return LinkCheck(key, "excluded", kind, None, TRAP, None, referrers)
+        if result is None:
+            return None
+        verdict, status, error, final = self._verdict(result)
+        return LinkCheck(key, verdict, kind, status, error, final, referrers)
+
+    def _verdict(self, result: _Result) -> tuple[str, int | None, str | None, str | None]:
+        """The result of a record: its own, or where its redirect led (a URL checked on
+        its own: a hop to a URL already seen ends the record there)."""
+        status, error, final = result.status, result.error, result.final_url
+        ended = self._results.get(final) if final and status and 300 <= status < 400 else None
+        if ended is not None and ended is not result:
+            status, error = ended.status, ended.error
+            final = ended.final_url or final
+        if error in NOT_REQUESTED:
+            return "excluded", status, error, None
+        if error == "timeout":
+            return "timeout", status, error, None
+        if error in BROKEN_ERRORS or error in (INVALID, "dead-letter", "internal"):
+            return "broken", status, error, None
+        if status is None or status not in self._accept:
+            return "broken", status, error, None
+        if result.redirects or ended is not None:
+            return "redirected", status, error, final
+        return "ok", status, error, None
+
+    def _fragment(self, target: str, pairs: array[int]) -> LinkCheck | None:
+        """A ``#fragment`` of a page that was read: is there an element of that id or name?"""
+        url, _, fragment = target.partition("#")
+        page = self._check(url)
+        anchors = self._anchors.get(url)
+        if page is None or anchors is None or page.result not in ("ok", "redirected"):
+            return None
+        referrers = self._referrers(target, pairs)
+        found = any(f"\0{name}\0" in anchors for name in (fragment, unquote(fragment)))
+        if found or fragment.startswith((":~:", "/", "!")):
+            return LinkCheck(target, "ok", page.kind, page.status, None, None, referrers)
+        missing = FRAGMENT_MISSING
+        return LinkCheck(target, "broken", page.kind, page.status, missing, None, referrers)

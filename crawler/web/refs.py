@@ -1,0 +1,171 @@
+"""Pure: every link of a page that crawler check requests, with its line and kind.
+
+No I/O. Given a parsed lxml tree (parser.py) this finds what a browser would
+follow or load: links (``a``, ``area``), frames, ``meta http-equiv=refresh``,
+and the page's requisites: ``img src`` and ``srcset``, ``picture``'s
+``source srcset``, ``script src``, ``link rel=stylesheet|icon|preload|
+modulepreload|manifest``, ``video``/``audio``/``source``/``track``, ``video
+poster``, ``object data``, ``embed src``, ``input type=image``, and ``url(...)``
+in ``style`` attributes and ``<style>`` elements. A stylesheet is read for
+``url(...)`` only (``css_refs``). Also the page's anchors: every ``id`` and
+every ``a name``, the targets of its ``#fragment`` links.
+
+Links are returned as written; the line is that of the tag (lxml's
+``sourceline``, 1-based; a ``url()`` counts the lines inside its ``<style>``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+# Kinds a crawl may follow as pages when they are in scope; every other kind is
+# a requisite, requested only to see whether it works.
+NAVIGATION = frozenset({"link", "frame", "refresh"})
+_LINK_RELS = {
+    "stylesheet": "stylesheet",
+    "icon": "icon",
+    "apple-touch-icon": "icon",
+    "mask-icon": "icon",
+    "preload": "preload",
+    "modulepreload": "preload",
+    "manifest": "manifest",
+}
+_SRC_KINDS = {
+    "img": "image",
+    "script": "script",
+    "iframe": "frame",
+    "frame": "frame",
+    "video": "media",
+    "audio": "media",
+    "track": "media",
+    "embed": "object",
+}
+_TAGS = frozenset(
+    {"a", "area", "img", "source", "script", "link", "iframe", "frame", "video", "audio"}
+    | {"track", "object", "embed", "input", "meta", "style"}
+)
+_WHITESPACE = " \t\n\r\f"
+_CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)""", re.IGNORECASE)
+_CSS_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_REFRESH = re.compile(r"""^\s*[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?["']?([^"']*)["']?""", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """One link as written on a page: its text, the line of its tag, its kind."""
+
+    written: str
+    line: int
+    kind: str
+
+
+def srcset_urls(value: str) -> list[str]:
+    """The candidate URLs of a ``srcset`` (HTML's "parse a srcset attribute": a URL is
+    a run of non-whitespace, a comma ends a candidate outside its descriptors)."""
+    urls, position, end = [], 0, len(value)
+    while position < end:
+        while position < end and value[position] in _WHITESPACE + ",":
+            position += 1
+        start = position
+        while position < end and value[position] not in _WHITESPACE:
+            position += 1
+        url = value[start:position]
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            depth = 0
+            while position < end:
+                character = value[position]
+                position += 1
+                if character == "(":
+                    depth += 1
+                elif character == ")":
+                    depth = max(0, depth - 1)
+                elif character == "," and depth == 0:
+                    break
+        if url:
+            urls.append(url)
+    return urls
+
+
+def css_refs(text: str, first_line: int = 1, kind: str = "css") -> list[Ref]:
+    """The ``url(...)`` of a stylesheet's text (comments skipped), each with its line."""
+    text = _CSS_COMMENT.sub(lambda comment: "\n" * comment.group().count("\n"), text)
+    refs = []
+    for match in _CSS_URL.finditer(text):
+        written = next(group for group in match.groups() if group is not None).strip()
+        if written:
+            refs.append(Ref(written, first_line + text.count("\n", 0, match.start()), kind))
+    return refs
+
+
+def refresh_target(content: str) -> str | None:
+    """The URL of a ``meta http-equiv=refresh`` content ("5; url=/next"), if any."""
+    match = _REFRESH.match(content)
+    target = match.group(1).strip() if match else ""
+    return target or None
+
+
+def page_refs(root: etree._Element) -> tuple[list[Ref], str]:
+    """Every link and requisite of a page, in document order, and its anchors (the ids
+    and ``a`` names, each between NULs: ``"\\0top\\0s1\\0"``)."""
+    refs: list[Ref] = []
+    anchors = ["\0"]
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue  # a processing instruction or an entity
+        anchor = element.get("id")
+        if anchor:
+            anchors.append(anchor + "\0")
+        if element.tag in _TAGS:
+            _element_refs(element, element.sourceline or 0, refs, anchors)
+        style = element.get("style")
+        if style and "url(" in style.lower():
+            refs += css_refs(style, element.sourceline or 0)
+    return refs, "".join(anchors)
+
+
+def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: list[str]) -> None:
+    tag = element.tag
+    get = element.get
+    if tag in ("a", "area"):
+        if tag == "a" and get("name"):
+            anchors.append(str(get("name")) + "\0")
+        _add(refs, get("href"), line, "link")
+    elif tag == "link":
+        rels = str(get("rel", "")).lower().split()
+        kind = next((_LINK_RELS[rel] for rel in rels if rel in _LINK_RELS), None)
+        if kind is not None:
+            _add(refs, get("href"), line, kind)
+    elif tag == "meta":
+        if str(get("http-equiv", "")).lower() == "refresh":
+            _add(refs, refresh_target(str(get("content", ""))), line, "refresh")
+    elif tag == "style":
+        refs += css_refs(element.text or "", line)
+    elif tag == "object":
+        _add(refs, get("data"), line, "object")
+    elif tag == "input":
+        if str(get("type", "")).lower() == "image":
+            _add(refs, get("src"), line, "image")
+    elif tag == "source":
+        parent = element.getparent()
+        in_picture = parent is not None and parent.tag == "picture"
+        kind = "image" if in_picture or get("srcset") else "media"
+        _add(refs, get("src"), line, kind)
+        for url in srcset_urls(str(get("srcset", ""))):
+            _add(refs, url, line, kind)
+    else:
+        _add(refs, get("src"), line, _SRC_KINDS[tag])
+        if tag == "img":
+            for url in srcset_urls(str(get("srcset", ""))):
+                _add(refs, url, line, "image")
+        elif tag == "video":
+            _add(refs, get("poster"), line, "image")
+
+
+def _add(refs: list[Ref], value: str | None, line: int, kind: str) -> None:
+    if value and value.strip():
+        refs.append(Ref(value.strip(), line, kind))

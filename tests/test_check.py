@@ -1,0 +1,358 @@
+"""crawler check: every kind of link, against real servers on four loopback hosts.
+
+The site (127.0.0.1) links to pages that work, are missing or fail, a
+redirect chain, images, a srcset, stylesheets (one with a missing url()), a
+script, fragments, mailto: and tel:; offsite hosts are 127.0.0.2 (answers
+HEAD with 405, has a robots.txt that refuses /private, serves a page with
+ids), 127.0.0.3 (answers after the timeout) and 127.0.0.4 (a closed port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import re
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from junitparser import Failure, JUnitXml, Skipped
+from markdown_it import MarkdownIt
+
+from crawler import CrawlConfig, Crawler, LinkCheck
+from crawler.check_formats import render
+from crawler.records import Referrer
+from test_cli import run_cli
+
+INDEX = """<html><head><title>Home</title>
+<link rel="stylesheet" href="/css/site.css">
+<link rel="stylesheet" href="/css/missing.css">
+<script src="/js/app.js"></script>
+</head><body>
+<a href="/ok">ok</a>
+<a href="/missing">missing</a>
+<a href="/error">error</a>
+<a href="/chain">redirect chain</a>
+<a href="{dead}/dead">dead host</a>
+<a href="{slow}/slow">slow host</a>
+<a href="{other}/nohead">refuses HEAD</a>
+<a href="{other}/gone">offsite 404</a>
+<a href="{other}/private">refused by robots.txt</a>
+<img src="/img/ok.png">
+<img src="/img/missing.png">
+<img src="/img/ok.png" srcset="/img/ok.png 1x, /img/missing-2x.png 2x">
+<a href="/about#team">present fragment</a>
+<a href="/about#nowhere">missing fragment</a>
+<a href="{other}/doc#intro">offsite fragment</a>
+<a href="mailto:webmaster@example.org">mail</a>
+<a href="tel:+15555550100">phone</a>
+<a href="/p1">p1</a> <a href="/p2">p2</a>
+</body></html>
+"""
+ABOUT = """<html><body>
+<h2 id="team">Team</h2>
+<a href="/missing">missing again</a>
+</body></html>
+"""
+CSS = "body { color: black }\n.hero {\n  background: url('/img/bg-missing.png');\n}\n"
+
+
+def line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+@dataclass
+class Hosts:
+    site: str
+    other: str
+    slow: str
+    dead: str
+    index: str
+    requests: dict[str, list[tuple[str, str]]]
+
+
+def _page(text: str) -> web.Response:
+    return web.Response(text=text, content_type="text/html")
+
+
+def _fixed(make: Callable[[], web.Response]) -> web.Handler:
+    """A handler that answers every request with a new ``make()``."""
+
+    async def handler(_: web.Request) -> web.Response:
+        return make()
+
+    return handler
+
+
+def _redirect(status: int, location: str) -> web.Response:
+    return web.Response(status=status, headers={"Location": location})
+
+
+async def _start(app: web.Application, host: str) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+    await runner.setup()
+    await web.TCPSite(runner, host, 0).start()
+    return runner, f"http://{host}:{runner.addresses[0][1]}"
+
+
+def _closed_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _logged(name: str, log: dict[str, list[tuple[str, str]]]) -> web.Application:
+    @web.middleware
+    async def logging(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        log.setdefault(name, []).append((request.method, request.path))
+        return await handler(request)
+
+    return web.Application(middlewares=[logging])
+
+
+@pytest.fixture
+async def hosts() -> AsyncIterator[Hosts]:
+    log: dict[str, list[tuple[str, str]]] = {}
+    other = _logged("other", log)
+
+    @web.middleware
+    async def refuse_head(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+        if request.method == "HEAD" and request.path == "/nohead":
+            return web.Response(status=405)
+        return await handler(request)
+
+    other.middlewares.append(refuse_head)
+    other.router.add_get(
+        "/robots.txt", _fixed(lambda: _text("User-agent: *\nDisallow: /private\n"))
+    )
+    other.router.add_get("/nohead", _fixed(lambda: _page("<p>fine</p>")))
+    other.router.add_get("/doc", _fixed(lambda: _page('<p id="intro">Intro</p>')))
+    slow = web.Application()
+
+    async def late(_: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return _page("late")
+
+    slow.router.add_get("/{tail:.*}", late)
+    runners = []
+    other_runner, other_url = await _start(other, "127.0.0.2")
+    slow_runner, slow_url = await _start(slow, "127.0.0.3")
+    runners += [other_runner, slow_runner]
+    dead_url = f"http://127.0.0.4:{_closed_port('127.0.0.4')}"
+    index = INDEX.format(dead=dead_url, slow=slow_url, other=other_url)
+    site = _logged("site", log)
+    routes = {
+        "/": _fixed(lambda: _page(index)),
+        "/ok": _fixed(lambda: _page("<p>ok</p>")),
+        "/error": _fixed(lambda: web.Response(status=500)),
+        "/chain": _fixed(lambda: _redirect(301, "/chain2")),
+        "/chain2": _fixed(lambda: _redirect(302, "/final")),
+        "/final": _fixed(lambda: _page("<p>final</p>")),
+        "/about": _fixed(lambda: _page(ABOUT)),
+        "/p1": _fixed(lambda: _page('<a href="/missing">m</a>')),
+        "/p2": _fixed(lambda: _page('<p>\n<a href="/missing">m</a></p>')),
+        "/css/site.css": _fixed(lambda: web.Response(text=CSS, content_type="text/css")),
+        "/js/app.js": _fixed(lambda: web.Response(text="1;", content_type="text/javascript")),
+        "/img/ok.png": _fixed(lambda: web.Response(body=b"\x89PNG", content_type="image/png")),
+    }
+    for path, handler in routes.items():
+        site.router.add_get(path, handler)
+    site_runner, site_url = await _start(site, "127.0.0.1")
+    runners.append(site_runner)
+    try:
+        yield Hosts(site_url, other_url, slow_url, dead_url, index, log)
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def _text(text: str) -> web.Response:
+    return web.Response(text=text)
+
+
+def config(hosts: Hosts, output: Path | None = None, **settings: object) -> CrawlConfig:
+    return CrawlConfig(
+        seeds=[hosts.site + "/"],
+        check=True,
+        output_dir=output,
+        timeout=1.0,
+        retries=0,
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+async def check(settings: CrawlConfig) -> dict[str, LinkCheck]:
+    results: dict[str, LinkCheck] = {}
+    async with asyncio.timeout(60), Crawler(settings) as crawl:
+        async for result in crawl:
+            if isinstance(result, LinkCheck):
+                assert result.url not in results, f"{result.url} checked twice"
+                results[result.url] = result
+    return results
+
+
+async def test_every_kind_of_link_gets_its_result(hosts: Hosts) -> None:
+    results = await check(config(hosts))
+    site, other, index = hosts.site, hosts.other, hosts.index
+    home = site + "/"
+
+    def outcome(url: str) -> tuple[str, int | None, str | None]:
+        result = results[url]
+        return result.result, result.status, result.error
+
+    assert outcome(site + "/ok") == ("ok", 200, None)
+    assert outcome(site + "/missing") == ("broken", 404, None)
+    assert outcome(site + "/error") == ("broken", 500, None)
+    assert outcome(site + "/chain")[0] == "redirected"
+    assert results[site + "/chain"].final_url == site + "/final"
+    assert outcome(hosts.dead + "/dead") == ("broken", None, "connection-refused")
+    assert outcome(hosts.slow + "/slow") == ("timeout", None, "timeout")
+    assert outcome(other + "/nohead") == ("ok", 200, None)
+    assert outcome(other + "/gone") == ("broken", 404, None)
+    assert outcome(other + "/private") == ("excluded", None, "robots")
+    assert outcome(site + "/img/ok.png") == ("ok", 200, None)
+    assert outcome(site + "/img/missing.png") == ("broken", 404, None)
+    assert results[site + "/img/missing.png"].kind == "image"
+    assert outcome(site + "/img/missing-2x.png") == ("broken", 404, None)
+    assert outcome(site + "/css/site.css") == ("ok", 200, None)
+    assert outcome(site + "/css/missing.css") == ("broken", 404, None)
+    assert results[site + "/css/missing.css"].kind == "stylesheet"
+    assert outcome(site + "/img/bg-missing.png") == ("broken", 404, None)
+    assert results[site + "/img/bg-missing.png"].referrers == (
+        Referrer(site + "/css/site.css", line_of(CSS, "url(")),
+    )
+    assert outcome(site + "/js/app.js") == ("ok", 200, None)
+    assert outcome(site + "/about#team") == ("ok", 200, None)
+    assert outcome(site + "/about#nowhere") == ("broken", 200, "fragment-missing")
+    assert other + "/doc#intro" not in results  # offsite pages are read with --check-fragments
+    assert outcome("mailto:webmaster@example.org") == ("unsupported", None, None)
+    assert outcome("tel:+15555550100") == ("unsupported", None, None)
+    # The same broken link on many pages: one result, every page and line.
+    assert set(results[site + "/missing"].referrers) == {
+        Referrer(home, line_of(index, 'href="/missing"')),
+        Referrer(site + "/about", line_of(ABOUT, 'href="/missing"')),
+        Referrer(site + "/p1", 1),
+        Referrer(site + "/p2", 2),
+    }
+    assert results[site + "/img/missing.png"].referrers == (
+        Referrer(home, line_of(index, "/img/missing.png")),
+    )
+    # Each URL once: the HEAD-refusing host saw one HEAD and one GET of its page;
+    # the dead and the slow host cost their robots.txt only.
+    other_requests = hosts.requests["other"]
+    assert other_requests.count(("HEAD", "/nohead")) == 1
+    assert other_requests.count(("GET", "/nohead")) == 1
+    assert ("HEAD", "/private") not in other_requests and ("GET", "/private") not in other_requests
+    assert hosts.requests["site"].count(("GET", "/missing")) == 1
+    failing = {url for url, result in results.items() if result.is_failing()}
+    assert failing == {
+        site + "/missing",
+        site + "/error",
+        hosts.dead + "/dead",
+        hosts.slow + "/slow",
+        other + "/gone",
+        site + "/img/missing.png",
+        site + "/img/missing-2x.png",
+        site + "/css/missing.css",
+        site + "/img/bg-missing.png",
+        site + "/about#nowhere",
+    }
+
+
+async def test_offsite_fragments_accept_exclude_and_ignore_robots(hosts: Hosts) -> None:
+    other = hosts.other
+    results = await check(
+        config(
+            hosts,
+            check_fragments=True,
+            accept="200..299,404",
+            exclude=["*/error", f"{hosts.slow}/*"],
+            ignore_robots=True,
+        )
+    )
+    assert results[other + "/doc#intro"].result == "ok"
+    assert results[other + "/gone"].result == "ok"  # 404 accepted
+    assert (results[hosts.site + "/error"].result, results[hosts.site + "/error"].error) == (
+        "excluded",
+        "excluded",
+    )
+    assert results[hosts.slow + "/slow"].result == "excluded"
+    assert "slow" not in hosts.requests  # never asked
+    assert results[other + "/private"].result == "ok"  # robots ignored; 404 accepted
+    assert ("GET", "/private") in hosts.requests["other"]
+    assert ("GET", "/error") not in hosts.requests["site"]  # excluded: not even crawled
+    included = await check(config(hosts, exclude=["*/error"], include=["*/error"]))
+    assert included[hosts.site + "/error"].result == "broken"
+
+
+async def test_the_command_line_report_formats_and_exit_code(hosts: Hosts, tmp_path: Path) -> None:
+    site = hosts.site
+    args = ("check", site + "/", "-o", str(tmp_path / "out"), "--timeout", "1", "--retries", "0")
+    code, out, err = await run_cli(*args, "-q", cwd=tmp_path)
+    assert code == 1, err
+    assert f"{site}/\n" in out  # grouped by page
+    line = line_of(hosts.index, 'href="/missing"')
+    assert re.search(rf"\n  404 +{site}/missing  \(line {line}, link\)\n", out)
+    assert "fragment-missing" in out
+    assert out.rstrip().splitlines()[-1].startswith("25 URLs checked on 8 pages:")
+    folder = tmp_path / "out"
+    lines = (folder / "checks.jsonl").read_text().splitlines()
+    assert len(lines) == 25
+    broken = [
+        json.loads(line)["url"] for line in (folder / "broken.jsonl").read_text().splitlines()
+    ]
+    assert f"{site}/about#nowhere" in broken and len(broken) == 10
+    report = (folder / "report.html").read_text()
+    for section in (
+        "Broken links to other sites (3)",
+        "Missing images (2)",
+        "Missing fragments (1)",
+    ):
+        assert section in report
+    assert "Missing scripts, stylesheets and other requisites (2)" in report
+
+    junit = tmp_path / "links.xml"
+    code, out, _ = await run_cli(
+        *args, "-q", "--format", "junit", "--report", str(junit), cwd=tmp_path
+    )
+    assert code == 1 and out == ""
+    suites = JUnitXml.fromfile(str(junit))
+    cases = {case.name: case for suite in suites for case in suite}
+    assert len(cases) == 25
+    assert any(isinstance(r, Failure) for r in cases[f"{site}/missing"].result)
+    assert any(isinstance(r, Skipped) for r in cases["tel:+15555550100"].result)
+    assert not cases[f"{site}/ok"].result
+    failures = [case for case in cases.values() if any(isinstance(r, Failure) for r in case.result)]
+    assert len(failures) == 10
+
+
+async def test_markdown_json_and_csv(hosts: Hosts) -> None:
+    checks = list((await check(config(hosts))).values())
+    html = MarkdownIt().enable("table").render(render(checks, "markdown", 8))
+    assert "<h2>Link check: 10 broken links</h2>" in html
+    assert f"<h3>{hosts.site}/</h3>" in html
+    assert f"<td>404</td>\n<td>{hosts.site}/missing</td>" in html
+    document = json.loads(render(checks, "json", 8))
+    assert document["summary"]["broken"] + document["summary"]["timeout"] == 10
+    assert len(document["results"]) == len(checks)
+    rows = list(csv.DictReader(io.StringIO(render(checks, "csv", 8))))
+    missing = [row for row in rows if row["url"] == f"{hosts.site}/missing"]
+    assert len(missing) == 4 and {row["result"] for row in missing} == {"broken"}
+
+
+async def test_nothing_broken_exits_0(serve: object, tmp_path: Path) -> None:
+    app = web.Application()
+    app.router.add_get("/", _fixed(lambda: _page('<a href="/a">a</a><img src="/a">')))
+    app.router.add_get("/a", _fixed(lambda: _page("<p>a</p>")))
+    runner, url = await _start(app, "127.0.0.1")
+    try:
+        code, out, err = await run_cli("check", url + "/", "-o", str(tmp_path / "o"), cwd=tmp_path)
+    finally:
+        await runner.cleanup()
+    assert code == 0, err
+    assert out.startswith("2 URLs checked on 2 pages: 2 ok")

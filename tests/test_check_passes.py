@@ -1,0 +1,148 @@
+"""crawler check over several runs: a stopped check resumed, nightly passes with the
+cache (--update, --cache-age), an old state.sqlite, and its errors on the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from conftest import Site, SiteFactory, html_page
+from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord
+from crawler.config import load_toml
+from test_cli import assert_one_line_error, run_cli
+
+
+@pytest.fixture
+async def two_hosts(serve: SiteFactory) -> AsyncIterator[tuple[Site, Site]]:
+    other = await serve({"/fine": _page("fine"), "/robots.txt": _page("")}, host="127.0.0.2")
+
+    def links(*paths: str) -> list[str]:
+        return [*paths, f"{other.url}/fine", f"{other.url}/gone"]
+
+    site = await serve(
+        {
+            "/": _page("home", links("/a", "/b", "/c", "/d")),
+            **{f"/{name}": _page(name, links("/", "/missing")) for name in "abcd"},
+            "/logo.png": _png,
+        }
+    )
+    yield site, other
+
+
+def _page(title: str, links: list[str] = ()) -> web.Handler:  # type: ignore[assignment]
+    async def handler(_: web.Request) -> web.Response:
+        return html_page(title, links, extra='<img src="/logo.png">')
+
+    return handler
+
+
+async def _png(_: web.Request) -> web.Response:
+    return web.Response(body=b"\x89PNG", content_type="image/png")
+
+
+async def checked(config: CrawlConfig, stop_after: int | None = None) -> dict[str, LinkCheck]:
+    results: dict[str, LinkCheck] = {}
+    pages = 0
+    async with asyncio.timeout(60), Crawler(config) as crawl:
+        async for record in crawl:
+            if isinstance(record, LinkCheck):
+                results[record.url] = record
+            elif isinstance(record, PageRecord) and record.kind == "page":
+                pages += 1
+                if pages == stop_after:
+                    crawl.stop()
+    return results
+
+
+def _summary(results: dict[str, LinkCheck]) -> dict[str, tuple[str, int]]:
+    return {url: (check.result, len(check.referrers)) for url, check in results.items()}
+
+
+async def test_a_stopped_check_resumed_reports_as_one_run(
+    two_hosts: tuple[Site, Site], tmp_path: Path
+) -> None:
+    site, _ = two_hosts
+    whole = await checked(CrawlConfig(seeds=[site.url + "/"], check=True, per_host=1))
+    base = CrawlConfig(seeds=[site.url + "/"], check=True, output_dir=tmp_path, per_host=1)
+    await checked(base, stop_after=2)
+    resumed = await checked(CrawlConfig(check=True, output_dir=tmp_path, resume=True))
+    assert _summary(resumed) == _summary(whole)
+    assert resumed[site.url + "/missing"].result == "broken"
+    assert len(resumed[site.url + "/missing"].referrers) == 4  # /a../d, some from the first run
+    assert (tmp_path / "checks.jsonl").read_text().count("\n") == len(whole)
+
+
+async def test_the_nightly_pass_reuses_working_links_for_cache_age(
+    two_hosts: tuple[Site, Site], tmp_path: Path
+) -> None:
+    site, other = two_hosts
+    config = CrawlConfig(seeds=[site.url + "/"], check=True, output_dir=tmp_path, update=True)
+    first = await checked(config)
+    assert first[other.url + "/fine"].result == "ok"
+    assert first[other.url + "/gone"].result == "broken"
+    assert other.count("/fine") == 1 and other.count("/gone") == 2  # HEAD, then GET
+    second = await checked(config)
+    assert _summary(second) == _summary(first)
+    assert other.count("/fine") == 1  # from the cache: not asked again
+    assert other.count("/gone") == 4  # a failing link is asked every pass
+    assert site.count("/logo.png") == 1
+    again = await checked(CrawlConfig(check=True, output_dir=tmp_path, update=True, cache_age=0))
+    assert _summary(again) == _summary(first)
+    assert other.count("/fine") == 2 and site.count("/logo.png") == 2
+
+
+async def test_a_state_from_before_check_is_taken_on(
+    two_hosts: tuple[Site, Site], tmp_path: Path
+) -> None:
+    site, _ = two_hosts
+    await checked(CrawlConfig(seeds=[site.url + "/"], output_dir=tmp_path))  # a plain crawl
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:
+        db.execute("DROP TABLE checks")
+        db.execute("ALTER TABLE urls DROP COLUMN refs")
+    results = await checked(CrawlConfig(check=True, output_dir=tmp_path, update=True))
+    # The pages were asked for whole (their links were never checked): all are found.
+    assert results[site.url + "/missing"].result == "broken"
+    assert len(results[site.url + "/missing"].referrers) == 4
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--accept", "600"), "--accept wants status codes and ranges"),
+        (("--accept", "200..abc"), "--accept wants status codes and ranges"),
+        (("--cache-age", "soon"), "--cache-age wants seconds or a duration"),
+        (("--exclude", "re:("), "bad link pattern"),
+        (("--processes", "2"), "crawler check runs in one process"),
+        (("--format", "xml"), "invalid choice: 'xml'"),
+        (("--report", "/nonexistent/dir/links.xml"), "cannot write --report"),
+        (("--fail-on-broken",), "unrecognized arguments: --fail-on-broken"),
+    ],
+)
+async def test_bad_check_flags_are_one_line_errors(
+    flags: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    result = await run_cli("check", "http://127.0.0.1:9/", *flags, cwd=tmp_path)
+    assert_one_line_error(result, 2, message)
+    assert not (tmp_path / "output").exists()
+
+
+def test_the_check_table_of_a_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "crawler.toml"
+    path.write_text(
+        '[crawl]\nformat = "csv"\nmax_pages = 5\n'
+        '[check]\nformat = "junit"\naccept = "200..299,403"\ncache_age = "12h"\n'
+    )
+    crawl = load_toml(path)
+    assert crawl == {"format": "csv", "max_pages": 5}
+    check = load_toml(path, "check")
+    assert check["report_format"] == "junit" and check["format"] == "csv"
+    config = CrawlConfig(**{k: v for k, v in check.items() if k != "report_format"})
+    assert (config.accept, config.cache_age, config.max_pages) == ("200..299,403", 43200.0, 5)
+    path.write_text('[check]\nformt = "junit"\n')
+    with pytest.raises(Exception, match=r"unknown setting 'formt' in \[check\]"):
+        load_toml(path, "check")

@@ -1,0 +1,106 @@
+"""web/refs.py: the links and requisites crawler check reads from a page, pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from crawler.web.parser import parse_html
+from crawler.web.refs import Ref, css_refs, page_refs, refresh_target, srcset_urls
+
+
+@pytest.mark.parametrize(
+    ("srcset", "urls"),
+    [
+        ("a.png", ["a.png"]),
+        ("a.png 1x, b.png 2x", ["a.png", "b.png"]),
+        ("a.png 480w,b.png 800w", ["a.png", "b.png"]),
+        ("a.png,b.png", ["a.png,b.png"]),  # as browsers: a URL is all non-whitespace
+        ("a.png, b.png", ["a.png", "b.png"]),  # a trailing comma ends it
+        ("  a.png  1x ,\n b.png 2x  ", ["a.png", "b.png"]),
+        ("data:image/png;base64,AAAA 1x, b.png 2x", ["data:image/png;base64,AAAA", "b.png"]),
+        ("a.png (min-width: 2px, 3px) 1x, b.png", ["a.png", "b.png"]),
+        ("", []),
+        (",,,", []),
+    ],
+)
+def test_srcset(srcset: str, urls: list[str]) -> None:
+    assert srcset_urls(srcset) == urls
+
+
+def test_css_urls_with_their_lines_and_no_comment() -> None:
+    css = (
+        "a{b:url(one.png)}\n/* url(commented.png)\n */\nb{c:url( \"two.png\" )}\nd{e:URL('three')}"
+    )
+    assert css_refs(css, 10) == [
+        Ref("one.png", 10, "css"),
+        Ref("two.png", 13, "css"),
+        Ref("three", 14, "css"),
+    ]
+    assert css_refs("a{b:url()}") == []
+
+
+@pytest.mark.parametrize(
+    ("content", "target"),
+    [
+        ("5; url=/next", "/next"),
+        ("0;URL='https://example.org/'", "https://example.org/"),
+        ("3, http://a/", "http://a/"),
+        ("10", None),
+        ("", None),
+    ],
+)
+def test_meta_refresh(content: str, target: str | None) -> None:
+    assert refresh_target(content) == target
+
+
+def test_every_kind_of_requisite_with_its_line() -> None:
+    html = b"""<html><head>
+<link rel="stylesheet" href="s.css"><link rel="icon" href="i.ico">
+<link rel="preload" href="f.woff2"><link rel="manifest" href="m.json">
+<link rel="canonical" href="ignored.html">
+<script src="j.js"></script>
+<meta http-equiv="refresh" content="5; url=next.html">
+<style>
+.x { background: url(bg.png) }
+</style>
+</head><body id="top">
+<a href="a.html" rel="nofollow">a</a><a name="n1"></a><area href="area.html">
+<img src="i.png" srcset="i2.png 2x"><picture><source srcset="p.webp"></picture>
+<video src="v.mp4" poster="poster.jpg"><source src="v.webm"><track src="t.vtt"></video>
+<audio src="a.mp3"></audio><object data="o.pdf"></object><embed src="e.swf">
+<iframe src="f.html"></iframe><input type="image" src="submit.png">
+<div style="background-image: url('d.png')" id="d1"></div>
+</body></html>"""
+    page = parse_html(html, "http://h/", None, refs=page_refs)
+    found = {(ref.written, ref.kind, ref.line) for ref in page.refs}
+    assert found == {
+        ("s.css", "stylesheet", 2),
+        ("i.ico", "icon", 2),
+        ("f.woff2", "preload", 3),
+        ("m.json", "manifest", 3),
+        ("j.js", "script", 5),
+        ("next.html", "refresh", 6),
+        ("bg.png", "css", 8),
+        ("a.html", "link", 11),
+        ("area.html", "link", 11),
+        ("i.png", "image", 12),
+        ("i2.png", "image", 12),
+        ("p.webp", "image", 12),
+        ("v.mp4", "media", 13),
+        ("poster.jpg", "image", 13),
+        ("v.webm", "media", 13),
+        ("t.vtt", "media", 13),
+        ("a.mp3", "media", 14),
+        ("o.pdf", "object", 14),
+        ("e.swf", "object", 14),
+        ("f.html", "frame", 15),
+        ("submit.png", "image", 15),
+        ("d.png", "css", 16),
+    }
+    assert page.anchors == "\0top\0n1\0d1\0"
+    assert page.links == ("area.html", "f.html")  # the crawl still honours nofollow
+
+
+def test_without_a_reader_nothing_more_is_read() -> None:
+    page = parse_html(b'<img src="i.png"><p id="x">', "http://h/", None)
+    assert page.refs == () and page.anchors == ""
