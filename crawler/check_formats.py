@@ -17,7 +17,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from xml.etree import ElementTree
 
 from crawler.records import RESULTS, LinkCheck
@@ -26,9 +26,10 @@ FORMATS = ("text", "json", "markdown", "junit", "csv")
 _NO_PAGE = "(seed URLs)"
 
 
-def render(checks: Sequence[LinkCheck], report_format: str, pages: int) -> str:
-    """The report of ``checks`` (of a crawl of ``pages`` pages) in ``report_format``."""
-    renderers: dict[str, Callable[[Sequence[LinkCheck], int], str]] = {
+def render(checks: Sequence[LinkCheck], report_format: str, pages: int) -> Iterator[str]:
+    """The report of ``checks`` (of a crawl of ``pages`` pages) in ``report_format``, in
+    pieces: a report of every result and referrer is written as it is made, not held."""
+    renderers: dict[str, Callable[[Sequence[LinkCheck], int], Iterator[str]]] = {
         "text": _text,
         "json": _json,
         "markdown": _markdown,
@@ -69,7 +70,7 @@ def by_page(checks: Sequence[LinkCheck]) -> dict[str, list[tuple[LinkCheck, int]
     return pages
 
 
-def _text(checks: Sequence[LinkCheck], pages: int) -> str:
+def _text(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     lines = []
     for page, failing in by_page(checks).items():
         lines.append(page)
@@ -78,15 +79,18 @@ def _text(checks: Sequence[LinkCheck], pages: int) -> str:
             lines.append(f"  {reason(check):<{width}}  {check.url}  (line {line}, {check.kind})")
         lines.append("")
     lines.append(summary_line(checks, pages))
-    return "\n".join(lines) + "\n"
+    yield "\n".join(lines) + "\n"
 
 
-def _json(checks: Sequence[LinkCheck], pages: int) -> str:
-    document = {
-        "summary": {"urls": len(checks), "pages": pages, **counts(checks)},
-        "results": [check.as_dict() for check in checks],
-    }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+def _json(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
+    """{"summary": {...}, "results": [...]}, a result a line."""
+    summary = {"urls": len(checks), "pages": pages, **counts(checks)}
+    yield f'{{\n  "summary": {json.dumps(summary)},\n  "results": ['
+    separator = "\n    "
+    for check in checks:
+        yield separator + json.dumps(check.as_dict(), ensure_ascii=False)
+        separator = ",\n    "
+    yield "\n  ]\n}\n"
 
 
 def _cell(text: str) -> str:
@@ -97,7 +101,7 @@ def _cell(text: str) -> str:
 _RULE = "| --- | --- | ---: | --- |"
 
 
-def _markdown(checks: Sequence[LinkCheck], pages: int) -> str:
+def _markdown(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     failing = sum(check.is_failing() for check in checks)
     title = f"{failing:,} broken links" if failing else "No broken links"
     lines = [f"## Link check: {title}", "", "| Result | Count |", "| --- | ---: |"]
@@ -113,10 +117,10 @@ def _markdown(checks: Sequence[LinkCheck], pages: int) -> str:
         for check, line in broken:
             lines.append(f"| {_cell(reason(check))} | {_cell(check.url)} | {line} | {check.kind} |")
         lines.append("")
-    return "\n".join(lines)
+    yield "\n".join(lines)
 
 
-def _junit(checks: Sequence[LinkCheck], pages: int) -> str:
+def _junit(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     counted = counts(checks)
     failures = counted["broken"] + counted["timeout"]
     skipped = counted["excluded"] + counted["unsupported"]
@@ -138,18 +142,18 @@ def _junit(checks: Sequence[LinkCheck], pages: int) -> str:
             ElementTree.SubElement(case, "skipped", message=check.error or check.result)
     ElementTree.indent(suites)
     body = ElementTree.tostring(suites, encoding="unicode")
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
+    yield f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'
 
 
-def _csv(checks: Sequence[LinkCheck], pages: int) -> str:
+def _csv(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(("url", "result", "status", "error", "final_url", "kind", "page", "line"))
     for check in checks:
         head = (check.url, check.result, check.status, check.error, check.final_url, check.kind)
-        referrers = check.referrers or ()
-        if not referrers:
+        if not check.referrers:
             writer.writerow((*head, "", ""))
-        for referrer in referrers:
-            writer.writerow((*head, referrer.page, referrer.line))
-    return out.getvalue()
+        writer.writerows((*head, referrer.page, referrer.line) for referrer in check.referrers)
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()

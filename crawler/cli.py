@@ -18,7 +18,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +194,11 @@ def run_check(args: argparse.Namespace) -> int:
         if not job.quiet:
             print(f"crawler: {done}", file=sys.stderr)
         return done.exit_code
-    text = render(checks, report_format, stats.pages)
+    pieces = render(checks, report_format, stats.pages)
     if report is not None:
-        _write_report(Path(report), text)
+        _write_report(Path(report), pieces)
     else:
-        sys.stdout.write(text)
+        sys.stdout.writelines(pieces)
     # The text report ends with the summary line; any other report is a file's content.
     summary = not job.quiet and (report is not None or report_format != "text")
     return _check_exit(checks, stats, stopped_by, job, summary=summary)
@@ -212,9 +212,10 @@ def _writable(path: Path) -> None:
         raise ConfigError(f"cannot write --report {path}: not a writable file")
 
 
-def _write_report(path: Path, text: str) -> None:
+def _write_report(path: Path, pieces: Iterable[str]) -> None:
     try:
-        path.write_text(text, encoding="utf-8")
+        with path.open("w", encoding="utf-8") as file:
+            file.writelines(pieces)
     except OSError as error:
         raise OutputFailed(f"cannot write --report {path}: {error.strerror}") from None
 

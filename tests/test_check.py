@@ -333,14 +333,14 @@ async def test_the_command_line_report_formats_and_exit_code(hosts: Hosts, tmp_p
 
 async def test_markdown_json_and_csv(hosts: Hosts) -> None:
     checks = list((await check(config(hosts))).values())
-    html = MarkdownIt().enable("table").render(render(checks, "markdown", 8))
+    html = MarkdownIt().enable("table").render("".join(render(checks, "markdown", 8)))
     assert "<h2>Link check: 10 broken links</h2>" in html
     assert f"<h3>{hosts.site}/</h3>" in html
     assert f"<td>404</td>\n<td>{hosts.site}/missing</td>" in html
-    document = json.loads(render(checks, "json", 8))
+    document = json.loads("".join(render(checks, "json", 8)))
     assert document["summary"]["broken"] + document["summary"]["timeout"] == 10
     assert len(document["results"]) == len(checks)
-    rows = list(csv.DictReader(io.StringIO(render(checks, "csv", 8))))
+    rows = list(csv.DictReader(io.StringIO("".join(render(checks, "csv", 8)))))
     missing = [row for row in rows if row["url"] == f"{hosts.site}/missing"]
     assert len(missing) == 4 and {row["result"] for row in missing} == {"broken"}
 

@@ -22,6 +22,7 @@ Rules, in order, for a link as written:
 
 from __future__ import annotations
 
+import functools
 import re
 from array import array
 from collections.abc import Iterable, Iterator
@@ -34,7 +35,7 @@ from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
 from crawler.output.state import unpack_refs
 from crawler.records import BROKEN_ERRORS, Entry, LinkCheck, PageRecord, Referrer
 from crawler.web.refs import NAVIGATION, Ref
-from crawler.web.urls import normalize
+from crawler.web.urls import normalize, resolver
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 UNSUPPORTED = "unsupported"
@@ -114,13 +115,18 @@ class LinkBook:
     def resolve(self, refs: Iterable[Ref], base: str) -> list[Found]:
         """A page's links (as written, its base URL) resolved (rules 1 and 2)."""
         found = []
+        page = normalize(base, sort_query=self._sort_query)
+        if page is not None:
+            join = resolver(page, sort_query=self._sort_query)
+        else:
+            join = functools.partial(normalize, base=base, sort_query=self._sort_query)
         for ref in refs:
             written, _, fragment = ref.written.partition("#")
             scheme = _SCHEME.match(written)
             if scheme and scheme.group()[:-1].lower() not in ("http", "https"):
                 found.append(Found(ref.written, None, ref.line, ref.kind, UNSUPPORTED))
                 continue
-            url = normalize(written, base, sort_query=self._sort_query)
+            url = join(written)
             if url is None:
                 found.append(Found(ref.written, None, ref.line, ref.kind, INVALID))
                 continue
