@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Iterable
@@ -173,6 +174,8 @@ def duration(value: str, setting: str) -> float:
     number = text[:-1] if scale is not None else text
     try:
         seconds = float(number) * (scale or 1)
+        if not math.isfinite(seconds):
+            raise ValueError(value)
     except ValueError:
         raise ConfigError(
             f"{setting} wants seconds or a duration like 30m, 12h, 1d, not {value!r}",

@@ -35,9 +35,11 @@ from crawler.records import Completion, Entry, PageRecord
 from crawler.web.parser import ParsedPage, decode_html, is_html, parse_html
 from crawler.web.refs import css_refs, page_refs
 
-# HEAD answers that a GET is asked to confirm: servers that refuse HEAD say
+# A HEAD answered 4xx or 5xx is asked again with GET: servers that refuse HEAD say
 # 405 or 501 (RFC 9110 §9.3.2 lets them), and many answer it 400, 403 or 404
-# while GET works; a broken link costs one request more.
+# while GET works; a broken link costs one request more. So is a HEAD that got
+# no proper answer (some servers close the connection on it); a timeout is not
+# (the GET would wait as long again).
 _HEAD_DOUBTFUL_ERRORS = frozenset({"bad-response", "connection-reset"})
 _CSS_TYPES = frozenset({"text/css", "text/plain"})
 

@@ -46,9 +46,11 @@ TRAP = "trap"
 NOT_REQUESTED = frozenset(
     {"robots", "robots-unavailable", "private-address", "out-of-scope", "excluded"}
 )
-# Fragments that need no element: the top of the page (HTML §7.4.6.4), and what
-# names no element (a text fragment, a single-page app's route).
+# Fragments that need no element: the top of the page (HTML §7.4.6.4).
 _NO_ELEMENT = ("", "top")
+# Fragments that name no element at all: a text fragment (":~:text=..."), a
+# single-page app's route ("#/path", "#!/path"); never reported missing.
+_NOT_AN_ID = (":~:", "/", "!")
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +262,7 @@ class LinkBook:
             return None
         referrers = self._referrers(target, pairs)
         found = any(f"\0{name}\0" in anchors for name in (fragment, unquote(fragment)))
-        if found or fragment.startswith((":~:", "/", "!")):
+        if found or fragment.startswith(_NOT_AN_ID):
             return LinkCheck(target, "ok", page.kind, page.status, None, None, referrers)
         missing = FRAGMENT_MISSING
         return LinkCheck(target, "broken", page.kind, page.status, missing, None, referrers)

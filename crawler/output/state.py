@@ -93,7 +93,12 @@ def pack_refs(rows: Iterable[tuple[Any, ...]], anchors: str) -> bytes:
 
 
 def unpack_refs(blob: bytes) -> tuple[list[list[Any]], str]:
-    rows, anchors = json.loads(zlib.decompress(blob))
+    try:
+        rows, anchors = json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError, TypeError):
+        raise ConfigError(
+            "state.sqlite is corrupt: a page's checked links cannot be read"
+        ) from None
     return rows, anchors
 
 
