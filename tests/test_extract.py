@@ -168,7 +168,8 @@ async def test_example_broken_links(serve: SiteFactory, tmp_path: Path) -> None:
         str(REPO / "examples" / "broken_links.py"), site.url + "/", cwd=tmp_path
     )
     assert code == 1, out
-    assert f"404 {site.url}/missing" in out
+    assert f"404 {site.url}/missing\n    linked from {site.url}/ line 1\n" in out
+    assert f"    linked from {site.url}/ok line 1\n" in out  # every referrer, not the first
 
 
 async def test_example_scrape_titles(serve: SiteFactory, tmp_path: Path) -> None:
