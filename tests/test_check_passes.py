@@ -146,3 +146,28 @@ def test_the_check_table_of_a_config_file(tmp_path: Path) -> None:
     path.write_text('[check]\nformt = "junit"\n')
     with pytest.raises(Exception, match=r"unknown setting 'formt' in \[check\]"):
         load_toml(path, "check")
+
+
+async def test_past_max_pages_the_links_are_checked_not_crawled(
+    two_hosts: tuple[Site, Site],
+) -> None:
+    site, _ = two_hosts
+    config = CrawlConfig(seeds=[site.url + "/"], check=True, max_pages=2, per_host=1)
+    results: dict[str, LinkCheck] = {}
+    kinds: dict[str, str] = {}
+    async with asyncio.timeout(60), Crawler(config) as crawl:
+        async for record in crawl:
+            if isinstance(record, LinkCheck):
+                results[record.url] = record
+            elif isinstance(record, PageRecord):
+                kinds[record.url] = record.kind
+    pages = [url for url, kind in kinds.items() if kind == "page"]
+    assert len(pages) == 2 and crawl.stats().pages == 2 and crawl.stats().finished
+    # The home page's other links are checked (HEAD), not crawled: each has its result.
+    home_links = [site.url + path for path in ("/a", "/b", "/c", "/d")]
+    assert {results[url].result for url in home_links} == {"ok"}
+    assert sorted(kind for url, kind in kinds.items() if url in home_links) == ["link"] * 3 + [
+        "page"
+    ]
+    assert results[site.url + "/missing"].result == "broken"  # linked from the page crawled
+    assert len(results[site.url + "/missing"].referrers) == 1

@@ -29,8 +29,8 @@ from crawler.loop.linkbook import Found, LinkBook, restore_book, unpack_found
 from crawler.loop.recording import RecordSink, build_record
 from crawler.loop.runs import Opened
 from crawler.net.fetcher import Fetcher, Response
+from crawler.output.check_cache import pack_refs
 from crawler.output.journal import Journal, Sink
-from crawler.output.state import pack_refs
 from crawler.records import Completion, Entry, PageRecord
 from crawler.web.parser import ParsedPage, decode_html, is_html, parse_html
 from crawler.web.refs import css_refs, page_refs
@@ -55,12 +55,26 @@ class Checker:
         fetcher: Fetcher,
         frontier: Frontier,
         cache: Callable[[str, float], PageRecord | None] | None,
+        pages_done: int = 0,
     ) -> None:
         self.book = book
         self._config = config
         self._fetcher = fetcher
         self._frontier = frontier
         self._cache = cache
+        # Pages started, against --max-pages (the frontier leases every page to a check).
+        self._pages = pages_done
+
+    def checked_only(self, entry: Entry) -> Entry:
+        """The entry as it is visited: a page past --max-pages is only checked (a link),
+        not crawled, so every link of the pages crawled gets its result."""
+        limit = self._config.max_pages
+        if not entry.counts_as_page() or limit is None:
+            return entry
+        if self._pages < limit:
+            self._pages += 1
+            return entry
+        return replace(entry, kind="link")
 
     def cached(self, entry: Entry) -> PageRecord | None:
         """A working record of this URL from an earlier pass, younger than --cache-age."""
@@ -138,8 +152,9 @@ class Checker:
         await self._frontier.add(self.book.to_check(found, url, depth))
 
 
-def open_checker(opened: Opened, gate: LinkGate, fetcher: Fetcher) -> Checker:
-    """crawler check's: its ledger restored from the state when the pass goes on."""
+def open_checker(opened: Opened, gate: LinkGate, fetcher: Fetcher, pages_done: int) -> Checker:
+    """crawler check's: its ledger restored from the state when the pass goes on
+    (``pages_done``: the pages of the pass crawled before this run)."""
     book = LinkBook(opened.config, gate)
     journal = opened.sink if isinstance(opened.sink, Journal) else None
     if journal is not None:
@@ -151,4 +166,5 @@ def open_checker(opened: Opened, gate: LinkGate, fetcher: Fetcher) -> Checker:
         fetcher=fetcher,
         frontier=opened.frontier,
         cache=journal.cached_check if journal is not None else None,
+        pages_done=pages_done,
     )

@@ -141,7 +141,9 @@ class Engine:
     def _visitor(self, opened: Opened, fetcher: Fetcher, extractor: Extractor | None) -> Visitor:
         config, frontier = opened.config, opened.frontier
         gate = LinkGate(config, self.tally)
-        checker = self._checker = open_checker(opened, gate, fetcher) if config.check else None
+        checker = None
+        if config.check:
+            checker = self._checker = open_checker(opened, gate, fetcher, self.tally.pages)
         recorder = Recorder(
             self.tally,
             opened.sink,

@@ -32,7 +32,7 @@ from urllib.parse import unquote
 from crawler.config import CrawlConfig, accepted_statuses
 from crawler.extract import CheckRules
 from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
-from crawler.output.state import unpack_refs
+from crawler.output.check_cache import unpack_refs
 from crawler.records import BROKEN_ERRORS, Entry, LinkCheck, PageRecord, Referrer
 from crawler.web.refs import NAVIGATION, Ref
 from crawler.web.urls import normalize, resolver

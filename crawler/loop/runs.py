@@ -96,8 +96,10 @@ class LocalRun:
         politeness = politeness_for(config)
         # No output folder (the library): the overflow goes to a temporary file.
         spill = journal if journal is not None else self._temp_spill
+        # crawler check leases every page: past --max-pages the Checker checks them instead.
+        max_pages = None if config.check else config.max_pages
         frontier = MemoryFrontier(
-            politeness, max_pages=config.max_pages, spill=spill, on_added=spill.added
+            politeness, max_pages=max_pages, spill=spill, on_added=spill.added
         )
         opened = Opened(config, frontier, politeness, sink=journal)
         if restored is not None and restored.carries_on():

@@ -80,6 +80,8 @@ class Visitor:
         self._checker = checker
 
     async def visit(self, lease: Lease) -> Outcome:
+        if self._checker is not None:
+            lease = replace(lease, entry=self._checker.checked_only(lease.entry))
         entry = lease.entry
         if lease.given_up:
             await self._recorder.give_up(entry, DEAD_LETTER)
@@ -117,8 +119,7 @@ class Visitor:
         return self._heard(lease, response) or await self._after_fetch(lease.entry, response, None)
 
     async def failed(self, lease: Lease) -> None:
-        """A visit raised what nothing expected: the traceback logged once, and the
-        URL's record says ``internal``; the crawl goes on."""
+        """A visit raised what nothing expected: logged, its record says ``internal``."""
         entry = lease.entry
         log.error("internal error on %s; its record says so", entry.url, exc_info=True)
         if entry.kind == "sitemap" and self._sink is not None:
@@ -203,8 +204,7 @@ class Visitor:
         await self._recorder.emit(record, _unchanged(record, response, validators, links))
 
     def _heard(self, lease: Lease, response: Response) -> Outcome | None:
-        """The answer to a lease's request, told to its host's knowledge: the retry, if
-        the URL goes again."""
+        """The answer to a lease's request, told to its host; the retry if the URL goes again."""
         entry = lease.entry
         retry = retry_of(entry, response, self.config)
         if retry is not None:

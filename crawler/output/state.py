@@ -11,7 +11,8 @@ done, the validators of the last answer (ETag, Last-Modified, a content
 hash) and its in-scope links (for --incremental); the records themselves in
 completion order (pages.jsonl is written from them after each commit, and
 repaired from them on --resume); the referrers of broken links; the crawl's
-settings and counters.
+settings and counters; for crawler check, each page's links as checked and the
+working links' records (check_cache.py).
 
 Invariants:
 1. A record and the links of its page are committed in the same transaction:
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import ConfigError
-from crawler.output.lines import item_line, record_from_line, record_line
+from crawler.output.check_cache import CheckCache, add_check_tables
+from crawler.output.lines import item_line, record_line
 from crawler.records import BrokenLink, Completion, Entry, PageRecord, Validators
 
 APPLICATION_ID = 0x63726177  # "craw"
@@ -83,23 +84,6 @@ def pack_links(links: Iterable[str]) -> bytes | None:
 
 def _unpack_links(blob: bytes | None) -> tuple[str, ...]:
     return tuple(zlib.decompress(blob).decode("utf-8").split("\n")) if blob else ()
-
-
-def pack_refs(rows: Iterable[tuple[Any, ...]], anchors: str) -> bytes:
-    """A page's links as crawler check resolved them (loop/linkbook.Found rows) and its
-    anchors: what a later pass needs when the page answers 304, or a resumed one."""
-    text = json.dumps([list(rows), anchors], ensure_ascii=False, separators=(",", ":"))
-    return zlib.compress(text.encode("utf-8"), 1)
-
-
-def unpack_refs(blob: bytes) -> tuple[list[list[Any]], str]:
-    try:
-        rows, anchors = json.loads(zlib.decompress(blob))
-    except (zlib.error, ValueError, TypeError):
-        raise ConfigError(
-            "state.sqlite is corrupt: a page's checked links cannot be read"
-        ) from None
-    return rows, anchors
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +162,7 @@ class CrawlState:
             check = connection.execute("PRAGMA quick_check").fetchone()[0]
             _configure(connection)
             if check == "ok":
-                _add_check_tables(connection)
+                add_check_tables(connection)
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{path} is corrupt ({error}); it was left untouched") from None
         if check != "ok":
@@ -327,63 +311,6 @@ _NEW_GENERATION = (
     "DELETE FROM items",
     "DELETE FROM broken",
 )
-
-
-class CheckCache:
-    """crawler check's part of state.sqlite: the working links' records, reused by
-    later passes for --cache-age (the ``checks`` table), and the links of each
-    page as checked (``urls.refs``)."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
-
-    def write(self, completions: Iterable[Completion]) -> None:
-        """Keep the working links among ``completions`` (in the caller's transaction)."""
-        now = time.time()
-        self._db.executemany(
-            "INSERT OR REPLACE INTO checks VALUES (?, ?, ?)",
-            [
-                (c.url, record_line(c.record), now)
-                for c in completions
-                if c.record is not None and c.checked and _cached(c.record)
-            ],
-        )
-
-    def cached(self, url: str, max_age: float) -> PageRecord | None:
-        """A working link's record, if it was checked less than ``max_age`` seconds ago."""
-        row = self._db.execute(
-            "SELECT record FROM checks WHERE url = ? AND checked_at >= ?",
-            (url, time.time() - max_age),
-        ).fetchone()
-        return record_from_line(row[0]) if row is not None else None
-
-    def pages(self) -> Iterator[tuple[str, bytes]]:
-        """The links of every page (and stylesheet) done in this pass, as checked."""
-        query = "SELECT url, refs FROM urls WHERE done = 1 AND refs IS NOT NULL"
-        yield from self._db.execute(query)
-
-
-def _cached(record: PageRecord) -> bool:
-    """A link checked and found working: a later pass within --cache-age reuses it.
-    Only a plain link (HEAD): a stylesheet or a page read for anchors is read again."""
-    return (
-        record.kind == "link"
-        and record.error is None
-        and record.status is not None
-        and record.status < 400
-    )
-
-
-def _add_check_tables(connection: sqlite3.Connection) -> None:
-    """A state written before crawler check existed gets its column and table."""
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
-    with connection:
-        if "refs" not in columns:
-            connection.execute("ALTER TABLE urls ADD COLUMN refs BLOB")
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS checks "
-            "(url TEXT PRIMARY KEY, record TEXT NOT NULL, checked_at REAL NOT NULL)"
-        )
 
 
 def _refuse_symlink(path: Path) -> None:

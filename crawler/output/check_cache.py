@@ -1,0 +1,97 @@
+"""crawler check's part of state.sqlite: each page's links as checked, and the cache.
+
+A page's links, as the check resolved them, and its anchors are packed into
+its row (``urls.refs``): a later pass whose request for the page is answered
+304, or a resumed check, knows them without the page. The records of the
+links found working are kept in the ``checks`` table with the time they were
+checked: a later pass reuses them for --cache-age instead of asking the
+site again. A state written before crawler check existed gets both when it
+is opened.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from crawler.errors import ConfigError
+from crawler.output.lines import record_from_line, record_line
+from crawler.records import Completion, PageRecord
+
+
+def pack_refs(rows: Iterable[tuple[Any, ...]], anchors: str) -> bytes:
+    """A page's links as crawler check resolved them (loop/linkbook.Found rows) and its
+    anchors: what a later pass needs when the page answers 304, or a resumed one."""
+    text = json.dumps([list(rows), anchors], ensure_ascii=False, separators=(",", ":"))
+    return zlib.compress(text.encode("utf-8"), 1)
+
+
+def unpack_refs(blob: bytes) -> tuple[list[list[Any]], str]:
+    try:
+        rows, anchors = json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError, TypeError):
+        raise ConfigError(
+            "state.sqlite is corrupt: a page's checked links cannot be read"
+        ) from None
+    return rows, anchors
+
+
+class CheckCache:
+    """crawler check's part of state.sqlite: the working links' records, reused by
+    later passes for --cache-age (the ``checks`` table), and the links of each
+    page as checked (``urls.refs``)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def write(self, completions: Iterable[Completion]) -> None:
+        """Keep the working links among ``completions`` (in the caller's transaction)."""
+        now = time.time()
+        self._db.executemany(
+            "INSERT OR REPLACE INTO checks VALUES (?, ?, ?)",
+            [
+                (c.url, record_line(c.record), now)
+                for c in completions
+                if c.record is not None and c.checked and _cached(c.record)
+            ],
+        )
+
+    def cached(self, url: str, max_age: float) -> PageRecord | None:
+        """A working link's record, if it was checked less than ``max_age`` seconds ago."""
+        row = self._db.execute(
+            "SELECT record FROM checks WHERE url = ? AND checked_at >= ?",
+            (url, time.time() - max_age),
+        ).fetchone()
+        return record_from_line(row[0]) if row is not None else None
+
+    def pages(self) -> Iterator[tuple[str, bytes]]:
+        """The links of every page (and stylesheet) done in this pass, as checked."""
+        query = "SELECT url, refs FROM urls WHERE done = 1 AND refs IS NOT NULL"
+        yield from self._db.execute(query)
+
+
+def _cached(record: PageRecord) -> bool:
+    """A link checked and found working: a later pass within --cache-age reuses it.
+    Only a plain link (HEAD): a stylesheet or a page read for anchors is read again."""
+    return (
+        record.kind == "link"
+        and record.error is None
+        and record.status is not None
+        and record.status < 400
+    )
+
+
+def add_check_tables(connection: sqlite3.Connection) -> None:
+    """A state written before crawler check existed gets its column and table."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
+    with connection:
+        if "refs" not in columns:
+            connection.execute("ALTER TABLE urls ADD COLUMN refs BLOB")
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS checks "
+            "(url TEXT PRIMARY KEY, record TEXT NOT NULL, checked_at REAL NOT NULL)"
+        )
