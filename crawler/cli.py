@@ -194,14 +194,28 @@ def run_check(args: argparse.Namespace) -> int:
         if not job.quiet:
             print(f"crawler: {done}", file=sys.stderr)
         return done.exit_code
+    _report_checks(checks, stats, job, report, report_format)
+    # The text report ends with the summary line; any other report is a file's content.
+    summary = not job.quiet and (report is not None or report_format != "text")
+    return _check_exit(checks, stats, stopped_by, job, summary=summary)
+
+
+def _report_checks(
+    checks: list[LinkCheck], stats: CrawlStats, job: _Job, report: Path | None, report_format: str
+) -> None:
+    """The report, to --report FILE or stdout. Not for a pass of --update that goes on
+    next time (it reports when it ends), nor, with --quiet, a text report of nothing
+    broken (cron mails what is printed)."""
+    if job.update and not stats.finished:
+        return
+    failing = any(check.is_failing() for check in checks)
+    if report is None and report_format == "text" and job.quiet and not failing:
+        return
     pieces = render(checks, report_format, stats.pages)
     if report is not None:
         _write_report(Path(report), pieces)
     else:
         sys.stdout.writelines(pieces)
-    # The text report ends with the summary line; any other report is a file's content.
-    summary = not job.quiet and (report is not None or report_format != "text")
-    return _check_exit(checks, stats, stopped_by, job, summary=summary)
 
 
 def _writable(path: Path) -> None:

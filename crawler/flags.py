@@ -248,6 +248,7 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
     """Each flag's help ends with its default (CrawlConfig's), when it has one."""
     defaults = {field.name: field.default for field in dataclasses.fields(CrawlConfig)}
     defaults["output"] = DEFAULT_OUTPUT + "/"
+    defaults["cache_age"] = "1d"
     for action in parser._actions:
         value = defaults.get(action.dest)
         if value in (None, (), False, "") or action.help is None:

@@ -121,8 +121,11 @@ def summary_table(
 
 
 def broken_line(link: dict[str, Any]) -> str:
-    """One broken link as ``crawler report --broken`` prints it."""
-    return f"{link['status'] or link['error']} {link['url']} <- {' '.join(link['referrers'])}"
+    """One broken link as ``crawler report --broken`` prints it: its failing status, or
+    the reason (a network failure; a fragment missing from a page that answered 200)."""
+    status, error = link["status"], link["error"]
+    reason = error if error and (status is None or status < 400) else status
+    return f"{reason} {link['url']} <- {' '.join(link['referrers'])}"
 
 
 def print_broken(console: Console, changes: BrokenChanges) -> None:

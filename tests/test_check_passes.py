@@ -171,3 +171,14 @@ async def test_past_max_pages_the_links_are_checked_not_crawled(
     ]
     assert results[site.url + "/missing"].result == "broken"  # linked from the page crawled
     assert len(results[site.url + "/missing"].referrers) == 1
+
+
+async def test_a_quiet_night_with_nothing_broken_prints_nothing(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve({"/": _page("home", ["/a"]), "/a": _page("a"), "/logo.png": _png})
+    args = ("check", site.url + "/", "-o", str(tmp_path / "out"), "--update", "--quiet")
+    assert await run_cli(*args, cwd=tmp_path) == (0, "", "")
+    assert await run_cli(*args, cwd=tmp_path) == (0, "", "")  # the next night: still silent
+    code, out, _ = await run_cli(*args[:-1], cwd=tmp_path)
+    assert code == 0 and out.startswith("3 URLs checked on 2 pages: 3 ok")

@@ -57,19 +57,20 @@ def test_every_kind_of_requisite_with_its_line() -> None:
     html = b"""<html><head>
 <link rel="stylesheet" href="s.css"><link rel="icon" href="i.ico">
 <link rel="preload" href="f.woff2"><link rel="manifest" href="m.json">
-<link rel="canonical" href="ignored.html">
+<link rel="canonical" href="canonical.html"><link rel="dns-prefetch" href="//cdn.example">
 <script src="j.js"></script>
 <meta http-equiv="refresh" content="5; url=next.html">
 <style>
 .x { background: url(bg.png) }
 </style>
-</head><body id="top">
+</head><body id="top" background="bg.gif">
 <a href="a.html" rel="nofollow">a</a><a name="n1"></a><area href="area.html">
 <img src="i.png" srcset="i2.png 2x"><picture><source srcset="p.webp"></picture>
 <video src="v.mp4" poster="poster.jpg"><source src="v.webm"><track src="t.vtt"></video>
 <audio src="a.mp3"></audio><object data="o.pdf"></object><embed src="e.swf">
 <iframe src="f.html"></iframe><input type="image" src="submit.png">
 <div style="background-image: url('d.png')" id="d1"></div>
+<blockquote cite="source.html">quoted</blockquote>
 </body></html>"""
     page = parse_html(html, "http://h/", None, refs=page_refs)
     found = {(ref.written, ref.kind, ref.line) for ref in page.refs}
@@ -78,6 +79,7 @@ def test_every_kind_of_requisite_with_its_line() -> None:
         ("i.ico", "icon", 2),
         ("f.woff2", "preload", 3),
         ("m.json", "manifest", 3),
+        ("canonical.html", "link", 4),
         ("j.js", "script", 5),
         ("next.html", "refresh", 6),
         ("bg.png", "css", 8),
@@ -96,6 +98,8 @@ def test_every_kind_of_requisite_with_its_line() -> None:
         ("f.html", "frame", 15),
         ("submit.png", "image", 15),
         ("d.png", "css", 16),
+        ("bg.gif", "image", 10),
+        ("source.html", "link", 17),
     }
     assert page.anchors == "\0top\0n1\0d1\0"
     assert page.links == ("area.html", "f.html")  # the crawl still honours nofollow

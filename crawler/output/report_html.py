@@ -113,10 +113,17 @@ def _table(table_id: str, header: list[str], rows: list[list[str]], empty: str) 
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
 
+def _reason(item: dict[str, Any]) -> object:
+    """A broken link's failing status, or its reason (a network failure, a fragment
+    missing from a page that answered 200)."""
+    status, error = item.get("status"), item.get("error")
+    return error if error and (status is None or status < 400) else status
+
+
 def _broken(broken: list[dict[str, Any]]) -> str:
     rows = [
         [
-            html.escape(str(item.get("status") or item.get("error"))),
+            html.escape(str(_reason(item))),
             link(item["url"]),
             "<ul class='refs'>"
             + "".join(f"<li>{link(ref)}</li>" for ref in item.get("referrers", []))
@@ -136,7 +143,7 @@ def _checks(summary: Summary) -> str:
     for number, section in enumerate((OFFSITE, IMAGES, REQUISITES, FRAGMENTS)):
         rows = [
             [
-                html.escape(str(check.get("error") or check.get("status") or check["result"])),
+                html.escape(str(_reason(check) or check["result"])),
                 link(check["url"]),
                 "<ul class='refs'>"
                 + "".join(

@@ -3,10 +3,12 @@
 No I/O. Given a parsed lxml tree (parser.py) this finds what a browser would
 follow or load: links (``a``, ``area``), frames, ``meta http-equiv=refresh``,
 and the page's requisites: ``img src`` and ``srcset``, ``picture``'s
-``source srcset``, ``script src``, ``link rel=stylesheet|icon|preload|
-modulepreload|manifest``, ``video``/``audio``/``source``/``track``, ``video
-poster``, ``object data``, ``embed src``, ``input type=image``, and ``url(...)``
-in ``style`` attributes and ``<style>`` elements. A stylesheet is read for
+``source srcset``, ``script src``, every ``link href`` (stylesheets, icons,
+preloads, the manifest, and the pages of canonical, alternate, next...; not
+dns-prefetch or preconnect, which name origins), ``video``/``audio``/
+``source``/``track``, ``video poster``, ``object data``, ``embed src``,
+``input type=image``, the legacy ``background`` and ``cite`` attributes, and
+``url(...)`` in ``style`` attributes and ``<style>`` elements. A stylesheet is read for
 ``url(...)`` only (``css_refs``). Also the page's anchors: every ``id`` and
 every ``a name``, the targets of its ``#fragment`` links.
 
@@ -31,8 +33,15 @@ _LINK_RELS = {
     "mask-icon": "icon",
     "preload": "preload",
     "modulepreload": "preload",
+    "prefetch": "preload",
     "manifest": "manifest",
 }
+# A <link> of any other rel (canonical, alternate, next, author, ...) names a page;
+# these name an origin to connect to early, not a resource, and are not checked.
+_ORIGIN_RELS = frozenset({"dns-prefetch", "preconnect"})
+# Legacy attributes that name an image (HTML 4's background).
+_BACKGROUND_TAGS = frozenset({"body", "table", "tr", "td", "th"})
+_CITE_TAGS = frozenset({"blockquote", "q", "del", "ins"})
 _SRC_KINDS = {
     "img": "image",
     "script": "script",
@@ -46,6 +55,8 @@ _SRC_KINDS = {
 _TAGS = frozenset(
     {"a", "area", "img", "source", "script", "link", "iframe", "frame", "video", "audio"}
     | {"track", "object", "embed", "input", "meta", "style"}
+    | _BACKGROUND_TAGS
+    | _CITE_TAGS
 )
 _WHITESPACE = " \t\n\r\f"
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)""", re.IGNORECASE)
@@ -137,9 +148,13 @@ def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: 
         _add(refs, get("href"), line, "link")
     elif tag == "link":
         rels = str(get("rel", "")).lower().split()
-        kind = next((_LINK_RELS[rel] for rel in rels if rel in _LINK_RELS), None)
-        if kind is not None:
+        if not _ORIGIN_RELS.intersection(rels):
+            kind = next((_LINK_RELS[rel] for rel in rels if rel in _LINK_RELS), "link")
             _add(refs, get("href"), line, kind)
+    elif tag in _BACKGROUND_TAGS:
+        _add(refs, get("background"), line, "image")
+    elif tag in _CITE_TAGS:
+        _add(refs, get("cite"), line, "link")
     elif tag == "meta":
         if str(get("http-equiv", "")).lower() == "refresh":
             _add(refs, refresh_target(str(get("content", ""))), line, "refresh")
