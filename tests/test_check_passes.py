@@ -182,3 +182,21 @@ async def test_a_quiet_night_with_nothing_broken_prints_nothing(
     assert await run_cli(*args, cwd=tmp_path) == (0, "", "")  # the next night: still silent
     code, out, _ = await run_cli(*args[:-1], cwd=tmp_path)
     assert code == 0 and out.startswith("3 URLs checked on 2 pages: 3 ok")
+
+
+async def test_the_warc_file_says_which_requests_were_head(
+    two_hosts: tuple[Site, Site], tmp_path: Path
+) -> None:
+    from warcio.archiveiterator import ArchiveIterator
+
+    site, _ = two_hosts
+    warc = tmp_path / "check.warc.gz"
+    await checked(CrawlConfig(seeds=[site.url + "/"], check=True, warc=warc))
+    with warc.open("rb") as file:
+        requests = [
+            record.http_headers.protocol + " " + record.rec_headers["WARC-Target-URI"]
+            for record in ArchiveIterator(file)
+            if record.rec_type == "request"
+        ]
+    assert f"HEAD {site.url}/logo.png" in requests
+    assert f"GET {site.url}/a" in requests

@@ -54,9 +54,11 @@ class Response:
     etag: str | None = None
     last_modified: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    # For the WARC file: what was sent, the reason phrase, whether the body was read whole.
+    # For the WARC file: what was sent (method, headers), the reason phrase, whether
+    # the body was read whole.
     request_headers: Mapping[str, str] = field(default_factory=dict)
     reason: str = ""
+    method: str = "GET"
     complete: bool = True
 
 
@@ -257,6 +259,7 @@ class Fetcher:
                 headers=answer.headers,
                 request_headers=answer.request_info.headers,
                 reason=answer.reason or "",
+                method=want.method,
                 complete=complete,
                 elapsed_ms=int((time.monotonic() - started) * 1000),
             )

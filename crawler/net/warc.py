@@ -65,7 +65,7 @@ class WarcRecorder:
         parts = urlsplit(response.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         request_headers = StatusAndHeaders(
-            f"GET {target} HTTP/1.1",
+            f"{response.method} {target} HTTP/1.1",
             list(response.request_headers.items()),
             is_http_request=True,
         )
