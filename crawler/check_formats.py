@@ -98,6 +98,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "%7C").replace("\n", " ")
 
 
+def _link(url: str) -> str:
+    """A URL in markdown: an autolink (no `*` or `_` in it read as emphasis), or code."""
+    if url.startswith(("http://", "https://")) and not any(c in url for c in "<> "):
+        return f"<{_cell(url)}>"
+    return "`" + _cell(url).replace("`", "%60") + "`"
+
+
 _RULE = "| --- | --- | ---: | --- |"
 
 
@@ -108,14 +115,9 @@ def _markdown(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     lines += [f"| {result} | {number:,} |" for result, number in counts(checks).items()]
     lines += ["", f"{len(checks):,} URLs checked on {pages:,} pages.", ""]
     for page, broken in by_page(checks).items():
-        lines += [
-            f"### {_cell(page)}",
-            "",
-            "| Status | Link | Line | Kind |",
-            "| --- | --- | ---: | --- |",
-        ]
+        lines += [f"### {_link(page)}", "", "| Status | Link | Line | Kind |", _RULE]
         for check, line in broken:
-            lines.append(f"| {_cell(reason(check))} | {_cell(check.url)} | {line} | {check.kind} |")
+            lines.append(f"| {_cell(reason(check))} | {_link(check.url)} | {line} | {check.kind} |")
         lines.append("")
     yield "\n".join(lines)
 

@@ -335,8 +335,9 @@ async def test_markdown_json_and_csv(hosts: Hosts) -> None:
     checks = list((await check(config(hosts))).values())
     html = MarkdownIt().enable("table").render("".join(render(checks, "markdown", 8)))
     assert "<h2>Link check: 10 broken links</h2>" in html
-    assert f"<h3>{hosts.site}/</h3>" in html
-    assert f"<td>404</td>\n<td>{hosts.site}/missing</td>" in html
+    home, missing = hosts.site + "/", hosts.site + "/missing"
+    assert f'<h3><a href="{home}">{home}</a></h3>' in html
+    assert f'<td>404</td>\n<td><a href="{missing}">{missing}</a></td>' in html
     document = json.loads("".join(render(checks, "json", 8)))
     assert document["summary"]["broken"] + document["summary"]["timeout"] == 10
     assert len(document["results"]) == len(checks)
@@ -356,3 +357,11 @@ async def test_nothing_broken_exits_0(serve: object, tmp_path: Path) -> None:
         await runner.cleanup()
     assert code == 0, err
     assert out.startswith("2 URLs checked on 2 pages: 2 ok")
+
+
+def test_markdown_keeps_urls_whole() -> None:
+    url = "http://a.test/x_*y*_z?q=1|2"
+    broken = LinkCheck(url, "broken", "link", 404, None, None, (Referrer("mailto:x_y@a", 3),))
+    html = MarkdownIt().enable("table").render("".join(render([broken], "markdown", 1)))
+    assert 'href="http://a.test/x_*y*_z?q=1%7C2"' in html and "<em>" not in html
+    assert "<code>mailto:x_y@a</code>" in html

@@ -70,7 +70,7 @@ class MemoryFrontier:
         self._delayed: list[tuple[float, int, Entry]] = []
         self._order = itertools.count()
         self._pending = 0
-        # Entries leased past --max-pages (outside the budget) queued or delayed.
+        # Queued or delayed entries leased even past --max-pages (Entry.outside_budget).
         self._continuations = 0
         self._leased = 0
         self._closed = False

@@ -8,7 +8,8 @@ does robots.txt's redirect (for which only the first two rules hold: RFC 9309
 1. it normalises (http or https, a host, nothing unparseable): else *dropped*;
 2. it is no trap (too long, one path segment repeated): else *dropped*;
 3. its host is in scope (the seeds' hosts, --allow-domain): else *offsite*;
-4. --allow, --deny and the library's link_filter admit it: else *excluded*.
+4. --allow, --deny, the library's link_filter and crawler check's --exclude
+   admit it: else *excluded*.
 
 Each refusal is counted in the crawl's tally under its reason. ``sort`` is
 pure (it touches no tally), so a big page's links can be judged in a thread.
