@@ -19,7 +19,7 @@ failing one is asked again every pass, so a fix is seen the next night.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from crawler.config import CrawlConfig
@@ -123,19 +123,24 @@ class Checker:
             return pack_refs((link.row() for link in found), "")
         return None
 
-    async def page(self, page: ParsedPage, url: str, depth: int) -> bytes:
+    async def page(self, page: ParsedPage, url: str, depth: int, followed: list[str]) -> bytes:
         """A crawled page's links: noted with its anchors, and queued to be checked
-        (after the pages the crawl follows, which the caller queued); packed."""
+        (but those it ``followed``, queued as pages); packed."""
         found = self.book.resolve(page.refs, page.base)
         self.book.note(url, (), page.anchors)
-        await self._queue(url, found, depth)
+        await self._queue(url, found, depth, self._queued(depth, followed))
         return pack_refs((link.row() for link in found), page.anchors)
 
-    async def unchanged(self, refs: bytes, url: str, depth: int) -> None:
+    async def unchanged(self, refs: bytes, url: str, depth: int, followed: list[str]) -> None:
         """A page that answered 304: its links as the last pass found them."""
         found, anchors = unpack_found(refs)
         self.book.note(url, (), anchors)
-        await self._queue(url, found, depth)
+        await self._queue(url, found, depth, self._queued(depth, followed))
+
+    def _queued(self, depth: int, followed: list[str]) -> list[str]:
+        """The links a page at ``depth`` followed that the Visitor queued as pages (none
+        past --max-depth: those are checked)."""
+        return followed if depth < self._config.max_depth else []
 
     async def report(self, sink: Sink | None, on_record: RecordSink | None) -> None:
         """The results, once every page that links to them is known: to checks.jsonl
@@ -147,9 +152,11 @@ class Checker:
             for check in checks:
                 await on_record(check)
 
-    async def _queue(self, url: str, found: list[Found], depth: int) -> None:
+    async def _queue(
+        self, url: str, found: list[Found], depth: int, queued: Iterable[str] = ()
+    ) -> None:
         self.book.note(url, found)
-        await self._frontier.add(self.book.to_check(found, url, depth))
+        await self._frontier.add(self.book.to_check(found, url, depth, queued))
 
 
 def open_checker(opened: Opened, gate: LinkGate, fetcher: Fetcher, pages_done: int) -> Checker:

@@ -158,15 +158,18 @@ class LinkBook:
                     (page_id, link.line)
                 )
 
-    def to_check(self, found: Iterable[Found], page: str, depth: int) -> list[Entry]:
+    def to_check(
+        self, found: Iterable[Found], page: str, depth: int, queued: Iterable[str] = ()
+    ) -> list[Entry]:
         """The entries that request the links of a page at ``depth`` only to check them:
-        all but the unsupported, invalid and excluded ones. The pages the crawl follows
-        are queued before these, so a URL it follows stays a page (the frontier keeps
-        the first entry of a URL); a link it does not follow (nofollow, past
-        --max-depth, refused by --deny) is checked."""
+        all but the unsupported, invalid and excluded ones, and those the crawl has
+        just ``queued`` as pages (the frontier would keep their first entry anyway: a
+        URL the crawl follows stays a page). A link it does not follow (nofollow,
+        past --max-depth, refused by --deny) is checked."""
         entries = []
+        pages = frozenset(queued)
         for link in found:
-            if link.category != "url" or self._excluded_by_rules(link.key):
+            if link.key in pages or link.category != "url" or self._excluded_by_rules(link.key):
                 continue
             verdict = self._gate.verdict(link.key)
             if verdict == DROPPED:

@@ -169,7 +169,8 @@ class Visitor:
                 links, items, error = await extract(self._extractor, seen, self._gate)
             await self._queue_links(entry, response.url, links)
             if self._checker is not None:
-                refs = await self._checker.page(parsed.page, entry.origin or entry.url, entry.depth)
+                url = entry.origin or entry.url
+                refs = await self._checker.page(parsed.page, url, entry.depth, links)
             if self._sink is not None:
                 await self._sink.save_html(response.url, response.body)
         page = parsed.page if parsed is not None else None
@@ -199,7 +200,7 @@ class Visitor:
         links = list(validators.links)
         await self._queue_links(entry, entry.url, links)
         if self._checker is not None and validators.refs is not None:
-            await self._checker.unchanged(validators.refs, entry.url, entry.depth)
+            await self._checker.unchanged(validators.refs, entry.url, entry.depth, links)
         record = replace(build_record(entry, response, elapsed_ms=elapsed_ms), change="unchanged")
         await self._recorder.emit(record, _unchanged(record, response, validators, links))
 
@@ -213,8 +214,7 @@ class Visitor:
         return retry
 
     async def _redirect(self, entry: Entry, response: Response, elapsed_ms: int) -> None:
-        """A hop through the frontier when the gate follows its target; else the record
-        ends here, naming where it led."""
+        """A hop through the frontier when its target is followed; else the record ends here."""
         hops = (*entry.hops, response.url)
         target, verdict = self._gate.judge(response.location or "", response.url)
         kind = entry.kind
