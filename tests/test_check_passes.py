@@ -200,3 +200,32 @@ async def test_the_warc_file_says_which_requests_were_head(
         ]
     assert f"HEAD {site.url}/logo.png" in requests
     assert f"GET {site.url}/a" in requests
+
+
+async def test_a_page_of_many_links_is_judged_off_the_event_loop(
+    serve: SiteFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from crawler.loop import checks
+    from crawler.loop.linkbook import LinkBook
+
+    links = [f"/img/{number}.png" for number in range(checks.BIG_LINK_COUNT)]
+
+    async def many(_: web.Request) -> web.Response:
+        images = "".join(f'<img src="{link}">' for link in links)
+        return web.Response(text=f"<html><body>{images}</body></html>", content_type="text/html")
+
+    site = await serve({"/": many, "/img/{name}": _png})
+    threads: list[threading.Thread] = []
+    real = LinkBook.resolve
+
+    def watched(self: LinkBook, *args: object) -> object:
+        threads.append(threading.current_thread())
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LinkBook, "resolve", watched)
+    config = CrawlConfig(seeds=[site.url + "/"], check=True, concurrency=64, per_host=64)
+    results = await checked(config)
+    assert threads and threads[0] is not threading.main_thread()
+    assert sum(check.result == "ok" for check in results.values()) == len(links) + 1

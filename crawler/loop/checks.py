@@ -19,13 +19,17 @@ failing one is asked again every pass, so a fix is seen the next night.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from crawler.config import CrawlConfig
 from crawler.frontier.protocol import Frontier
 from crawler.loop.gate import LinkGate
 from crawler.loop.linkbook import Found, LinkBook, restore_book, unpack_found
+from crawler.loop.parsing import BIG_PAGE_BYTES
 from crawler.loop.recording import RecordSink, build_record
 from crawler.loop.runs import Opened
 from crawler.net.fetcher import Fetcher, Response
@@ -42,6 +46,9 @@ from crawler.web.refs import css_refs, page_refs
 # (the GET would wait as long again).
 _HEAD_DOUBTFUL_ERRORS = frozenset({"bad-response", "connection-reset"})
 _CSS_TYPES = frozenset({"text/css", "text/plain"})
+# A page with this many links has them resolved and judged in a thread.
+BIG_LINK_COUNT = 5000
+T = TypeVar("T")
 
 
 class Checker:
@@ -112,21 +119,27 @@ class Checker:
         status = response.status
         if status is None or not 200 <= status < 300 or not response.body:
             return None
+        big = len(response.body) >= BIG_PAGE_BYTES
         if entry.kind == "anchors" and is_html(response.content_type):
-            page = parse_html(response.body, response.url, response.charset, refs=page_refs)
+            args = (response.body, response.url, response.charset)
+            page = await _off_loop(big, functools.partial(parse_html, *args, refs=page_refs))
             self.book.note(url, (), page.anchors)
             return pack_refs((), page.anchors)
         if entry.kind == "stylesheet" and response.content_type in (*_CSS_TYPES, None):
-            text = decode_html(response.body, response.charset)
-            found = self.book.resolve(css_refs(text), response.url)
+            found = await _off_loop(big, self._stylesheet_links, response)
             await self._queue(url, found, entry.depth)
             return pack_refs((link.row() for link in found), "")
         return None
 
+    def _stylesheet_links(self, response: Response) -> list[Found]:
+        text = decode_html(response.body, response.charset)
+        return self.book.resolve(css_refs(text), response.url)
+
     async def page(self, page: ParsedPage, url: str, depth: int, followed: list[str]) -> bytes:
         """A crawled page's links: noted with its anchors, and queued to be checked
         (but those it ``followed``, queued as pages); packed."""
-        found = self.book.resolve(page.refs, page.base)
+        big = len(page.refs) >= BIG_LINK_COUNT
+        found = await _off_loop(big, self.book.resolve, page.refs, page.base)
         self.book.note(url, (), page.anchors)
         await self._queue(url, found, depth, self._queued(depth, followed))
         return pack_refs((link.row() for link in found), page.anchors)
@@ -156,7 +169,19 @@ class Checker:
         self, url: str, found: list[Found], depth: int, queued: Iterable[str] = ()
     ) -> None:
         self.book.note(url, found)
-        await self._frontier.add(self.book.to_check(found, url, depth, queued))
+        big = len(found) >= BIG_LINK_COUNT
+        await self._frontier.add(
+            await _off_loop(big, self.book.to_check, found, url, depth, queued)
+        )
+
+
+async def _off_loop(big: bool, function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)``; in a thread when the work is big, for parsing.py's reason:
+    the loop, and every request in flight, would wait for it (a page of 100,000 links
+    takes a second to judge)."""
+    if big:
+        return await asyncio.to_thread(function, *args)
+    return function(*args)
 
 
 def open_checker(opened: Opened, gate: LinkGate, fetcher: Fetcher, pages_done: int) -> Checker:
