@@ -346,7 +346,7 @@ async def test_markdown_json_and_csv(hosts: Hosts) -> None:
     assert len(missing) == 4 and {row["result"] for row in missing} == {"broken"}
 
 
-async def test_nothing_broken_exits_0(serve: object, tmp_path: Path) -> None:
+async def test_nothing_broken_exits_0(tmp_path: Path) -> None:
     app = web.Application()
     app.router.add_get("/", _fixed(lambda: _page('<a href="/a">a</a><img src="/a">')))
     app.router.add_get("/a", _fixed(lambda: _page("<p>a</p>")))
