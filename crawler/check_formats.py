@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from xml.etree import ElementTree
 
-from crawler.records import RESULTS, LinkCheck
+from crawler.records import RESULTS, LinkCheck, shown_reason
 
 FORMATS = ("text", "json", "markdown", "junit", "csv")
 _NO_PAGE = "(seed URLs)"
@@ -51,10 +51,8 @@ def summary_line(checks: Sequence[LinkCheck], pages: int) -> str:
 
 
 def reason(check: LinkCheck) -> str:
-    """What went wrong, in a few characters: the status, else the network reason."""
-    if check.error is not None and (check.status is None or check.error == "fragment-missing"):
-        return check.error
-    return str(check.status) if check.status is not None else check.result
+    """What went wrong, in a few characters (records.shown_reason), else the result."""
+    return str(shown_reason(check.status, check.error) or check.result)
 
 
 def by_page(checks: Sequence[LinkCheck]) -> dict[str, list[tuple[LinkCheck, int]]]:

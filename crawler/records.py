@@ -31,6 +31,12 @@ BROKEN_ERRORS = frozenset(
 )
 
 
+def shown_reason(status: int | None, error: str | None) -> int | str | None:
+    """What a broken link shows, wherever it is printed: its failing status, else its
+    error (a network reason; a fragment missing from a page that answered 200)."""
+    return error if error and (status is None or status < 400) else status
+
+
 @dataclass(frozen=True, slots=True)
 class PageRecord:
     """One line of pages.jsonl: the outcome of one URL taken from the frontier."""

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crawler.output.passes import BrokenChanges
-from crawler.records import BROKEN_ERRORS, CrawlStats
+from crawler.records import BROKEN_ERRORS, CrawlStats, shown_reason
 
 STATUS_LINE_SECONDS = 5.0
 
@@ -121,10 +121,8 @@ def summary_table(
 
 
 def broken_line(link: dict[str, Any]) -> str:
-    """One broken link as ``crawler report --broken`` prints it: its failing status, or
-    the reason (a network failure; a fragment missing from a page that answered 200)."""
-    status, error = link["status"], link["error"]
-    reason = error if error and (status is None or status < 400) else status
+    """One broken link as ``crawler report --broken`` prints it."""
+    reason = shown_reason(link["status"], link["error"])
     return f"{reason} {link['url']} <- {' '.join(link['referrers'])}"
 
 

@@ -26,6 +26,7 @@ from crawler.output.report import (
     Summary,
     summarize,
 )
+from crawler.records import shown_reason
 
 _COLOURS = {"2": "#2e7d32", "3": "#1565c0", "4": "#ef6c00", "5": "#c62828", "-": "#6d4c41"}
 _CLASSES = ("2xx", "3xx", "4xx", "5xx", "no answer")
@@ -113,17 +114,10 @@ def _table(table_id: str, header: list[str], rows: list[list[str]], empty: str) 
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
 
-def _reason(item: dict[str, Any]) -> object:
-    """A broken link's failing status, or its reason (a network failure, a fragment
-    missing from a page that answered 200)."""
-    status, error = item.get("status"), item.get("error")
-    return error if error and (status is None or status < 400) else status
-
-
 def _broken(broken: list[dict[str, Any]]) -> str:
     rows = [
         [
-            html.escape(str(_reason(item))),
+            html.escape(str(shown_reason(item.get("status"), item.get("error")))),
             link(item["url"]),
             "<ul class='refs'>"
             + "".join(f"<li>{link(ref)}</li>" for ref in item.get("referrers", []))
@@ -143,7 +137,9 @@ def _checks(summary: Summary) -> str:
     for number, section in enumerate((OFFSITE, IMAGES, REQUISITES, FRAGMENTS)):
         rows = [
             [
-                html.escape(str(_reason(check) or check["result"])),
+                html.escape(
+                    str(shown_reason(check.get("status"), check.get("error")) or check["result"])
+                ),
                 link(check["url"]),
                 "<ul class='refs'>"
                 + "".join(
