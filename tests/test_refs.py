@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crawler.web.parser import parse_html
-from crawler.web.refs import Ref, css_refs, page_refs, refresh_target, srcset_urls
+from crawler.web.refs import Ref, css_refs, page_anchors, page_refs, refresh_target, srcset_urls
 
 
 @pytest.mark.parametrize(
@@ -108,3 +108,11 @@ def test_every_kind_of_requisite_with_its_line() -> None:
 def test_without_a_reader_nothing_more_is_read() -> None:
     page = parse_html(b'<img src="i.png"><p id="x">', "http://h/", None)
     assert page.refs == () and page.anchors == ""
+
+
+def test_anchors_alone_are_those_of_every_link_read() -> None:
+    html = b'<body id="top"><a name="n1"></a><h2 id="s1"><a href="x" id="">x</a></h2></body>'
+    everything = parse_html(html, "http://h/", None, refs=page_refs)
+    alone = parse_html(html, "http://h/", None, refs=page_anchors)
+    assert sorted(alone.anchors.split("\0")) == sorted(everything.anchors.split("\0"))
+    assert alone.refs == ()

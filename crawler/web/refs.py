@@ -139,6 +139,14 @@ def page_refs(root: etree._Element) -> tuple[list[Ref], str]:
     return refs, "".join(anchors)
 
 
+def page_anchors(root: etree._Element) -> tuple[list[Ref], str]:
+    """Only a page's anchors (for an offsite page read for its ids: its links are
+    not checked), in ``page_refs``' form."""
+    ids = (str(element.get("id")) for element in root.iterfind(".//*[@id]"))
+    names = (str(element.get("name")) for element in root.iterfind(".//a[@name]"))
+    return [], "".join(f"\0{anchor}" for anchor in (*ids, *names) if anchor) + "\0"
+
+
 def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: list[str]) -> None:
     tag = element.tag
     get = element.get
