@@ -23,6 +23,7 @@ Rules, in order, for a link as written:
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from array import array
 from collections.abc import Iterable, Iterator
@@ -199,7 +200,8 @@ class LinkBook:
     def results(self) -> Iterator[LinkCheck]:
         """One LinkCheck per URL linked to or requested, then one per fragment whose
         page was read; URLs the crawl stopped before are left out."""
-        for key in {**self._refs, **self._results}:
+        requested_only = (key for key in self._results if key not in self._refs)
+        for key in itertools.chain(self._refs, requested_only):
             check = self._check(key)
             if check is not None:
                 yield check
