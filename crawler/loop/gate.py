@@ -25,7 +25,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import CheckRules, LinkFilter, LinkRules
 from crawler.records import CHECK_KINDS, Entry
 from crawler.stats import Tally
-from crawler.web.urls import Scope, domain_key, host_of, is_trap, link_facts, normalize, resolver
+from crawler.web.urls import Scope, host_of, is_trap, link_facts, normalize, resolver
 
 FOLLOWED = "followed"
 DROPPED = "dropped"
@@ -47,9 +47,7 @@ class LinkGate:
     """Whether a URL is followed, for one crawl (its settled config)."""
 
     def __init__(self, config: CrawlConfig, tally: Tally) -> None:
-        seeds = [url for url in map(normalize, config.seeds) if url is not None]
-        domains = frozenset(filter(None, map(domain_key, config.allow_domain)))
-        self.scope = Scope(frozenset(host_of(url) for url in seeds), domains)
+        self.scope = Scope.of(config.seeds, config.allow_domain)
         link_filter = config.link_filter
         if config.check and config.exclude:
             # crawler check's --exclude: never requested, not even as a page to crawl.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.output.passes import PREVIOUS, BrokenChanges, broken_changes
-from crawler.web.urls import Scope, domain_key, host_key, host_of, normalize
+from crawler.web.urls import Scope, host_key, host_of
 
 SLOWEST = 20
 # Lists a site owner reads: this many rows each (the counts are whole).
@@ -146,9 +146,7 @@ _REQUISITE_KINDS = frozenset(
 def _checks(directory: Path, summary: Summary) -> None:
     """checks.jsonl read one line at a time: counts whole, LISTED rows a section."""
     settings = summary.crawl
-    seeds = [url for url in map(normalize, settings.get("seeds", ())) if url is not None]
-    domains = frozenset(filter(None, map(domain_key, settings.get("allow_domain", ()))))
-    scope = Scope(frozenset(host_of(url) for url in seeds), domains)
+    scope = Scope.of(settings.get("seeds", ()), settings.get("allow_domain", ()))
     with (directory / "checks.jsonl").open(encoding="utf-8") as file:
         for line in file:
             if not line.strip():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -266,6 +266,14 @@ class Scope:
 
     hosts: frozenset[str]
     domains: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, seeds: Iterable[str], allow_domain: Iterable[str]) -> Scope:
+        """A crawl's scope: its seeds' hosts, and the --allow-domain domains."""
+        urls = (url for url in map(normalize, seeds) if url is not None)
+        return cls(
+            frozenset(map(host_of, urls)), frozenset(filter(None, map(domain_key, allow_domain)))
+        )
 
     def allows(self, host: str) -> bool:
         if host in self.hosts or host in self.domains:
