@@ -5,6 +5,7 @@ output folder. Real servers on loopback (aiohttp.web, or raw sockets)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
 import zlib
@@ -14,6 +15,7 @@ from pathlib import Path
 import brotli
 import pytest
 from aiohttp import web
+from warcio.archiveiterator import ArchiveIterator
 
 from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
@@ -401,3 +403,50 @@ async def test_a_host_that_refuses_connections_costs_one_request_and_its_retries
 
     assert len(requests) == 3  # robots.txt or the first page, and its two retries
     assert stats.error_counts == {"connection-refused": 5} and stats.finished
+
+
+async def test_header_bytes_that_are_not_utf8_are_records(tmp_path: Path) -> None:
+    """A Location, ETag, Content-Type or reason phrase with bytes that are not UTF-8
+    (aiohttp keeps them as lone surrogates) is written to pages.jsonl, state.sqlite
+    and the WARC file; a redirect goes where a browser goes, its bytes percent-encoded."""
+    requested: list[bytes] = []
+    page = b"<title>t</title><a href='/r'>r</a><a href='/typed'>t</a>"
+    answers = {
+        b"/": b'200 OK\r\nContent-Type: text/html\r\nETag: "\xff\xfe"\r\n'
+        b"Last-Modified: Mon\xe9\r\nX-Robots-Tag: \xffnone",
+        b"/r": b"302 Tr\xe8s bien\r\nLocation: /caf\xe9",
+        b"/caf%E9": b"200 OK\r\nContent-Type: text/html",
+        b"/typed": b"200 OK\r\nContent-Type: text/h\xfftml",
+    }
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1]
+                requested.append(path)
+                head = answers.get(path, b"404 Not Found")
+                body = page if path == b"/" else b""
+                writer.write(
+                    b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+                )
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    site = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    warc = tmp_path / "crawl.warc.gz"
+    async with server:
+        await crawl(quick(site + "/", tmp_path / "out", warc=warc, ignore_robots=True))
+        await crawl(quick(site + "/", tmp_path / "out", incremental=True, ignore_robots=True))
+
+    records = records_by_path(site, tmp_path / "out")
+    assert records["/r"]["status"] == 200
+    assert records["/r"]["final_url"] == site + "/caf%E9"
+    assert records["/"]["change"] == "unchanged"  # its ETag and Last-Modified were kept
+    assert records["/typed"]["content_type"] == "text/h\ufffdtml"
+    assert b"/caf%E9" in requested
+    with warc.open("rb") as stream:
+        statuses = [
+            r.http_headers.get_statuscode() for r in ArchiveIterator(stream) if r.http_headers
+        ]
+    assert statuses.count("302") == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import ssl
 import time
 import zlib
@@ -109,7 +110,26 @@ def failure_reason(error: BaseException) -> str:
 def _media_type(header: str | None) -> str | None:
     if not header:
         return None
-    return header.split(";", 1)[0].strip().lower() or None
+    return header_text(header.split(";", 1)[0].strip().lower()) or None
+
+
+# aiohttp keeps a header's bytes that are not UTF-8 as lone surrogates, which no
+# file or database takes: a hostile server's ETag or Location stopped the crawl.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def header_text(value: str | None) -> str | None:
+    """A header kept as text (ETag, Last-Modified...): bytes that are not UTF-8 become U+FFFD."""
+    if value is None or value.isascii():
+        return value
+    return _ESCAPED_BYTE.sub("\ufffd", value)
+
+
+def _location(value: str | None) -> str | None:
+    """A Location header: bytes that are not UTF-8 percent-encoded, as browsers request them."""
+    if value is None or value.isascii():
+        return value
+    return _ESCAPED_BYTE.sub(lambda byte: f"%{ord(byte.group()) - 0xDC00:02X}", value)
 
 
 # Headers read from one response before it is refused as bad-response.
@@ -249,16 +269,16 @@ class Fetcher:
                 answer.status,
                 content_type=content_type,
                 charset=answer.charset,
-                location=answer.headers.get("Location"),
+                location=_location(answer.headers.get("Location")),
                 retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-                x_robots_tag=answer.headers.get("X-Robots-Tag"),
+                x_robots_tag=header_text(answer.headers.get("X-Robots-Tag")),
                 body=body,
                 error=error,
-                etag=answer.headers.get("ETag"),
-                last_modified=answer.headers.get("Last-Modified"),
+                etag=header_text(answer.headers.get("ETag")),
+                last_modified=header_text(answer.headers.get("Last-Modified")),
                 headers=answer.headers,
                 request_headers=answer.request_info.headers,
-                reason=answer.reason or "",
+                reason=header_text(answer.reason) or "",
                 method=want.method,
                 complete=complete,
                 elapsed_ms=int((time.monotonic() - started) * 1000),

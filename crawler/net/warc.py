@@ -23,7 +23,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from crawler.errors import ConfigError
-from crawler.net.fetcher import Response
+from crawler.net.fetcher import Response, header_text
 
 # How much of a WARC file is read (and inflated) at a time when it is checked.
 _SCAN_BYTES = 1 << 20
@@ -72,11 +72,15 @@ class WarcRecorder:
         request = self._writer.create_warc_record(
             response.url, "request", http_headers=request_headers
         )
-        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _PAYLOAD_HEADERS]
+        headers = [
+            (name, header_text(value) or "")
+            for name, value in response.headers.items()
+            if name.lower() not in _PAYLOAD_HEADERS
+        ]
         headers.append(("Content-Length", str(len(response.body))))
-        http_headers = StatusAndHeaders(
-            f"{response.status} {response.reason}", headers, protocol="HTTP/1.1"
-        )
+        # warcio writes the status line as ASCII: another reason phrase had it raise.
+        reason = response.reason.encode("ascii", "replace").decode("ascii")
+        http_headers = StatusAndHeaders(f"{response.status} {reason}", headers, protocol="HTTP/1.1")
         warc_headers = {}
         if not response.complete:
             warc_headers["WARC-Truncated"] = "length"
