@@ -57,32 +57,39 @@ class LinkGate:
         self._sort_query = not config.keep_query_order
         self._tally = tally
 
-    def sort(self, links: Iterable[str], base: str) -> Sorted:
-        """Judge ``links`` (as written on a page at ``base``); count nothing."""
+    def sort(self, links: Iterable[str], base: str, *, own: str | None = None) -> Sorted:
+        """Judge ``links`` (as written on a page at ``base``); count nothing. A link to
+        ``own``, the page's own URL (``#top``, say), is neither followed nor refused:
+        the page is fetched already."""
         result = Sorted([])
         followed = result.followed
         sort_query, scope, rules = self._sort_query, self.scope, self._rules
-        page = normalize(base, sort_query=sort_query)
+        # A page's own URL is normalised already: its links resolve against it (no <base>).
+        page = own if base == own else normalize(base, sort_query=sort_query)
         if page is not None:
             resolve = resolver(page, sort_query=sort_query)
-            # Links to the page's own origin (most of them) are on the page's host.
+            # Links to the page's own origin (most of them) are on the page's host,
+            # judged once for them all.
             origin = page[: page.find("/", page.find("://") + 3) + 1] or page + "/"
-            page_host = host_of(page)
+            on_site = scope.allows(host_of(page))
         else:
             resolve = functools.partial(normalize, base=base, sort_query=sort_query)
-            origin, page_host = "\0", ""
+            origin, on_site = "\0", False
         for link in links:
             url = resolve(link)
             if url is None:
                 result.dropped += 1
                 continue
             if url.startswith(origin):
-                host, trap = page_host, is_trap(url)
+                if url == own:
+                    continue
+                allowed, trap = on_site, is_trap(url)
             else:
                 host, trap = link_facts(url)
+                allowed = scope.allows(host)
             if trap:
                 result.dropped += 1
-            elif not scope.allows(host):
+            elif not allowed:
                 result.offsite += 1
             elif rules.active and not rules.admits(url):
                 result.excluded += 1

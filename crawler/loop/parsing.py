@@ -52,7 +52,7 @@ class ParseStage:
         page = parse_response(response, honour_nofollow=self._honour_nofollow, refs=self._refs)
         if page.nofollow:
             return page, Sorted([])
-        return page, self._gate.sort(page.links, page.base)
+        return page, self._gate.sort(page.links, page.base, own=response.url)
 
 
 def parse_response(

@@ -100,6 +100,8 @@ def resolver(base: str, *, sort_query: bool = True) -> Callable[[str], str | Non
             path = directory + path
         if "/." in path:
             path = _without_dot_segments(path)
+        if not mark:  # made of characters no rule changes: normalised already
+            return origin + path
         return _normalize_absolute(f"{origin}{path}{mark}{query}", sort_query)
 
     return resolve_one
