@@ -146,7 +146,7 @@ async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
 
 
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crawler.web.seen import SeenSet
+    from crawler.web.seen import SeenSet, url_key
 
     monkeypatch.setattr(SeenSet, "MERGE_AT", 7)
     seen = SeenSet()
@@ -157,6 +157,11 @@ def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch)
     assert len(seen) == 100
     assert all(key in seen for key in keys)
     assert hash("http://a.org/other") not in seen
+    # Asked in bulk (a page's links), by URL: from the merged array and the recent set.
+    seen.add(url_key("http://a.org/recent"))
+    asked = ["http://a.org/3", "http://a.org/other", "http://a.org/recent", "http://a.org/99"]
+    assert seen.unseen(asked) == ["http://a.org/other"]
+    assert SeenSet().unseen(asked) == asked
 
 
 async def test_lease_takes_what_is_ready_up_to_the_limit() -> None:

@@ -87,7 +87,7 @@ class MemoryFrontier:
         self._changed.set()
 
     def unseen(self, urls: list[str]) -> list[str]:
-        return [url for url in urls if url_key(url) not in self._seen]
+        return self._seen.unseen(urls)
 
     def is_finished(self) -> bool:
         exhausted = self._budget.exhausted() and self._continuations == 0

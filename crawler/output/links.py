@@ -51,13 +51,17 @@ class LinkIndex:
 
     def note(self, page: str, targets: list[str]) -> None:
         """Remember who links to each URL not yet known to work."""
-        tracked, counts, fine = self._referrers, self._referrer_counts, self._fine
+        tracked, counts = self._referrers, self._referrer_counts
+        untracked = [target for target in targets if target not in tracked]
+        if untracked:  # most are known to work (fetched): asked of the fine set at once
+            for target in self._fine.unseen(untracked):
+                if len(tracked) >= MAX_TRACKED_URLS:
+                    break
+                tracked.setdefault(target, [])
         for target in targets:
             referrers = tracked.get(target)
             if referrers is None:
-                if len(tracked) >= MAX_TRACKED_URLS or url_key(target) in fine:
-                    continue
-                referrers = tracked[target] = []
+                continue
             counts[target] = counts.get(target, 0) + 1
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)

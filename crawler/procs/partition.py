@@ -135,8 +135,7 @@ class PartitionedFrontier:
 
     def unseen(self, urls: list[str]) -> list[str]:
         """Neither seen here (owned) nor routed before (another process's)."""
-        routed = self._routed
-        return [url for url in self._memory.unseen(urls) if url_key(url) not in routed]
+        return self._routed.unseen(self._memory.unseen(urls))
 
     def is_finished(self) -> bool:
         return self._memory.is_finished()

@@ -44,6 +44,23 @@ class SeenSet:
         index = bisect.bisect_left(self._sorted, key)
         return index < len(self._sorted) and self._sorted[index] == key
 
+    def unseen(self, urls: Iterable[str]) -> list[str]:
+        """The ``urls`` whose keys (``url_key``) are not in the set: one call for a
+        page's links, which ask it in bulk."""
+        recent, ordered = self._recent, self._sorted
+        size, find = len(ordered), bisect.bisect_left
+        missing = []
+        for url in urls:
+            key = hash(url)  # url_key, inlined: called for every link of every page
+            if key in recent:
+                continue
+            if size:
+                index = find(ordered, key)
+                if index < size and ordered[index] == key:
+                    continue
+            missing.append(url)
+        return missing
+
     def add(self, key: int) -> None:
         self._recent.add(key)
         if len(self._recent) >= self.MERGE_AT:
