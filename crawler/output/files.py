@@ -21,9 +21,10 @@ import os
 import socket
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from types import TracebackType
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
@@ -126,19 +127,26 @@ class WriteGuard:
         self._directory = directory
         self.failure: OutputFailed | None = None
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
+    def __enter__(self) -> None:
+        """``with guard:`` around each write (a class, not a generator: it is entered
+        for every page)."""
         if self.failure is not None:
             raise self.failure
-        try:
-            yield
-        except (OSError, sqlite3.Error) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            self.failure = OutputFailed(
-                f"cannot write the crawl in {self._directory}: {reason}; what was committed"
-                " is kept: --resume continues once that is fixed"
-            )
-            raise self.failure from None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not isinstance(error, OSError | sqlite3.Error):
+            return
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        self.failure = OutputFailed(
+            f"cannot write the crawl in {self._directory}: {reason}; what was committed"
+            " is kept: --resume continues once that is fixed"
+        )
+        raise self.failure from None
 
 
 class _SymlinkPlanted(Exception):

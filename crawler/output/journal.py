@@ -172,13 +172,13 @@ class Journal:
 
     def added(self, entries: Iterable[Entry]) -> None:
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             self._state.added(entries)
             self._schedule_flush()
 
     def record(self, record: PageRecord, completion: Completion) -> None:
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             self._state.completed(completion)
             broken = self.output.track(record)
             if broken is not None:
@@ -189,12 +189,12 @@ class Journal:
         self.output.note_links(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
-        with self._guard.writing():
+        with self._guard:
             await self.output.save_html(url, body)
 
     def sitemap_done(self, url: str) -> None:
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             self._state.completed(Completion(url, None))
             self._schedule_flush()
 
@@ -202,13 +202,13 @@ class Journal:
         """The frontier's Spill: everything queued so far is written; its last position."""
         self.flush()
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             return self._state.last_position()
 
     def load(self, after: int, limit: int) -> list[tuple[int, Entry]]:
         self.flush()
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             return self._state.pending_after(after, limit)
 
     def validators(self, url: str) -> Validators | None:
@@ -218,21 +218,21 @@ class Journal:
     def cached_check(self, url: str, max_age: float) -> PageRecord | None:
         """crawler check: a working link's record younger than ``max_age`` seconds."""
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             return self._state.checks.cached(url, max_age)
 
     def checked_so_far(self) -> tuple[list[tuple[str, bytes]], list[PageRecord]]:
         """crawler check, resumed: the links of the pages done and the records of this pass."""
         assert self._state is not None
         self.flush()
-        with self._guard.writing():
+        with self._guard:
             pages = list(self._state.checks.pages())
             records = [record_from_line(line) for line in self._state.records_after(0)]
         return pages, records
 
     def write_checks(self, checks: Iterable[LinkCheck]) -> None:
         """checks.jsonl, and broken.jsonl made of its failing results (at finish)."""
-        with self._guard.writing():
+        with self._guard:
             self.output.checked_broken = write_checks(self.output.directory, checks)
 
     def _schedule_flush(self) -> None:
@@ -254,7 +254,7 @@ class Journal:
             self._timer.cancel()
             self._timer = None
         assert self._state is not None
-        with self._guard.writing():
+        with self._guard:
             committed = self._state.flush(self._tally.counters())
             self.output.write_records(committed.records, committed.lines)
             self.output.write_items(committed.items)
@@ -263,7 +263,7 @@ class Journal:
         """The last flush; broken.jsonl and stats.json; the state marked finished or not.
         After a failure to write, only the lock is let go, and the failure raised."""
         try:
-            with self._guard.writing():
+            with self._guard:
                 if self._state is not None:
                     for link in self.output.broken_links():
                         self._state.broken(link)

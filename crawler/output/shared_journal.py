@@ -69,7 +69,7 @@ class SharedJournal:
         )
 
     def record(self, record: PageRecord, completion: Completion) -> None:
-        with self._guard.writing():
+        with self._guard:
             self.output.write_records([record])
             self.output.write_items([item_line(item) for item in completion.items])
         self.output.track(record)
@@ -84,12 +84,12 @@ class SharedJournal:
         self.output.note_links(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
-        with self._guard.writing():
+        with self._guard:
             await self.output.save_html(url, body)
 
     def finish(self, stats: CrawlStats) -> None:
         try:
-            with self._guard.writing():
+            with self._guard:
                 self.output.finish(stats)
                 write_report(self.output.directory)
         finally:
