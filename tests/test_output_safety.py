@@ -5,6 +5,8 @@ of their own (never 1), and --resume completes once the cause is gone."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
@@ -141,3 +143,28 @@ async def test_a_seeds_credentials_are_written_nowhere(serve: SiteFactory, tmp_p
     for path in tmp_path.rglob("*"):
         if path.is_file() and path.name != "patched.py":
             assert b"hunter2" not in path.read_bytes(), path
+
+
+def test_a_record_line_is_json_that_reads_back_and_never_raises() -> None:
+    from crawler.output.lines import record_from_line, record_line
+    from crawler.records import PageRecord
+
+    record = PageRecord(
+        url="http://a.org/é",
+        final_url="http://a.org/é",
+        status=200,
+        depth=1,
+        referrer="http://a.org/",
+        content_type="text/html",
+        title="Ünïcode «title»",
+        links=3,
+        bytes=10,
+        elapsed_ms=2,
+        fetched_at="2026-11-30T10:00:00.000+00:00",
+        error=None,
+    )
+    assert record_from_line(record_line(record)) == record
+    assert json.loads(record_line(record))["title"] == "Ünïcode «title»"
+    # A lone surrogate (bytes that were not UTF-8) is no reason to lose the record.
+    broken = dataclasses.replace(record, title="a\udcffb")
+    assert json.loads(record_line(broken))["title"] == "a?b"

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from crawler.output.passes import PREVIOUS, BrokenChanges, broken_changes
 from crawler.web.urls import Scope, host_key, host_of
 
@@ -78,7 +80,7 @@ def _records(directory: Path) -> Iterator[dict[str, Any]]:
         with jsonl.open(encoding="utf-8") as file:
             for line in file:
                 if line.strip():
-                    yield json.loads(line)
+                    yield orjson.loads(line)
     elif table.exists():
         with table.open(encoding="utf-8", newline="") as file:
             for row in csv.DictReader(file):
