@@ -143,6 +143,32 @@ async def test_the_deadline_covers_the_whole_body(serve: SiteFactory) -> None:
     assert response.elapsed_ms < 5000
 
 
+async def test_deadlines_cut_requests_and_pass_other_cancellations_on(serve: SiteFactory) -> None:
+    """Deadlines share timers (net/deadlines.py): a request past its own is a timeout
+    record and its task goes on; one within it is not touched; a cancellation from
+    outside (Ctrl-C, a stopping crawl) is passed on, not taken for a timeout."""
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query["s"]))
+        return web.Response(text="<p>late</p>", content_type="text/html")
+
+    site = await serve({"/slow": slow})
+    async with Fetcher(concurrency=8, timeout=0.3, user_agent="t", addresses=LOOPBACK) as fetcher:
+        cut, whole = await asyncio.gather(
+            fetcher.fetch(site.url + "/slow?s=3", max_bytes=1000),
+            fetcher.fetch(site.url + "/slow?s=0", max_bytes=1000),
+        )
+        assert cut.error == "timeout" and 300 <= cut.elapsed_ms < 2000
+        assert whole.status == 200 and whole.body == b"<p>late</p>"
+        await asyncio.sleep(0.5)  # the cut task was given back: it is not cancelled again
+
+        request = asyncio.create_task(fetcher.fetch(site.url + "/slow?s=3", max_bytes=1000))
+        await asyncio.sleep(0.1)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+
+
 def test_parse_retry_after() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("120") == 120.0

@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
+from crawler.net.deadlines import Deadlines
 from crawler.net.identity import Identity
 from crawler.web.parser import HTML_TYPES
 
@@ -162,6 +163,7 @@ class Fetcher:
         self._cookies = cookies
         self._recorder = recorder
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._deadlines = Deadlines()
         self._timeout = timeout
         self._concurrency = concurrency
         self._user_agent = user_agent
@@ -224,13 +226,18 @@ class Fetcher:
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
+            deadline = self._deadlines.start(self._timeout)
             try:
-                async with asyncio.timeout(self._timeout):
-                    wanted = _Wanted(method, read, any_type, max_bytes)
-                    response = await self._request(url, wanted, headers, started)
+                wanted = _Wanted(method, read, any_type, max_bytes)
+                response = await self._request(url, wanted, headers, started)
+            except asyncio.CancelledError:
+                if not deadline.cut():
+                    raise
+                response = _failed(url, TimeoutError(), started)
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
-                elapsed_ms = int((time.monotonic() - started) * 1000)
-                response = Response(url, None, error=failure_reason(error), elapsed_ms=elapsed_ms)
+                response = _failed(url, error, started)
+            finally:
+                deadline.end()
         if self._recorder is not None:
             self._recorder(response)
         return response
@@ -283,6 +290,11 @@ class Fetcher:
                 complete=complete,
                 elapsed_ms=int((time.monotonic() - started) * 1000),
             )
+
+
+def _failed(url: str, error: BaseException, started: float) -> Response:
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    return Response(url, None, error=failure_reason(error), elapsed_ms=elapsed_ms)
 
 
 @dataclass(frozen=True, slots=True)
