@@ -52,19 +52,31 @@ class LinkIndex:
     def note(self, page: str, targets: list[str]) -> None:
         """Remember who links to each URL not yet known to work."""
         tracked, counts = self._referrers, self._referrer_counts
-        untracked = [target for target in targets if target not in tracked]
-        if untracked:  # most are known to work (fetched): asked of the fine set at once
-            for target in self._fine.unseen(untracked):
-                if len(tracked) >= MAX_TRACKED_URLS:
-                    break
-                tracked.setdefault(target, [])
+        untracked = []
         for target in targets:
             referrers = tracked.get(target)
             if referrers is None:
+                untracked.append(target)
                 continue
-            counts[target] = counts.get(target, 0) + 1
+            counts[target] = counts.get(target, 0) + 1  # as _add does, on the hot path
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
+        if not untracked:
+            return
+        # Most are known to work (fetched): asked of the fine set at once.
+        for target in self._fine.unseen(untracked):
+            referrers = tracked.get(target)
+            if referrers is None:
+                if len(tracked) >= MAX_TRACKED_URLS:
+                    continue
+                referrers = tracked[target] = []
+            self._add(target, referrers, page)
+
+    def _add(self, target: str, referrers: list[str], page: str) -> None:
+        counts = self._referrer_counts
+        counts[target] = counts.get(target, 0) + 1
+        if len(referrers) < MAX_REFERRERS and page not in referrers:
+            referrers.append(page)
 
     def export(self, broken: Iterable[str]) -> dict[str, tuple[list[str], int]]:
         """The referrers of the ``broken`` URLs and of those this index saw break,
