@@ -14,14 +14,13 @@ clock, so the host's bound and gap hold for all of them together.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
+import operator
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import SynchronizedArray
-from typing import Protocol
+from typing import Any, Protocol
 
 # Back-off after a 429/503: the gap doubles from this floor up to the slot's
 # cap (--max-retry-after), and halves again on each success until it falls
@@ -90,16 +89,20 @@ class Slot(Protocol):
 # While a shared slot is full, the processes look again this often.
 SHARED_POLL_SECONDS = 0.001
 # A shared slot's array: HostSlot's fields in order, then the robots flag.
-_SLOT_FIELDS = dataclasses.fields(HostSlot)
+_SLOT_FIELDS = tuple(field.name for field in dataclasses.fields(HostSlot))
 _ROBOTS_LEARNED = len(_SLOT_FIELDS)
+_fields_of = operator.attrgetter(*_SLOT_FIELDS)
 
 
 class SharedSlot:
     """A HostSlot in shared memory: a multiprocessing Array of its fields and one
-    more value, 1 once some process has learned the host's robots.txt."""
+    more value, 1 once some process has learned the host's robots.txt. Asked three
+    times a page: the raw array is read and written under the lock taken once."""
 
     def __init__(self, values: SynchronizedArray[float]) -> None:
         self._values = values
+        self._lock = values.get_lock()
+        self._raw = values.get_obj()
 
     @staticmethod
     def initial(limit: int, delay: float, backoff_cap: float) -> list[float]:
@@ -107,23 +110,17 @@ class SharedSlot:
         return [*_fields_of(HostSlot(limit, delay, backoff_cap)), 0.0]
 
     def _read(self) -> HostSlot:
-        """The slot as it is now (the caller holds the lock)."""
-        slot = HostSlot(0, 0.0)
-        values: list[float] = self._values[:_ROBOTS_LEARNED]
-        for item, value in zip(_SLOT_FIELDS, values, strict=True):
-            setattr(slot, item.name, int(value) if item.type == "int" else value)
-        return slot
+        """The slot as it is now (the caller holds the lock); its counts are floats,
+        as the array keeps them."""
+        values: list[Any] = self._raw[:_ROBOTS_LEARNED]
+        return HostSlot(*values)
 
-    @contextlib.contextmanager
-    def _slot(self) -> Iterator[HostSlot]:
-        """The slot, written back when the block ends, all under the lock."""
-        with self._values.get_lock():
-            slot = self._read()
-            yield slot
-            self._values[:_ROBOTS_LEARNED] = _fields_of(slot)
+    def _write(self, slot: HostSlot) -> None:
+        """The slot back into the array (the caller holds the lock)."""
+        self._raw[:_ROBOTS_LEARNED] = list(_fields_of(slot))
 
     def ready_at(self) -> float:
-        with self._values.get_lock():
+        with self._lock:
             ready = self._read().ready_at()
         if ready == math.inf:
             # Full, maybe with another process's requests: look again at the next
@@ -132,25 +129,29 @@ class SharedSlot:
         return ready
 
     def try_start(self, now: float) -> bool:
-        with self._slot() as slot:
-            return slot.try_start(now)
+        with self._lock:
+            slot = self._read()
+            if not slot.try_start(now):
+                return False
+            self._write(slot)
+            return True
 
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None:
-        with self._slot() as slot:
+        with self._lock:
+            slot = self._read()
             slot.finish(now, status, retry_after)
+            self._write(slot)
 
     def robots_known(self, limit: int, crawl_delay: float) -> None:
-        with self._slot() as slot:
+        with self._lock:
+            slot = self._read()
             slot.robots_known(limit, crawl_delay)
-            self._values[_ROBOTS_LEARNED] = 1.0
+            self._write(slot)
+            self._raw[_ROBOTS_LEARNED] = 1.0
 
     def robots_learned(self) -> bool:
         """Whether some process has learned the host's robots.txt."""
         return bool(self._values[_ROBOTS_LEARNED])
-
-
-def _fields_of(slot: HostSlot) -> list[float]:
-    return [float(getattr(slot, item.name)) for item in _SLOT_FIELDS]
 
 
 class Politeness:
