@@ -50,6 +50,30 @@ def test_one_verdict_per_url(link: str, verdict: str) -> None:
     assert counted == expected[verdict]
 
 
+def test_a_pages_links_sorted_as_the_judge_would_and_links_to_itself_left_out() -> None:
+    links, _ = gate(deny=("*/private/*",))
+    written = [
+        "#top",
+        "",
+        "page.html#s1",
+        "other.html",
+        "/x/x/x/x/x",
+        "http://b.test/",
+        "/private/x",
+    ]
+    written += ["../up.html?b=2&a=1", "mailto:someone@a.test", "other.html"]
+    judged = links.sort(written, BASE, own=BASE)
+    other, up = "http://a.test/dir/other.html", "http://a.test/up.html?a=1&b=2"
+    assert judged.followed == [other, up, other]
+    assert (judged.dropped, judged.offsite, judged.excluded) == (2, 1, 1)
+    # Against another base (a <base> element), the page's own URL is a link like any other.
+    assert links.sort(["#top", "page.html"], "http://a.test/", own=BASE).followed == [
+        "http://a.test/",
+        "http://a.test/page.html",
+    ]
+    assert links.sort(["#top"], BASE).followed == [BASE]
+
+
 def test_sitemaps_are_read_in_scope_whatever_the_page_rules() -> None:
     links, _ = gate(allow=("*/docs/*",))
     assert links.sitemap("/sitemap.xml", BASE) == "http://a.test/sitemap.xml"
