@@ -285,13 +285,10 @@ def report(runs: list[Run]) -> None:
         mine = [run for run in runs if run.name == name]
         cpu = statistics.median(run.cpu_seconds / run.pages * 1000 for run in mine)
         rss = max(run.peak_rss_mb for run in mine)
-        ratio = medians[name] / medians["scrapy"] if "scrapy" in medians else float("nan")
-        values = (f"{mine[0].pages}", f"{medians[name]:.1f}", f"{cpu:.2f}", f"{rss:.1f}")
-        print(
-            f"{name:<26}"
-            + "".join(f"{v:>12}" for v in values)
-            + f"{ratio:>11.2f}x{medians[name] / ceiling:>11.0%}"
-        )
+        scrapy = f"{medians[name] / medians['scrapy']:.2f}x" if "scrapy" in medians else "-"
+        values = (f"{mine[0].pages}", f"{medians[name]:.1f}", f"{cpu:.2f}", f"{rss:.1f}", scrapy)
+        share = f"{medians[name] / ceiling:.0%}"
+        print(f"{name:<26}" + "".join(f"{v:>12}" for v in (*values, share)))
     print("raw runs (pages/s):")
     for name in names:
         print(f"  {name}: " + ", ".join(f"{r.pages_per_s:.1f}" for r in runs if r.name == name))
