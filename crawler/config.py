@@ -240,6 +240,11 @@ _NON_NEGATIVE = ("max_depth", "delay", "retries", "max_retry_after", "max_redire
 
 
 def _check_ranges(config: CrawlConfig) -> None:
+    for name in (*_POSITIVE, *_NON_NEGATIVE):
+        value = getattr(config, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            # inf and nan pass every comparison below that they should fail.
+            raise ConfigError(f"{name} must be a finite number, not {value}", setting=name)
     for name in _POSITIVE:
         value = getattr(config, name)
         if value is not None and value <= 0:

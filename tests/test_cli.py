@@ -47,6 +47,11 @@ async def test_bad_values_and_files_exit_2(tmp_path: Path) -> None:
     )
     assert_one_line_error(await run_cli("crawl", "ftp://x/", cwd=tmp_path), 2, "not an http(s) URL")
     assert_one_line_error(
+        await run_cli("crawl", "--timeout", "inf", "http://127.0.0.1/", cwd=tmp_path),
+        2,
+        "--timeout must be a finite number, not inf",
+    )
+    assert_one_line_error(
         await run_cli("crawl", "example.org/docs", cwd=tmp_path),
         2,
         "did you mean http://example.org/docs?",

@@ -29,6 +29,8 @@ def test_repository_config_toml_lists_every_setting_with_its_default() -> None:
         ({"max_pages": 0}, "max_pages must be greater than 0"),
         ({"concurrency": -1}, "concurrency must be greater than 0"),
         ({"delay": -0.5}, "delay must not be negative"),
+        ({"timeout": float("inf")}, "timeout must be a finite number, not inf"),
+        ({"delay": float("nan")}, "delay must be a finite number, not nan"),
         ({"max_pages": True}, "max_pages must be a whole number"),
         ({"timeout": "fast"}, "timeout must be a number"),
         ({"seeds": ("ftp://a.org/",)}, r"not an http\(s\) URL"),
