@@ -251,6 +251,43 @@ async def test_incremental_recrawl_finds_new_changed_unchanged_removed(
     assert (saved["new"], saved["changed"], saved["unchanged"], saved["removed"]) == (1, 1, 3, 1)
 
 
+async def test_links_are_kept_for_pages_with_a_validator_and_a_304_is_only_an_answer_to_one(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """A page's links are kept in state.sqlite for the 304 of a later pass, which only a
+    page that sent an ETag or Last-Modified can answer; a server that answers 304 to a
+    request without validators gets a record of what it said, not the last pass's links."""
+    passes = {"count": 0}
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/":
+            response = html_page("home", ["/tagged", "/liar"])
+            response.headers["ETag"] = '"home"'
+            if request.headers.get("If-None-Match") == '"home"':
+                return web.Response(status=304, headers={"ETag": '"home"'})
+            return response
+        if path == "/liar" and passes["count"] == 2:
+            return web.Response(status=304)  # though nothing was asked conditionally
+        links = {"/tagged": ["/a"], "/liar": ["/b"]}.get(path, [])
+        return html_page(path, links)
+
+    site = await serve({"/{path:.*}": page})
+    passes["count"] = 1
+    await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path))
+    with sqlite3.connect(tmp_path / "state.sqlite") as state:
+        kept = dict(state.execute("SELECT url, links IS NOT NULL FROM urls"))
+    assert kept[site.url + "/"] == 1  # it sent an ETag
+    assert kept[site.url + "/tagged"] == 0 and kept[site.url + "/liar"] == 0
+
+    passes["count"] = 2
+    await crawl(CrawlConfig(output_dir=tmp_path, incremental=True))
+    records = {r["url"].removeprefix(site.url): r for r in read_jsonl(tmp_path / "pages.jsonl")}
+    assert records["/"]["status"] == 304 and records["/"]["change"] == "unchanged"
+    assert records["/tagged"]["change"] == "unchanged" and "/a" in records
+    assert records["/liar"]["status"] == 304 and records["/liar"]["change"] is None
+
+
 async def test_incremental_needs_a_finished_crawl(tmp_path: Path) -> None:
     result = await run_cli("crawl", "--incremental", "--output", "out", cwd=tmp_path)
     assert_one_line_error(result, 2, "no crawl state in out")
