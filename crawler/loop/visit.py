@@ -182,19 +182,7 @@ class Visitor:
             hashed = content_hash(response.body)
             if self._sink.incremental:
                 record = replace(record, change=change(record, validators, hashed))
-            completion = Completion(
-                record.url,
-                record,
-                tuple(items),
-                record.status,
-                response.etag,
-                response.last_modified,
-                hashed,
-                # Kept for a later pass's 304, which only a page with a validator can
-                # answer: no zlib work and no bytes for the others (10-16 us a page).
-                pack_links(links) if response.etag or response.last_modified else None,
-                refs=refs,
-            )
+            completion = _completed(record, response, items, hashed, links, refs)
         await self._recorder.emit(record, completion, [Item(record.url, item) for item in items])
 
     async def _not_modified(
@@ -289,6 +277,31 @@ def _seen_page(entry: Entry, response: Response, links: list[str]) -> Page:
         response.body,
         response.charset,
         list(links),
+    )
+
+
+def _completed(
+    record: PageRecord,
+    response: Response,
+    items: list[dict[str, Any]],
+    hashed: str | None,
+    links: list[str],
+    refs: bytes | None,
+) -> Completion:
+    """What state.sqlite keeps of a final answer. Its links are kept for a later
+    pass's 304, which only a page with a validator can answer: no zlib work and no
+    bytes for the others (10-16 us a page)."""
+    validated = response.etag or response.last_modified
+    return Completion(
+        record.url,
+        record,
+        tuple(items),
+        record.status,
+        response.etag,
+        response.last_modified,
+        hashed,
+        pack_links(links) if validated else None,
+        refs=refs,
     )
 
 
