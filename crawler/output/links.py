@@ -58,25 +58,17 @@ class LinkIndex:
             if referrers is None:
                 untracked.append(target)
                 continue
-            counts[target] = counts.get(target, 0) + 1  # as _add does, on the hot path
+            counts[target] = counts.get(target, 0) + 1
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
         if not untracked:
             return
-        # Most are known to work (fetched): asked of the fine set at once.
+        # Most are known to work (fetched): asked of the fine set at once; the
+        # others are tracked from now on, and noted as the tracked ones were.
         for target in self._fine.unseen(untracked):
-            referrers = tracked.get(target)
-            if referrers is None:
-                if len(tracked) >= MAX_TRACKED_URLS:
-                    continue
-                referrers = tracked[target] = []
-            self._add(target, referrers, page)
-
-    def _add(self, target: str, referrers: list[str], page: str) -> None:
-        counts = self._referrer_counts
-        counts[target] = counts.get(target, 0) + 1
-        if len(referrers) < MAX_REFERRERS and page not in referrers:
-            referrers.append(page)
+            if len(tracked) < MAX_TRACKED_URLS:
+                tracked.setdefault(target, [])
+        self.note(page, [target for target in untracked if target in tracked])
 
     def export(self, broken: Iterable[str]) -> dict[str, tuple[list[str], int]]:
         """The referrers of the ``broken`` URLs and of those this index saw break,
