@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,10 +19,12 @@ from hypothesis import strategies as st
 from conftest import RedisServer, SiteFactory, html_page, read_jsonl, static_site
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
-from crawler.frontier import shared
+from crawler.frontier import redis_link, shared
 from crawler.frontier.politeness import BACKOFF_FLOOR, THROTTLE_STATUSES
 from crawler.frontier.protocol import Lease
 from crawler.frontier.redis_codec import ENTRY_FORMAT, PREFIX, decode, encode
+from crawler.frontier.redis_crawl import common_args
+from crawler.frontier.redis_link import RedisLink
 from crawler.frontier.scripts import SCRIPTS
 from crawler.frontier.shared import MAX_ATTEMPTS, SharedFrontier
 from crawler.loop.engine import Engine
@@ -403,6 +406,49 @@ async def test_redis_gone_stops_the_worker_in_bounded_time(redis_server: RedisSe
         await front.lease(4)
     assert time.monotonic() - started < 6
     await front.aclose(settle=False)
+
+
+async def test_a_member_told_to_stop_stops_whenever_the_cancel_comes(
+    redis_server: RedisServer,
+) -> None:
+    """A cancel that comes as a Redis command is sent ends the task that sent it.
+    (redis-py's socket_timeout sends under asyncio.wait_for, which swallows such a
+    cancel on Python 3.11: a stopping member's chores went on forever.)"""
+    link = RedisLink(redis_server.url)
+    heartbeat = [*common_args(CrawlConfig(seeds=(SEED,))), 1000]
+
+    async def chore() -> None:
+        while True:
+            await link.eval("heartbeat", heartbeat)
+
+    try:
+        for step in range(300):  # cancels spread over a round trip, ~0.1 ms apart
+            task = asyncio.create_task(chore())
+            await asyncio.sleep((step % 30) / 10_000)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=2)
+            assert done, f"cancel {step} was swallowed: the task went on"
+    finally:
+        await link.aclose()
+
+
+async def test_a_redis_that_stops_answering_stops_the_worker_in_bounded_time(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis connected but silent (stopped, a dead link): each call is cut, then the
+    member gives up after the outage, as when Redis refuses connections."""
+    monkeypatch.setattr(redis_link, "CALL_SECONDS", 0.3)
+    front = SharedFrontier(redis_server.url, Tally(), outage_seconds=1.0)
+    await front.open(CrawlConfig(seeds=(SEED,), ignore_robots=True))
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(FrontierUnavailable, match="no answer in"):
+            await front.lease(4)
+        assert time.monotonic() - started < 6
+        await front.aclose(settle=False)
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
 
 
 # The engine over the shared frontier.

@@ -5,6 +5,12 @@ with back-off for ``outage_seconds``, then FrontierUnavailable (exit 5),
 once for all: a member whose Redis is gone stops. Scripts (scripts.py) are
 loaded once and run by their SHA in pipelines, loaded again after a Redis
 restart or SCRIPT FLUSH.
+
+A call that gets no answer is cut after CALL_SECONDS by asyncio.timeout here;
+redis-py's socket_timeout is off (redis-py 6 and later set 5 s unless told):
+with it, redis-py sends under asyncio.wait_for, which on Python 3.11 swallows
+a cancellation that comes as the send completes, so a member told to stop
+(its chores and workers cancelled) could go on forever.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from crawler.web.urls import redact_url
 log = logging.getLogger(__name__)
 
 OUTAGE_SECONDS = 20.0
+# A call (a pipeline of scripts, their loading included) Redis has not answered
+# in this long counts as Redis unreachable.
+CALL_SECONDS = 10.0
 
 
 class RedisLink:
@@ -35,7 +44,7 @@ class RedisLink:
         self.url = redact_url(url)
         self._outage = outage_seconds
         self._redis = aioredis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5
+            url, decode_responses=True, socket_timeout=None, socket_connect_timeout=5
         )
         self._shas: dict[str, str] = {}
         # Set once Redis stayed away past the outage: every later call raises it.
@@ -55,7 +64,7 @@ class RedisLink:
         if version < (7, 0):
             raise ConfigError(f"{self.url}: Redis {info.get('redis_version')} is too old (7.0+)")
         try:
-            policy = await self._redis.config_get("maxmemory-policy")
+            policy = await self.call(lambda: self._redis.config_get("maxmemory-policy"))
         except redis_errors.ResponseError:
             return  # CONFIG may be renamed or refused; then it cannot be checked
         name = policy.get("maxmemory-policy", "noeviction")
@@ -98,16 +107,18 @@ class RedisLink:
         pause = 0.1
         while True:
             try:
-                return await command()
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError) as error:
+                async with asyncio.timeout(CALL_SECONDS):
+                    return await command()
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError) as error:
+                reason = str(error) or f"no answer in {CALL_SECONDS:.0f} s"
                 waited = time.monotonic() - started
                 if waited > self._outage:
                     self.failure = FrontierUnavailable(
-                        f"{self.url} did not answer for {self._outage:.0f} s ({error}); "
+                        f"{self.url} did not answer for {self._outage:.0f} s ({reason}); "
                         "what was acknowledged is kept in it"
                     )
                     raise self.failure from None
                 if pause == 0.1:  # once per outage
-                    log.warning("%s: %s; retrying for %.0f s", self.url, error, self._outage)
+                    log.warning("%s: %s; retrying for %.0f s", self.url, reason, self._outage)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
