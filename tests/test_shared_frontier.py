@@ -432,6 +432,31 @@ async def test_a_member_told_to_stop_stops_whenever_the_cancel_comes(
         await link.aclose()
 
 
+async def test_a_chore_that_lost_its_cancel_is_cancelled_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a library does with a cancel, a member's chores end when it closes."""
+    monkeypatch.setattr(shared, "RECLAIM_SECONDS", 0.001)
+    monkeypatch.setattr(shared, "RECANCEL_SECONDS", 0.1)
+    lost = 0
+
+    async def losing_a_cancel(_: SharedFrontier) -> None:
+        nonlocal lost
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            if lost:
+                raise
+            lost += 1  # dropped, as asyncio.wait_for on Python 3.11 may
+
+    monkeypatch.setattr(SharedFrontier, "reclaim", losing_a_cancel)
+    front = await _opened(redis_server.url, CrawlConfig(seeds=(SEED,)))
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(5):
+        await front.aclose(settle=False)
+    assert lost == 1
+
+
 async def test_a_redis_that_stops_answering_stops_the_worker_in_bounded_time(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

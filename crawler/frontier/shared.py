@@ -109,6 +109,8 @@ RECLAIM_SECONDS = 2.0
 MAX_ATTEMPTS = 3
 # Longest sleep before asking Redis again when nothing was due.
 POLL_SECONDS = 0.05
+# A chore still running this long after it was cancelled is cancelled again.
+RECANCEL_SECONDS = 1.0
 
 
 class SharedFrontier:
@@ -167,9 +169,7 @@ class SharedFrontier:
     async def aclose(self, *, settle: bool = True) -> None:
         """Send what waits (acks, counters) unless told not to; stop; disconnect."""
         self._closed = True
-        for chore in self._chores:
-            chore.cancel()
-        await asyncio.gather(*self._chores, return_exceptions=True)
+        await _stopped(self._chores)
         try:
             if settle:
                 await self._commit.all()
@@ -310,6 +310,19 @@ class SharedFrontier:
                 self._given_up.append(Lease(entry, host, given_up=True))
         if dead:
             self._commit.settled.set()
+
+
+async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait for their end, cancelling again any that went on: a
+    cancel can be lost in a library (asyncio.wait_for on Python 3.11 drops one that
+    comes as its inner task completes; redis_link.py), and a chore that lost one
+    would run forever, and the member with it."""
+    running = set(tasks)
+    while running:
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=RECANCEL_SECONDS)
+    await asyncio.gather(*tasks, return_exceptions=True)  # their errors, retrieved
 
 
 def _leases(values: list[Any]) -> list[Lease]:
