@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from conftest import RedisServer, Site, SiteFactory, html_page, reaped, start_cli, until
@@ -169,3 +170,25 @@ async def test_frontier_flag_errors(redis_server: RedisServer, tmp_path: Path) -
         "crawl", "http://a.test/", "--frontier", redis_server.url, "--processes", "2", cwd=tmp_path
     )
     assert_one_line_error(both, 2, "--processes")
+
+
+async def test_a_frontier_url_that_cannot_work_is_one_line_at_once(
+    redis_server: RedisServer, serve: SiteFactory, tmp_path: Path
+) -> None:
+    """Not Redis, a database Redis does not have, credentials it refuses: a setting to
+    fix (exit 2), said at once; not an internal error, nor 20 s of retries."""
+    site = await serve({})
+    redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.config_set("requirepass", "sekret")
+    await redis.aclose()
+    port = redis_server.port
+    wrong = [
+        (site.url.replace("http://", "redis://") + "/0", "does not answer as Redis does"),
+        (f"redis://:sekret@127.0.0.1:{port}/99", "DB index is out of range"),
+        (f"redis://:wrong@127.0.0.1:{port}/0", "Redis refused this client"),
+        (f"redis://127.0.0.1:{port}/0", "Redis refused this client"),
+    ]
+    for url, message in wrong:
+        result = await run_cli("crawl", site.url + "/", "--frontier", url, cwd=tmp_path, wait=8)
+        assert_one_line_error(result, 2, message)
+        assert "sekret" not in result[2] and "wrong" not in result[2]

@@ -58,8 +58,12 @@ class RedisLink:
         await self._redis.aclose()
 
     async def check_server(self) -> None:
-        """Redis 7 or later, and no eviction policy (it would lose URLs silently)."""
-        info = await self.call(lambda: self._redis.info("server"))
+        """Redis 7 or later, and no eviction policy (it would lose URLs silently).
+        The first command connects: a database Redis refuses to select is the URL's."""
+        try:
+            info = await self.call(lambda: self._redis.info("server"))
+        except redis_errors.ResponseError as error:
+            raise ConfigError(f"{self.url}: {error}") from None
         version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
         if version < (7, 0):
             raise ConfigError(f"{self.url}: Redis {info.get('redis_version')} is too old (7.0+)")
@@ -109,6 +113,13 @@ class RedisLink:
             try:
                 async with asyncio.timeout(CALL_SECONDS):
                     return await command()
+            except redis_errors.AuthenticationError as error:  # no use retrying
+                raise ConfigError(
+                    f"{self.url}: Redis refused this client ({error}); check the user and"
+                    " password in the URL"
+                ) from None
+            except redis_errors.InvalidResponse as error:
+                raise ConfigError(f"{self.url} does not answer as Redis does ({error})") from None
             except (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError) as error:
                 reason = str(error) or f"no answer in {CALL_SECONDS:.0f} s"
                 waited = time.monotonic() - started
