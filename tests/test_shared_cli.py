@@ -175,10 +175,14 @@ async def test_frontier_flag_errors(redis_server: RedisServer, tmp_path: Path) -
 async def test_a_frontier_url_that_cannot_work_is_one_line_at_once(
     redis_server: RedisServer, serve: SiteFactory, tmp_path: Path
 ) -> None:
-    """Not Redis, a database Redis does not have, credentials it refuses: a setting to
-    fix (exit 2), said at once; not an internal error, nor 20 s of retries."""
+    """Not Redis, a database Redis does not have, credentials it refuses, a user it does
+    not let run the crawl: a setting to fix (exit 2), said at once; not an internal
+    error, nor 20 s of retries."""
     site = await serve({})
     redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.acl_setuser(
+        "reader", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@read"]
+    )
     await redis.config_set("requirepass", "sekret")
     await redis.aclose()
     port = redis_server.port
@@ -187,6 +191,7 @@ async def test_a_frontier_url_that_cannot_work_is_one_line_at_once(
         (f"redis://:sekret@127.0.0.1:{port}/99", "DB index is out of range"),
         (f"redis://:wrong@127.0.0.1:{port}/0", "Redis refused this client"),
         (f"redis://127.0.0.1:{port}/0", "Redis refused this client"),
+        (f"redis://reader:pw@127.0.0.1:{port}/0", "must be allowed to run scripts"),
     ]
     for url, message in wrong:
         result = await run_cli("crawl", site.url + "/", "--frontier", url, cwd=tmp_path, wait=8)

@@ -67,16 +67,20 @@ class RedisLink:
         version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:2])
         if version < (7, 0):
             raise ConfigError(f"{self.url}: Redis {info.get('redis_version')} is too old (7.0+)")
-        try:
-            policy = await self.call(lambda: self._redis.config_get("maxmemory-policy"))
-        except redis_errors.ResponseError:
-            return  # CONFIG may be renamed or refused; then it cannot be checked
+        policy = await self.call(self._policy)
         name = policy.get("maxmemory-policy", "noeviction")
         if name != "noeviction":
             raise ConfigError(
                 f"{self.url} evicts keys (maxmemory-policy {name}), which would lose URLs"
                 " silently: set maxmemory-policy noeviction"
             )
+
+    async def _policy(self) -> dict[Any, Any]:
+        try:
+            policy: dict[Any, Any] = await self._redis.config_get("maxmemory-policy")
+        except redis_errors.ResponseError:
+            return {}  # CONFIG may be renamed or refused; then it cannot be checked
+        return policy
 
     async def eval(self, name: str, args: list[Any]) -> Any:
         return (await self.pipeline([(name, args)]))[0]
@@ -95,6 +99,9 @@ class RedisLink:
                 for name, args in calls:
                     pipe.evalsha(self._shas[name], 0, *args)
                 results: list[Any] = await pipe.execute(raise_on_error=False)
+            for result in results:
+                if isinstance(result, redis_errors.NoPermissionError):
+                    raise result
             if any(isinstance(result, redis_errors.NoScriptError) for result in results):
                 self._shas.clear()
                 results = await attempt()
@@ -117,6 +124,11 @@ class RedisLink:
                 raise ConfigError(
                     f"{self.url}: Redis refused this client ({error}); check the user and"
                     " password in the URL"
+                ) from None
+            except redis_errors.NoPermissionError as error:
+                raise ConfigError(
+                    f"{self.url}: {error}; the crawl's user must be allowed to run scripts"
+                    " and read the crawl's keys"
                 ) from None
             except redis_errors.InvalidResponse as error:
                 raise ConfigError(f"{self.url} does not answer as Redis does ({error})") from None
