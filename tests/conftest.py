@@ -150,16 +150,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server (skipped without one, failed with CRAWLER_REQUIRE_REDIS=1)."""
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A fresh redis-server (skipped without one, failed with CRAWLER_REQUIRE_REDIS=1),
+    empty: its folder is its own, so no dump.rdb left in the working folder is loaded."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CRAWLER_REQUIRE_REDIS") == "1":
             pytest.fail("redis-server is not installed and CRAWLER_REQUIRE_REDIS=1")
         pytest.skip("redis-server is not installed")
     port = _free_port()
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-    process = subprocess.Popen([*command, "no"], stdout=subprocess.DEVNULL)
+    folder = tmp_path_factory.mktemp("redis")
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+    command += ["--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     server = RedisServer(process, port)
     try:
         deadline = time.monotonic() + 10

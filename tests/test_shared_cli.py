@@ -176,8 +176,8 @@ async def test_a_frontier_url_that_cannot_work_is_one_line_at_once(
     redis_server: RedisServer, serve: SiteFactory, tmp_path: Path
 ) -> None:
     """Not Redis, a database Redis does not have, credentials it refuses, a user it does
-    not let run the crawl: a setting to fix (exit 2), said at once; not an internal
-    error, nor 20 s of retries."""
+    not let run the crawl, a read-only replica: a setting to fix (exit 2), said at
+    once; not an internal error, nor 20 s of retries."""
     site = await serve({})
     redis = aioredis.Redis.from_url(redis_server.url)
     await redis.acl_setuser(
@@ -197,3 +197,10 @@ async def test_a_frontier_url_that_cannot_work_is_one_line_at_once(
         result = await run_cli("crawl", site.url + "/", "--frontier", url, cwd=tmp_path, wait=8)
         assert_one_line_error(result, 2, message)
         assert "sekret" not in result[2] and "wrong" not in result[2]
+
+    admin = aioredis.Redis.from_url(f"redis://:sekret@127.0.0.1:{port}/0")
+    await admin.replicaof("127.0.0.1", "1")  # a replica (of nothing there): read-only
+    await admin.aclose()
+    url = f"redis://:sekret@127.0.0.1:{port}/0"
+    result = await run_cli("crawl", site.url + "/", "--frontier", url, cwd=tmp_path, wait=8)
+    assert_one_line_error(result, 2, "a read-only replica")

@@ -36,6 +36,20 @@ OUTAGE_SECONDS = 20.0
 CALL_SECONDS = 10.0
 
 
+# What Redis answers that no retry mends, and what the member says of it.
+REFUSALS: dict[type[Exception], str] = {
+    redis_errors.AuthenticationError: (
+        "Redis refused this client ({}); check the user and password in the URL"
+    ),
+    redis_errors.NoPermissionError: (
+        "{}; the crawl's user must be allowed to run scripts and read the crawl's keys"
+    ),
+    redis_errors.ReadOnlyError: "a read-only replica ({}); give the crawl its primary",
+    redis_errors.InvalidResponse: "it does not answer as Redis does ({})",
+}
+_REFUSED = tuple(REFUSALS)
+
+
 class RedisLink:
     """One member's connection to the shared frontier's Redis."""
 
@@ -88,7 +102,8 @@ class RedisLink:
     async def pipeline(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """Run scripts in one round trip (loading them again after a Redis restart).
 
-        A script's own error (an OOM refusal) is returned in its place.
+        A script's own error (an OOM refusal) is returned in its place; a refusal
+        that no retry mends (REFUSALS) is raised as ConfigError.
         """
 
         async def attempt() -> list[Any]:
@@ -100,7 +115,7 @@ class RedisLink:
                     pipe.evalsha(self._shas[name], 0, *args)
                 results: list[Any] = await pipe.execute(raise_on_error=False)
             for result in results:
-                if isinstance(result, redis_errors.NoPermissionError):
+                if isinstance(result, _REFUSED):
                     raise result
             if any(isinstance(result, redis_errors.NoScriptError) for result in results):
                 self._shas.clear()
@@ -120,18 +135,9 @@ class RedisLink:
             try:
                 async with asyncio.timeout(CALL_SECONDS):
                     return await command()
-            except redis_errors.AuthenticationError as error:  # no use retrying
-                raise ConfigError(
-                    f"{self.url}: Redis refused this client ({error}); check the user and"
-                    " password in the URL"
-                ) from None
-            except redis_errors.NoPermissionError as error:
-                raise ConfigError(
-                    f"{self.url}: {error}; the crawl's user must be allowed to run scripts"
-                    " and read the crawl's keys"
-                ) from None
-            except redis_errors.InvalidResponse as error:
-                raise ConfigError(f"{self.url} does not answer as Redis does ({error})") from None
+            except _REFUSED as error:  # no use retrying: the URL or its server must change
+                said = next(text for kind, text in REFUSALS.items() if isinstance(error, kind))
+                raise ConfigError(f"{self.url}: {said.format(error)}") from None
             except (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError) as error:
                 reason = str(error) or f"no answer in {CALL_SECONDS:.0f} s"
                 waited = time.monotonic() - started
