@@ -7,7 +7,7 @@ loaded once and run by their SHA in pipelines, loaded again after a Redis
 restart or SCRIPT FLUSH.
 
 A call that gets no answer is cut after CALL_SECONDS by asyncio.timeout here;
-redis-py's socket_timeout is off (redis-py 6 and later set 5 s unless told):
+redis-py's socket_timeout is off (redis-py 8 sets 5 s unless told):
 with it, redis-py sends under asyncio.wait_for, which on Python 3.11 swallows
 a cancellation that comes as the send completes, so a member told to stop
 (its chores and workers cancelled) could go on forever.
