@@ -163,9 +163,9 @@ def _request_flags(parser: argparse.ArgumentParser) -> None:
         "--header",
         action="append",
         metavar="'NAME: VALUE'",
-        help="send this header to the seeds' hosts (repeatable)",
+        help="send this header to the seeds' origins (repeatable)",
     )
-    flag("--auth", metavar="USER:PASS", help="HTTP Basic credentials for the seeds' hosts")
+    flag("--auth", metavar="USER:PASS", help="HTTP Basic credentials for the seeds' origins")
     flag("--cookies", metavar="FILE", help="cookies.txt (Netscape format, as wget and curl)")
     flag("--proxy", metavar="URL", help="HTTP proxy (default: HTTP_PROXY/HTTPS_PROXY/NO_PROXY)")
     flag("--retries", type=int, metavar="N", help="retries: timeouts, connection errors, 429, 5xx")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import base64
+import http.cookies
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from conftest import SiteFactory, html_page
-from crawler.net.identity import Identity
+from crawler import CrawlConfig, crawl
+from crawler.net import fetcher
+from crawler.net.identity import Identity, cookie_jar
 from test_cli import run_cli
 
 
@@ -165,3 +171,141 @@ def test_a_seed_with_an_international_name_gets_its_headers() -> None:
         given is not None and given["X-Token"] == "1" and given["Authorization"].startswith("Basic")
     )
     assert identity.headers("http://other.example/") is None
+
+
+async def test_credentials_and_headers_stay_with_their_origin(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """Another port of the seed's host is another origin: it gets none of what was given."""
+    theirs: list[tuple[str, dict[str, str]]] = []
+    other = await serve(capture(theirs, {"/old": [], "/robots.txt": []}))
+    ours: list[tuple[str, dict[str, str]]] = []
+    site = await serve(capture(ours, {"/": ["/a", other.url + "/old"], "/a": []}))
+    for given in (["--auth", "ann:pw"], []):
+        ours.clear()
+        theirs.clear()
+        seed = site.url.replace("http://", "http://ann:pw@") + "/" if not given else site.url + "/"
+        code, _, err = await run_cli(
+            "crawl", seed, "-o", "out", "-q", "--header", "X-Token: abc", *given, cwd=tmp_path
+        )
+        assert code == 0, err
+        assert {path for path, _ in ours} >= {"/", "/a"}
+        for _, headers in ours:
+            assert headers["Authorization"] == "Basic " + base64.b64encode(b"ann:pw").decode()
+            assert headers["X-Token"] == "abc"
+        assert {path for path, _ in theirs} == {"/robots.txt", "/old"}
+        for _, headers in theirs:
+            assert not {"Authorization", "X-Token"} & set(headers), headers
+
+
+@pytest.mark.parametrize(
+    ("seed", "url", "sent"),
+    [
+        ("https://site.example/", "https://site.example/page", True),
+        ("https://site.example/", "http://site.example/page", False),  # never in clear
+        ("https://site.example/", "https://site.example:8443/", False),
+        ("http://site.example:8080/", "http://site.example:8080/x", True),
+        ("http://site.example:8080/", "http://site.example/x", False),
+        ("http://site.example/", "https://site.example/x", False),
+        ("https://site.example/", "https://www.site.example/", False),
+    ],
+)
+def test_the_origin_rule(seed: str, url: str, sent: bool) -> None:
+    for identity in (
+        Identity([seed], auth="ann:pw", headers=["X-Token: 1"]),
+        Identity([seed.replace("://", "://ann:pw@")], headers=["X-Token: 1"]),
+    ):
+        given = identity.headers(url)
+        assert (given is not None) == sent
+        if given is not None:
+            assert set(given) == {"Authorization", "X-Token"}
+
+
+@pytest.mark.parametrize(
+    ("domain", "setter", "kept_for"),
+    [
+        ("co.uk", "evil.co.uk", []),
+        ("test", "cdn.other.test", []),
+        ("github.io", "mine.github.io", []),
+        ("other.test", "cdn.other.test", ["other.test", "www.other.test"]),
+        ("co.uk", "co.uk", ["co.uk"]),  # the suffix's own host: a host-only cookie
+        (".example.co.uk", "www.example.co.uk", ["example.co.uk", "a.example.co.uk"]),
+    ],
+)
+async def test_no_cookie_for_a_public_suffix(domain: str, setter: str, kept_for: list[str]) -> None:
+    jar = cookie_jar(None)
+    cookie: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+    cookie["c"] = "1"
+    cookie["c"]["domain"] = domain
+    jar.update_cookies(cookie, URL(f"http://{setter}/"))
+    for host in (
+        "co.uk",
+        "bank.co.uk",
+        "site.test",
+        "other.test",
+        "www.other.test",
+        "yours.github.io",
+        "example.co.uk",
+        "a.example.co.uk",
+    ):
+        sent = bool(jar.filter_cookies(URL(f"http://{host}/")))
+        assert sent == (host in kept_for), host
+
+
+class NamesResolver(AbstractResolver):
+    """www.example.test on 127.0.0.1, every other name on 127.0.0.2."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = "127.0.0.1" if host == "www.example.test" else "127.0.0.2"
+        return [
+            ResolveResult(
+                hostname=host, host=address, port=port, family=socket.AF_INET, proto=0, flags=0
+            )
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_offsite_host_sets_no_cookie_for_the_seed_site(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check HEADs an offsite URL that sets a cookie for the whole top-level name:
+    the seed's pages asked after it carry no such cookie."""
+    monkeypatch.setattr(fetcher, "resolver", NamesResolver)
+
+    async def tracker(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text="x", content_type="image/png")
+        response.headers.add("Set-Cookie", "track=1; Domain=test; Path=/")
+        response.headers.add("Set-Cookie", "uk=1; Domain=co.uk; Path=/")
+        return response
+
+    other = await serve({"/pixel.png": tracker}, host="127.0.0.2")
+    seen: list[tuple[str, dict[str, str]]] = []
+    port = other.url.rpartition(":")[2]
+    site = await serve(
+        capture(
+            seen,
+            {
+                "/": ["/next", f"http://cdn.other.test:{port}/pixel.png"],
+                "/next": ["/last"],
+                "/last": [],
+            },
+        )
+    )
+    seed = site.url.replace("127.0.0.1", "www.example.test") + "/"
+    config = CrawlConfig(
+        seeds=[seed],
+        output_dir=tmp_path / "out",
+        check=True,
+        allow_private=True,
+        no_sitemaps=True,
+        concurrency=1,
+    )
+    await crawl(config)
+    assert {path for path, _ in seen} >= {"/", "/next", "/last"}
+    assert other.count("/pixel.png") >= 1
+    for _, headers in seen:
+        assert "track" not in headers.get("Cookie", "") and "uk=" not in headers.get("Cookie", "")

@@ -30,8 +30,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import aiohttp
-
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError
 from crawler.extract import Extractor, load_extractor
@@ -45,7 +43,7 @@ from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
 from crawler.net.addresses import AddressPolicy
 from crawler.net.fetcher import Fetcher, Response
-from crawler.net.identity import Identity, cookie_jar
+from crawler.net.identity import CookieJar, Identity, cookie_jar
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 
@@ -247,7 +245,7 @@ def fetcher_for(
     config: CrawlConfig,
     given: CrawlConfig,
     recorder: Callable[[Response], None] | None,
-    cookies: aiohttp.CookieJar,
+    cookies: CookieJar,
 ) -> Fetcher:
     """The crawl's fetcher: ``config`` as the run settled it, ``given`` as it was given
     (its seeds keep their user:pass@, which the state's do not)."""

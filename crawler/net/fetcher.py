@@ -30,7 +30,7 @@ from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
 from crawler.net.deadlines import Deadlines
-from crawler.net.identity import Identity
+from crawler.net.identity import CookieJar, Identity
 from crawler.web.parser import HTML_TYPES
 
 # An unread body up to this size is drained so the connection can be reused.
@@ -185,7 +185,7 @@ class Fetcher:
             },
             timeout=aiohttp.ClientTimeout(total=None),
             # Cookies the sites set are kept for the crawl (identity.py).
-            cookie_jar=self._cookies or aiohttp.CookieJar(unsafe=True),
+            cookie_jar=self._cookies or CookieJar(),
             # _Decoder undoes Content-Encoding, bounded by --max-bytes.
             auto_decompress=False,
             raise_for_status=False,

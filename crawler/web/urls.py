@@ -218,6 +218,13 @@ def host_key(url: str) -> str:
     return url[start:end] if end != -1 else url[start:]
 
 
+def origin_of(url: str) -> str:
+    """The origin of a normalised URL (scheme, host and port, the default port left out):
+    what credentials and given headers are kept to (RFC 6454)."""
+    end = url.find("/", url.find("://") + 3)
+    return url[:end] if end != -1 else url
+
+
 def host_of(url: str) -> str:
     """The host name of a normalised URL (no port, no IPv6 brackets): the unit of scope."""
     netloc = host_key(url)
