@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import socket
+import sys
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 from aiohttp import web
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
+from conftest import Handler, SiteFactory, html_page, read_jsonl, reaped, static_site
 from crawler import CrawlConfig, crawl
 from crawler.net import fetcher
 
@@ -450,3 +452,38 @@ async def test_header_bytes_that_are_not_utf8_are_records(tmp_path: Path) -> Non
             r.http_headers.get_statuscode() for r in ArchiveIterator(stream) if r.http_headers
         ]
     assert statuses.count("302") == 1
+
+
+# The crawler with a page reader that never returns: what a page that takes hours to
+# read looks like from the loop (the work is in a thread).
+_STUCK_READER = """
+import sys, time
+from crawler.loop import parsing
+parsing.parse_response = lambda *args, **kwargs: time.sleep(3600)
+from crawler.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+async def test_max_time_ends_a_crawl_whose_page_reading_never_ends(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """--max-time abandons the thread's work: the process ends, the page stays pending
+    for --resume (was: the process waited for the thread at exit, for an hour)."""
+    big = "<html><body>" + "<p>words</p>" * 60_000 + "</body></html>"  # read in a thread
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(text=big, content_type="text/html")
+
+    site = await serve({"/": page})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _STUCK_READER, "crawl", site.url + "/", "-o", "out", "-q",
+        "--max-time", "1", "--no-sitemaps",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with reaped(process):
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == 0, err
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["finished"] is False and stats["pages"] == 0, stats

@@ -116,3 +116,34 @@ def test_anchors_alone_are_those_of_every_link_read() -> None:
     alone = parse_html(html, "http://h/", None, refs=page_anchors)
     assert sorted(alone.anchors.split("\0")) == sorted(everything.anchors.split("\0"))
     assert alone.refs == ()
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "url(" * 200_000,  # each url( ran to the end of the text
+        'url("' * 200_000,
+        "url('" * 100_000 + 'url("' * 100_000,
+        "url(" + " " * 1_000_000,  # a whitespace run split two ways by the old pattern
+        "/*" * 200_000,  # unclosed comments
+        'url("\n' * 200_000 + '"',
+    ],
+    ids=["url(", "url-dquote", "mixed-quotes", "spaces", "comments", "lines"],
+)
+def test_hostile_stylesheets_are_read_in_linear_time(hostile: str) -> None:
+    """Each of these took minutes to hours (quadratic); now a few milliseconds. No clock
+    is asserted: pytest-timeout fails the test if the reading goes quadratic again."""
+    assert css_refs(hostile) == []
+    after = hostile + "*/\na{b:url(x.png)}"  # */ closes the comments
+    assert css_refs(after) == [Ref("x.png", hostile.count("\n") + 2, "css")]
+
+
+def test_a_big_ordinary_stylesheet_keeps_every_url_with_its_line() -> None:
+    text = "".join(f'.c{n} {{ background: url("img/{n}.png") }}\n' for n in range(40_000))
+    found = css_refs(text, first_line=3)
+    assert len(found) == 40_000
+    assert found[-1] == Ref("img/39999.png", 40_002, "css")
+    assert css_refs("a{b:url( 'x' )} /* url(no) */ c{d:URL(\"y\")} e{f:url(a(b))}") == [
+        Ref("x", 1, "css"),
+        Ref("y", 1, "css"),
+    ]

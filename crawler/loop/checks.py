@@ -19,7 +19,6 @@ failing one is asked again every pass, so a fix is seen the next night.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -29,6 +28,7 @@ from crawler.config import CrawlConfig
 from crawler.frontier.protocol import Frontier
 from crawler.loop.gate import LinkGate
 from crawler.loop.linkbook import Found, LinkBook, restore_book, unpack_found
+from crawler.loop.offload import in_thread
 from crawler.loop.parsing import BIG_PAGE_BYTES
 from crawler.loop.recording import RecordSink, build_record
 from crawler.loop.runs import Opened
@@ -180,7 +180,7 @@ async def _off_loop(big: bool, function: Callable[..., T], *args: Any) -> T:
     the loop, and every request in flight, would wait for it (a page of 100,000 links
     takes a second to judge)."""
     if big:
-        return await asyncio.to_thread(function, *args)
+        return await in_thread(function, *args)
     return function(*args)
 
 

@@ -11,7 +11,6 @@ robots.txt one of them fetched, so it is fetched once.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -20,6 +19,7 @@ from crawler.config import CrawlConfig
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
 from crawler.loop.gate import LinkGate
+from crawler.loop.offload import in_thread
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
 from crawler.records import Entry
@@ -184,7 +184,7 @@ class HostKnowledge:
         if response.status is None or not 200 <= response.status < 300 or not response.body:
             return Outcome(status=response.status)
         # In a thread: a sitemap of the protocol's maximum size takes a while to read.
-        sitemap = await asyncio.to_thread(parse_sitemap, response.body)
+        sitemap = await in_thread(parse_sitemap, response.body)
         self._tally.sitemaps += 1
         pages = self._gate.follow(sitemap.pages, entry.url)
         self._tally.sitemap_urls += len(pages)

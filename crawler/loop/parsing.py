@@ -13,10 +13,10 @@ refused links is done back on the loop.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 
 from crawler.loop.gate import LinkGate, Sorted
+from crawler.loop.offload import in_thread
 from crawler.net.fetcher import Response
 from crawler.web.parser import ParsedPage, RefsReader, header_directives, parse_html
 from crawler.web.refs import page_refs
@@ -45,7 +45,7 @@ class ParseStage:
         if len(response.body) < BIG_PAGE_BYTES:
             page, links = self._parse(response)
         else:
-            page, links = await asyncio.to_thread(self._parse, response)
+            page, links = await in_thread(self._parse, response)
         return Parsed(page, self._gate.count(links))
 
     def _parse(self, response: Response) -> tuple[ParsedPage, Sorted]:
