@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from xml.etree import ElementTree
 
+from crawler.escapes import visible
 from crawler.records import RESULTS, LinkCheck, shown_reason
 
 FORMATS = ("text", "json", "markdown", "junit", "csv")
@@ -71,10 +72,11 @@ def by_page(checks: Sequence[LinkCheck]) -> dict[str, list[tuple[LinkCheck, int]
 def _text(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     lines = []
     for page, failing in by_page(checks).items():
-        lines.append(page)
+        lines.append(visible(page))
         width = max(len(reason(check)) for check, _ in failing)
         for check, line in failing:
-            lines.append(f"  {reason(check):<{width}}  {check.url}  (line {line}, {check.kind})")
+            url = visible(check.url)
+            lines.append(f"  {reason(check):<{width}}  {url}  (line {line}, {check.kind})")
         lines.append("")
     lines.append(summary_line(checks, pages))
     yield "\n".join(lines) + "\n"
@@ -92,13 +94,16 @@ def _json(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
 
 
 def _cell(text: str) -> str:
-    """Text for a markdown table cell: a pipe or a newline would end it."""
-    return text.replace("|", "%7C").replace("\n", " ")
+    """Text for a markdown table cell, on one line (control characters escaped): a pipe
+    would end the cell."""
+    return visible(text).replace("|", "%7C")
 
 
 def _link(url: str) -> str:
-    """A URL in markdown: an autolink (no `*` or `_` in it read as emphasis), or code."""
-    if url.startswith(("http://", "https://")) and not any(c in url for c in "<> "):
+    """A URL in markdown, never read as markup (no `*` or `_` as emphasis, no @mention,
+    no line of its own): an autolink, or else a code span."""
+    url = visible(url)
+    if url.startswith(("http://", "https://")) and not any(c in url for c in "<> `"):
         return f"<{_cell(url)}>"
     return "`" + _cell(url).replace("`", "%60") + "`"
 
@@ -130,16 +135,19 @@ def _junit(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
         suites, "testsuite", {"name": "crawler check", "skipped": str(skipped), **totals}
     )
     for check in checks:
-        case = ElementTree.SubElement(suite, "testcase", name=check.url, classname=check.kind)
+        # visible(): XML 1.0 has no control characters but tab and line breaks.
+        name = visible(check.url)
+        case = ElementTree.SubElement(suite, "testcase", name=name, classname=check.kind)
         if check.is_failing():
             failure = ElementTree.SubElement(
                 case, "failure", message=reason(check), type=check.result
             )
             failure.text = "\n".join(
-                f"linked from {referrer.page} line {referrer.line}" for referrer in check.referrers
+                f"linked from {visible(referrer.page)} line {referrer.line}"
+                for referrer in check.referrers
             )
         elif check.result in ("excluded", "unsupported"):
-            ElementTree.SubElement(case, "skipped", message=check.error or check.result)
+            ElementTree.SubElement(case, "skipped", message=visible(check.error or check.result))
     ElementTree.indent(suites)
     body = ElementTree.tostring(suites, encoding="unicode")
     yield f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'

@@ -9,9 +9,19 @@ import logging
 from pathlib import Path
 
 from crawler.errors import ConfigError
+from crawler.escapes import visible
 
 
-class OneLine(logging.Formatter):
+class Visible(logging.Formatter):
+    """A message's control characters (a URL or title from a page) are escaped: a log
+    line is one line, and no escape sequence reaches a terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = visible(record.message)
+        return super().formatMessage(record)
+
+
+class OneLine(Visible):
     """stderr gets one line a message; a traceback goes to the --log-file only."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -32,5 +42,5 @@ def setup_logging(log_file: str | Path | None) -> None:
             handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"cannot write log file {log_file}: {error.strerror}") from None
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(Visible("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from crawler.escapes import visible
 from crawler.output.passes import BrokenChanges
 from crawler.records import BROKEN_ERRORS, CrawlStats, shown_reason
 
@@ -123,7 +124,8 @@ def summary_table(
 def broken_line(link: dict[str, Any]) -> str:
     """One broken link as ``crawler report --broken`` prints it."""
     reason = shown_reason(link["status"], link["error"])
-    return f"{reason} {link['url']} <- {' '.join(link['referrers'])}"
+    referrers = " ".join(map(visible, link["referrers"]))
+    return f"{reason} {visible(link['url'])} <- {referrers}"
 
 
 def print_broken(console: Console, changes: BrokenChanges) -> None:
@@ -139,4 +141,4 @@ def print_broken(console: Console, changes: BrokenChanges) -> None:
         for link in links:
             console.print(f"{mark} {broken_line(link)}", markup=False, highlight=False)
     for url in changes.fixed:
-        console.print(f"fixed {url}", markup=False, highlight=False)
+        console.print(f"fixed {visible(url)}", markup=False, highlight=False)
