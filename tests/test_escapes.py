@@ -66,7 +66,7 @@ def test_every_report_shows_control_characters_as_escapes(href: str, page: str) 
 def plain_text(tokens: list[Token]) -> list[str]:
     """The text a markdown renderer shows as prose: not in a link, not in code."""
     found, depth = [], 0
-    for token in (child for token in tokens for child in token.children or ()):
+    for token in (child for block in tokens for child in block.children or ()):
         depth += {"link_open": 1, "link_close": -1}.get(token.type, 0)
         if token.type == "text" and depth == 0:
             found.append(token.content)
