@@ -5,11 +5,15 @@ of their own (never 1), and --resume completes once the cause is gone."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import dataclasses
+import gzip
 import json
 import sys
 from asyncio.subprocess import PIPE
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +172,118 @@ def test_a_record_line_is_json_that_reads_back_and_never_raises() -> None:
     # A lone surrogate (bytes that were not UTF-8) is no reason to lose the record.
     broken = dataclasses.replace(record, title="a\udcffb")
     assert json.loads(record_line(broken))["title"] == "a?b"
+
+
+async def test_warc_never_opens_a_file_that_is_not_its_own(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """A symlink at the --warc path, or an existing file that is no WARC file: one line,
+    exit 2, nothing touched (the torn-tail repair cut notes.txt to 0 bytes)."""
+    site = await serve(static_site(SITE))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "crawl.warc.gz").symlink_to(victim)
+    result = await run_cli(
+        "crawl", site.url + "/", "-o", "out", "--warc", "out/crawl.warc.gz", cwd=tmp_path
+    )
+    assert_one_line_error(result, 2, "is a symbolic link")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    gzipped = tmp_path / "other.gz"
+    gzipped.write_bytes(gzip.compress(b"not a web archive\n"))
+    for path in (notes, gzipped):
+        before = path.read_bytes()
+        result = await run_cli(
+            "crawl", site.url + "/", "-o", "out", "--warc", path.name, cwd=tmp_path
+        )
+        assert_one_line_error(result, 2, "is not a WARC file a crawl wrote")
+        assert path.read_bytes() == before
+    assert victim.read_text() == "precious\n"
+    assert site.requests == []
+
+
+async def test_the_warc_file_keeps_no_credentials_or_cookies(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site(SITE))
+    (tmp_path / "cookies.txt").write_text(
+        "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tsess10n\n"
+    )
+    seed = site.url.replace("http://", "http://ann:s3cret@") + "/"
+    code, _, err = await run_cli(
+        "crawl", seed, "-o", "out", "-q", "--warc", "crawl.warc.gz", "--cookies", "cookies.txt",
+        "--header", "Authorization: Bearer t0ken", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    archive = gzip.decompress((tmp_path / "crawl.warc.gz").read_bytes())
+    assert b"Authorization: [redacted]" in archive and b"Cookie: [redacted]" in archive
+    for secret in (b"s3cret", b"sess10n", b"t0ken", base64.b64encode(b"ann:s3cret")):
+        assert secret not in archive
+
+
+async def test_a_folder_no_crawl_wrote_keeps_its_files(serve: SiteFactory, tmp_path: Path) -> None:
+    """Files of the names a pass writes, in a folder no crawl wrote, are refused, never
+    moved aside (and deleted by the next pass); a mirror folder the crawl did not
+    write (no --save-html) stays where it is across passes."""
+    site = await serve(static_site(SITE))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("<p>my report</p>")
+    result = await run_cli("crawl", site.url + "/", "-o", "out", cwd=tmp_path)
+    assert_one_line_error(result, 2, "which no crawl wrote there")
+    assert (out / "report.html").read_text() == "<p>my report</p>"
+    assert site.requests == [] and not (out / "previous").exists()
+    (out / "report.html").unlink()
+    (out / "html").mkdir()
+    (out / "html" / "mine.html").write_text("mine")
+    for _ in range(3):
+        code, _, err = await run_cli("crawl", site.url + "/", "-o", "out", "-q", cwd=tmp_path)
+        assert code == 0, err
+        assert (out / "html" / "mine.html").read_text() == "mine"
+
+
+@pytest.mark.parametrize("killed_after", range(6))
+async def test_a_pass_start_killed_anywhere_leaves_one_whole_pass(
+    serve: SiteFactory, tmp_path: Path, killed_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start of a pass moves the last one aside by renames; killed after any of them
+    (each rename, then the state's new generation), the next --update lists every
+    URL once and keeps the last pass in previous/ (was: every URL twice)."""
+    from crawler import CrawlConfig, crawl
+    from crawler.output import passes, state
+
+    site = await serve(static_site(SITE))
+    config = CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path / "out", update=True)
+    await crawl(config)
+    await crawl(config)  # a previous/ to replace
+    done: list[str] = []
+
+    class Killed(BaseException):
+        pass
+
+    def counted(original: Any) -> Any:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            if len(done) == killed_after:
+                raise Killed
+            done.append(original.__name__)
+            return original(*args, **kwargs)
+
+        return step
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "rename", counted(Path.rename))
+        patched.setattr(passes, "_remove", counted(passes._remove))
+        patched.setattr(
+            state.CrawlState, "start_generation", counted(state.CrawlState.start_generation)
+        )
+        with contextlib.suppress(Killed):
+            await crawl(config)
+    stats = await crawl(config)
+    assert stats.finished
+    urls = [record["url"] for record in read_jsonl(tmp_path / "out" / "pages.jsonl")]
+    assert sorted(urls) == sorted(set(urls)) and len(urls) == len(SITE)
+    kept = read_jsonl(tmp_path / "out" / "previous" / "pages.jsonl")
+    assert len(kept) == len(SITE)
+    assert not (tmp_path / "out" / "previous.next").exists()
+    assert not (tmp_path / "out" / "previous.old").exists()

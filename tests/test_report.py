@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from crawler import CrawlConfig, crawl
 SITE = {"/": ["/a", "/b", "/gone"], "/a": ["/b", "/gone"], "/b": ["/c"], "/c": []}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRE_CHROMIUM = os.environ.get("CRAWLER_REQUIRE_CHROMIUM") == "1"
+
+# warcio's own command, beside this Python (a venv's, not whatever is first on PATH).
+WARCIO = str(Path(sys.executable).parent / "warcio")
 
 
 async def test_report_html_is_self_contained(
@@ -126,7 +130,7 @@ async def test_warc_records_match_the_pages(serve: SiteFactory, tmp_path: Path) 
         url: status for url, status in responses.items() if not url.endswith((".txt", ".xml"))
     }
     assert requests == len(responses) == len(pages) + 2  # robots.txt and sitemap.xml too
-    for tool in (["warcio", "check", str(warc)], ["warcio", "index", str(warc)]):
+    for tool in ([WARCIO, "check", str(warc)], [WARCIO, "index", str(warc)]):
         result = await asyncio.to_thread(
             subprocess.run, tool, capture_output=True, text=True, timeout=60, check=False
         )
@@ -150,7 +154,7 @@ async def test_a_torn_warc_tail_is_cut_when_the_file_is_opened_again(
     # warcio writes a pair response first: the torn member was the last request.
     assert kinds.count("response") == kinds.count("request") + 1 == 2 * pages
     result = await asyncio.to_thread(
-        subprocess.run, ["warcio", "check", str(warc)], capture_output=True, timeout=60
+        subprocess.run, [WARCIO, "check", str(warc)], capture_output=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

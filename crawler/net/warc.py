@@ -7,12 +7,17 @@ off first) and read by warcio's own tools
 response record holds the decoded payload: its HTTP headers lose
 Content-Encoding and Transfer-Encoding and get the payload's Content-Length.
 A body the crawler did not read in full (not HTML, an error page, past
---max-bytes) is marked WARC-Truncated.
+--max-bytes) is marked WARC-Truncated. A request record keeps every header
+sent but the values of Authorization, Proxy-Authorization and Cookie, which are
+secrets and are written as "[redacted]".
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 import zlib
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +32,11 @@ from crawler.net.fetcher import Response, header_text
 
 # How much of a WARC file is read (and inflated) at a time when it is checked.
 _SCAN_BYTES = 1 << 20
+_WARC = b"WARC/"
+# Request headers that carry a secret (credentials, the session): kept in the
+# request record by name, their value replaced.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+REDACTED = "[redacted]"
 _PAYLOAD_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
@@ -39,12 +49,31 @@ class WarcRecorder:
         self._writer: WARCWriter | None = None
 
     def __enter__(self) -> WarcRecorder:
+        """Open the file to append, never through a symlink, and only if it is new or a
+        WARC file to continue (its torn last record cut off): any other file is
+        refused, never truncated."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _cut_torn_member(self.path)
-            self._file = self.path.open("ab")
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            descriptor = os.open(self.path, flags, 0o644)
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise ConfigError(
+                    f"--warc {self.path} is a symbolic link: the crawler writes through none"
+                ) from None
             raise ConfigError(f"cannot write WARC file {self.path}: {error.strerror}") from None
+        file = os.fdopen(descriptor, "r+b")
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise ConfigError(f"--warc {self.path} is not a regular file")
+            _cut_torn_member(file, self.path)
+        except OSError as error:
+            file.close()
+            raise ConfigError(f"cannot write WARC file {self.path}: {error.strerror}") from None
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
         self._writer = WARCWriter(self._file, gzip=True)
         return self
 
@@ -66,7 +95,10 @@ class WarcRecorder:
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         request_headers = StatusAndHeaders(
             f"{response.method} {target} HTTP/1.1",
-            list(response.request_headers.items()),
+            [
+                (name, REDACTED if name.lower() in _SECRET_HEADERS else value)
+                for name, value in response.request_headers.items()
+            ],
             is_http_request=True,
         )
         request = self._writer.create_warc_record(
@@ -97,29 +129,41 @@ class WarcRecorder:
         self._file.flush()
 
 
-def _cut_torn_member(path: Path) -> None:
-    """Truncate ``path`` after its last complete gzip member: a crawl killed while it
+def _cut_torn_member(file: IO[bytes], path: Path) -> None:
+    """Truncate ``file`` after its last complete gzip member: a crawl killed while it
     wrote a record left a torn one, which warcio would stop at (or choke on). The
-    file is inflated in bounded chunks, once, when a crawl opens it."""
-    if not path.is_file():
-        return
+    file is inflated in bounded chunks, once, when a crawl opens it. A file that is
+    not a gzipped WARC file (its first record does not start "WARC/", or something
+    that is not gzip follows the records: a torn record is only ever a gzip prefix)
+    is not ours to continue: ConfigError, the file untouched."""
     complete = 0  # where the last complete member ends
     consumed = 0  # file offset of data's first byte
     inflate = zlib.decompressobj(wbits=31)
+    head = b""  # the first record's first bytes
     data = b""
-    with path.open("rb") as file:
-        while data or (data := file.read(_SCAN_BYTES)):
-            try:
-                inflate.decompress(data, _SCAN_BYTES)
-            except zlib.error:
-                break  # not gzip from here on: cut at the last complete member
-            consumed += len(data) - len(inflate.unconsumed_tail) - len(inflate.unused_data)
-            if inflate.eof:
-                complete = consumed
-                data = inflate.unused_data
-                inflate = zlib.decompressobj(wbits=31)
-            else:
-                data = inflate.unconsumed_tail
-    if complete < path.stat().st_size:
-        with path.open("rb+") as file:
-            file.truncate(complete)
+    file.seek(0)
+    while data or (data := file.read(_SCAN_BYTES)):
+        try:
+            inflated = inflate.decompress(data, _SCAN_BYTES)
+        except zlib.error:
+            raise _not_a_warc(path) from None
+        if complete == 0 and len(head) < len(_WARC):
+            head += inflated[: len(_WARC) - len(head)]
+            if not _WARC.startswith(head):
+                raise _not_a_warc(path)
+        consumed += len(data) - len(inflate.unconsumed_tail) - len(inflate.unused_data)
+        if inflate.eof:
+            complete = consumed
+            data = inflate.unused_data
+            inflate = zlib.decompressobj(wbits=31)
+        else:
+            data = inflate.unconsumed_tail
+    if complete < os.fstat(file.fileno()).st_size:
+        file.truncate(complete)
+
+
+def _not_a_warc(path: Path) -> ConfigError:
+    return ConfigError(
+        f"--warc {path} exists and is not a WARC file a crawl wrote: it was left untouched;"
+        " give the crawl a new file"
+    )

@@ -42,6 +42,10 @@ _MAX_DEPTH = 32
 
 
 # What one pass over the site writes (state.sqlite carries on: it is the crawl).
+# The last pass's files, and the folders a new pass's start moves them through.
+PREVIOUS = "previous"
+STAGING = "previous.next"
+RETIRED = "previous.old"
 PASS_FILES = (
     "pages.jsonl",
     "pages.csv",
@@ -59,7 +63,9 @@ OUTPUT_NAMES = (
     "state.sqlite-shm",
     "frontier.json",
     "html",
-    "previous",
+    PREVIOUS,
+    STAGING,
+    RETIRED,
 )
 
 

@@ -36,7 +36,7 @@ from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.passes import keep_previous
 from crawler.output.report_html import write_report
-from crawler.output.state import CrawlState
+from crawler.output.state import CrawlState, unfinished_message
 from crawler.records import Completion, CrawlStats, Entry, LinkCheck, PageRecord, Validators
 from crawler.stats import Tally
 from crawler.web.urls import redact_url
@@ -137,8 +137,12 @@ class Journal:
         config = self._config
         if not (config.resume or config.incremental):
             settings = Settings.of(config)
+            last = CrawlState.last_settings(path, unfinished_message(path))
+            # Before the new state: a start killed anywhere leaves the last pass whole.
+            html = last is not None and bool(last.get("save_html"))
+            keep_previous(self.output.directory, ours=last is not None, html=html)
             self._state = CrawlState.create(path, _as_json(settings))
-            keep_previous(self.output.directory, keep_html=False)
+            self._state.set_meta("save_html", config.save_html)
             self.output.open_pages(append=False)
             self._open_items(append=False)
             return Restored(settings)
@@ -160,8 +164,8 @@ class Journal:
                 raise ConfigError(
                     f"the crawl in {path.parent} is not finished: --resume it before --incremental"
                 )
+            keep_previous(self.output.directory, ours=True, html=False)  # html/ is updated
             state.start_generation()
-            keep_previous(self.output.directory, keep_html=True)
             self.output.open_pages(append=False)
             self._open_items(append=False)
         return Restored(settings, state.seen(), state.pending_count(), state.has_urls())

@@ -20,10 +20,8 @@ from typing import Any
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError
-from crawler.output.files import PASS_FILES
+from crawler.output.files import PASS_FILES, PREVIOUS, RETIRED, STAGING
 from crawler.output.state import CrawlState
-
-PREVIOUS = "previous"
 
 
 def settle_update(config: CrawlConfig) -> CrawlConfig:
@@ -42,25 +40,55 @@ def settle_update(config: CrawlConfig) -> CrawlConfig:
     return dataclasses.replace(config, update=False, incremental=finished, resume=not finished)
 
 
-def keep_previous(directory: Path, *, keep_html: bool) -> None:
-    """Move the last pass's files into ``previous/`` (the one before is dropped).
-    The folder was checked for symlinks when it was locked (files.OUTPUT_NAMES)."""
+def keep_previous(directory: Path, *, ours: bool, html: bool) -> None:
+    """Move the last pass's files into ``previous/`` (the one before is dropped), before
+    the new pass writes anything (its state included).
+
+    Only the crawl's own files move: ``ours`` says a crawl of this folder wrote them
+    (its state or its shared crawl's marker is there), ``html`` that the last pass
+    wrote ``html/`` and the new one does not update it. In a folder no crawl wrote,
+    files of the names a pass writes are not ours: the pass refuses to start rather
+    than move, overwrite or later delete them.
+
+    Crash-safe: the files go into ``previous.next/`` first, which then replaces
+    ``previous/`` by renames; a start killed at any instant is rolled forward by the
+    next one (the files in the folder and in ``previous.next/`` are all still the
+    last pass's, since the new pass writes nothing before this returns). The folder
+    was checked for symlinks when it was locked (files.OUTPUT_NAMES)."""
     present = [name for name in PASS_FILES if (directory / name).exists()]
-    if not keep_html and (directory / "html").exists():
+    if html and (directory / "html").exists():
         present.append("html")
-    if not present:
+    if not ours:
+        if present:
+            raise ConfigError(
+                f"{directory} holds {', '.join(present)}, which no crawl wrote there (no"
+                " state.sqlite): the crawler writes these names and never touches files"
+                " not its own; move them, or give the crawl another --output"
+            )
         return
+    staging, retired = directory / STAGING, directory / RETIRED
     previous = directory / PREVIOUS
     try:
-        if previous.is_dir():
-            shutil.rmtree(previous)
-        elif previous.exists():
-            previous.unlink()
-        previous.mkdir()
+        if not present and not staging.exists():
+            _remove(retired)
+            return
+        staging.mkdir(exist_ok=True)
         for name in present:
-            (directory / name).rename(previous / name)
+            (directory / name).rename(staging / name)
+        _remove(retired)
+        if previous.exists() or previous.is_symlink():
+            previous.rename(retired)
+        staging.rename(previous)
+        _remove(retired)
     except OSError as error:
         raise ConfigError(f"cannot keep the last pass in {previous}: {error.strerror}") from None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from crawler.output.passes import PREVIOUS, BrokenChanges, broken_changes
+from crawler.output.files import PREVIOUS
+from crawler.output.passes import BrokenChanges, broken_changes
 from crawler.web.urls import Scope, host_key, host_of
 
 SLOWEST = 20

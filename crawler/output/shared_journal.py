@@ -46,12 +46,14 @@ class SharedJournal:
     def start(self, frontier: str, crawl_id: str) -> None:
         self.output.lock()
         try:
+            directory = self.output.directory
+            marker = directory / self.MARKER
+            ours = marker.is_file() or (directory / "state.sqlite").is_file()
             self._refuse_local_crawl()
-            marker = self.output.directory / self.MARKER
             identity = {"frontier": frontier, "crawl": crawl_id}
             same = marker.is_file() and _read_marker(marker) == identity
             if not same:
-                keep_previous(self.output.directory, keep_html=False)
+                keep_previous(directory, ours=ours, html=ours and self._config.save_html)
             self.output.open_pages(append=same)
             if self._config.extract:
                 self.output.open_items(append=same)

@@ -109,11 +109,7 @@ class CrawlState:
     @classmethod
     def create(cls, path: Path, settings: dict[str, Any]) -> CrawlState:
         """A new state for a new crawl; an unfinished or foreign one is never replaced."""
-        cls.remove_finished(
-            path,
-            f"{path.parent} holds an unfinished crawl: continue it with --resume, "
-            f"or remove {path} to start over",
-        )
+        cls.remove_finished(path, unfinished_message(path))
         _refuse_symlink(path)
         connection = sqlite3.connect(path, isolation_level="DEFERRED")
         _configure(connection)
@@ -128,16 +124,31 @@ class CrawlState:
         return state
 
     @classmethod
-    def remove_finished(cls, path: Path, unfinished: str) -> None:
-        """Delete the state at ``path`` if its crawl is finished; ConfigError(``unfinished``)
-        if it is not (an unfinished crawl is never overwritten)."""
+    def last_settings(cls, path: Path, unfinished: str) -> dict[str, Any] | None:
+        """The settings of the finished crawl whose state is at ``path`` (with
+        ``save_html``: whether it wrote html/; a state from before that was kept says
+        yes), None if there is none; ConfigError(``unfinished``) if it is not finished
+        (an unfinished crawl is never overwritten)."""
         if not path.exists():
-            return
+            return None
         existing = cls.open(path)
-        finished = existing.meta("status") == "finished"
-        existing.close()
+        try:
+            finished = existing.meta("status") == "finished"
+            settings = existing.meta("settings")
+            save_html = existing.meta("save_html")
+        finally:
+            existing.close()
         if not finished:
             raise ConfigError(unfinished)
+        kept = settings if isinstance(settings, dict) else {}
+        return {**kept, "save_html": save_html is None or bool(save_html)}
+
+    @classmethod
+    def remove_finished(cls, path: Path, unfinished: str) -> None:
+        """Delete the state at ``path`` if its crawl is finished; ConfigError(``unfinished``)
+        if it is not."""
+        if cls.last_settings(path, unfinished) is None:
+            return
         path.unlink()
         for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -311,6 +322,13 @@ _NEW_GENERATION = (
     "DELETE FROM items",
     "DELETE FROM broken",
 )
+
+
+def unfinished_message(path: Path) -> str:
+    return (
+        f"{path.parent} holds an unfinished crawl: continue it with --resume, "
+        f"or remove {path} to start over"
+    )
 
 
 def _refuse_symlink(path: Path) -> None:
