@@ -134,9 +134,12 @@ async def test_a_bug_exits_with_its_own_code_in_one_line(tmp_path: Path) -> None
     assert_one_line_error(result, 7, "internal error: KeyError: 'no one foresaw this'")
 
 
-async def test_a_seeds_credentials_are_written_nowhere(serve: SiteFactory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("userinfo", ["me:hunter2", "hunter2"])  # a token alone too
+async def test_a_seeds_credentials_are_written_nowhere(
+    serve: SiteFactory, tmp_path: Path, userinfo: str
+) -> None:
     site = await serve(static_site(SITE))
-    seed = site.url.replace("http://", "http://me:hunter2@") + "/"
+    seed = site.url.replace("http://", f"http://{userinfo}@") + "/"
 
     code, out, err = await run_cli(
         "crawl", seed, "--output", "out", "--log-file", "crawl.log", cwd=tmp_path

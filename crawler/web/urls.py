@@ -184,9 +184,11 @@ def _without_trailing_dot(netloc: str) -> str | None:
 
 
 def redact_url(url: str) -> str:
-    """``url`` fit to print or to keep in a file: a password in its userinfo, and the
-    value of a query parameter named like a secret (password, token, key, ...),
-    become ***. Anything that does not parse is returned as it is."""
+    """``url`` fit to print or to keep in a file: a password in its userinfo (a
+    userinfo with no password is all a secret: ``https://TOKEN@host/`` sends the
+    token as Basic credentials), and the value of a query parameter named like a
+    secret (password, token, key, ...), become ***. Anything that does not parse is
+    returned as it is."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -195,6 +197,8 @@ def redact_url(url: str) -> str:
     userinfo, at, hostport = netloc.rpartition("@")
     if at and ":" in userinfo:
         netloc = f"{userinfo.partition(':')[0]}:***@{hostport}"
+    elif at:
+        netloc = f"***@{hostport}"
     pieces = []
     for piece in parts.query.split("&") if parts.query else ():
         name, equals, _ = piece.partition("=")
