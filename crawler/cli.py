@@ -137,10 +137,6 @@ def _settled(args: argparse.Namespace) -> tuple[CrawlConfig, dict[str, Any]]:
     setup_logging(values.get("log_file"))
     if settings.note:
         log.info("%s", settings.note)
-    if values.get("extract"):
-        # As `python -m` does: an extractor module in the folder the crawl runs from.
-        # Last on the path, so nothing there can shadow an installed module.
-        sys.path.append(os.getcwd())
     if args.command == "check":
         values["check"] = True
     try:

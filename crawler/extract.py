@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
+import os
 import re
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from crawler.errors import ConfigError
@@ -83,18 +90,65 @@ class Item:
 
 
 def load_extractor(spec: str) -> Extractor:
-    """The function named ``package.module:function``; ConfigError if it cannot be had."""
-    module_name, _, function_name = spec.partition(":")
+    """The function named ``package.module:function`` or ``path/to/file.py:function``;
+    ConfigError if it cannot be had.
+
+    A module name is looked for in the installed packages first, then in the working
+    folder, for that name alone: no module of the folder shadows an installed one,
+    and no optional module another library looks for (cchardet, say) is ever taken
+    from it."""
+    module_name, _, function_name = spec.rpartition(":")
     if not module_name or not function_name:
-        raise ConfigError(f"--extract wants package.module:function, not {spec!r}")
+        raise ConfigError(
+            f"--extract wants package.module:function or path/to/file.py:function, not {spec!r}"
+        )
     try:
-        module = importlib.import_module(module_name)
+        if module_name.endswith(".py") or os.sep in module_name:
+            module = _module_from_file(Path(module_name))
+        else:
+            module = _module_by_name(module_name)
     except ImportError as error:
         raise ConfigError(f"cannot import extractor module {module_name!r}: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read extractor {module_name}: {error.strerror}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ConfigError(f"{module_name} has no function {function_name!r}")
     return function  # type: ignore[no-any-return]
+
+
+def _module_by_name(name: str) -> ModuleType:
+    top = name.partition(".")[0]
+    if top not in sys.modules and importlib.util.find_spec(top) is None:
+        # Not installed: the working folder's, found there by name alone (the folder is
+        # never put on sys.path, where every later import would search it).
+        spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+        if spec is not None:
+            _execute(spec)
+    return importlib.import_module(name)
+
+
+def _module_from_file(path: Path) -> ModuleType:
+    """The module in the file at ``path``, imported under a name of its own."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ImportError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(f"_crawler_extractor_{path.stem}", path)
+    if spec is None:
+        raise ImportError(f"not a Python file: {path}")
+    return _execute(spec)
+
+
+def _execute(spec: ModuleSpec) -> ModuleType:
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    return module
 
 
 async def run_extractor(extractor: Extractor, page: Page) -> list[dict[str, Any]]:

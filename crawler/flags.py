@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
+import stat
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
@@ -264,10 +266,12 @@ def find_config(
     read once), and what the log should say."""
     own = folder / OUR_FILE
     if own.is_file():
+        _refuse_untrusted(own)
         return own, load_toml(own, command), None
     shared = folder / SHARED_FILE
     if not shared.is_file():
         return None, {}, None
+    _refuse_untrusted(shared)
     try:
         document = read_toml(shared)
     except ConfigError:  # ours if it means to have the table: its error is said
@@ -278,6 +282,23 @@ def find_config(
     if "crawl" in document:
         return shared, crawl_table(document, shared, command), None
     return None, {}, f"{shared} has no [crawl] table: not ours, ignored (use {OUR_FILE})"
+
+
+def _refuse_untrusted(path: Path) -> None:
+    """A config file found in the working folder (not named with --config) is read only
+    if it is the user's own and no one else may write it, as git refuses a repository
+    another user owns: it can name an extractor, code that would run as the user."""
+    status = path.stat()
+    if status.st_uid != os.geteuid():
+        whose = "is owned by another user"
+    elif status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        whose = "can be written by other users"
+    else:
+        return
+    raise ConfigError(
+        f"{path.resolve()} {whose}, so it was not read (it could run code as you);"
+        f" if you trust it, name it: --config {path}"
+    )
 
 
 @dataclasses.dataclass

@@ -93,3 +93,30 @@ def test_every_flag_is_documented_and_every_documented_flag_exists() -> None:
     settings = (REPO / "config.toml").read_text()
     for flag in flags - {"--config"}:
         assert f"{flag[2:].replace('-', '_')} =" in settings, f"config.toml lacks {flag}"
+
+
+@pytest.mark.parametrize("name", ["crawler.toml", "config.toml"])
+async def test_a_config_file_others_can_write_or_own_is_not_read(tmp_path: Path, name: str) -> None:
+    """As git refuses a repository another user owns: a found config file can name an
+    extractor, code that would run as you. Named with --config, it is read."""
+    import os
+
+    from test_cli import assert_one_line_error, run_cli
+
+    config = tmp_path / name
+    config.write_text('[crawl]\nseeds = ["http://127.0.0.1:9/"]\nmax_pages = 0\n')
+    for change in ("mode", "owner"):
+        if change == "mode":
+            config.chmod(0o666)
+        elif os.geteuid() == 0:
+            config.chmod(0o644)
+            os.chown(config, 65534, 65534)  # nobody
+        else:
+            continue
+        result = await run_cli("crawl", "-o", "out", cwd=tmp_path)
+        assert_one_line_error(result, 2, "so it was not read (it could run code as you)")
+        assert result[2].rstrip().endswith(f"if you trust it, name it: --config {config}")
+        assert not (tmp_path / "out").exists()
+        # Named: read (its max_pages = 0 is then the error it meets).
+        result = await run_cli("crawl", "-o", "out", "--config", name, cwd=tmp_path)
+        assert_one_line_error(result, 2, "max_pages")

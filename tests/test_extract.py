@@ -193,3 +193,43 @@ async def test_example_embed(serve: SiteFactory, tmp_path: Path) -> None:
     assert code == 0, out
     assert "pages by status: {200: 2}" in out
     assert "heartbeat ran" in out
+
+
+async def test_an_extractor_given_by_its_file(serve: SiteFactory, tmp_path: Path) -> None:
+    site = await serve(static_site(SITE))
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "mine.py").write_text("def title(page):\n    yield {'u': page.url}\n")
+    for spec in ("tools/mine.py:title", str(tmp_path / "tools" / "mine.py") + ":title"):
+        code, _, err = await run_cli(
+            "crawl", site.url + "/", "-o", "out", "-q", "--extract", spec, cwd=tmp_path
+        )
+        assert code == 0, err
+        assert len(read_jsonl(tmp_path / "out" / "items.jsonl")) == len(SITE)
+    result = await run_cli("crawl", site.url + "/", "--extract", "tools/none.py:x", cwd=tmp_path)
+    assert_one_line_error(result, 2, "cannot import extractor module 'tools/none.py'")
+
+
+async def test_the_working_folder_lends_the_extractor_only(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """The crawler as installed (its console script, not python -m, which puts the folder
+    first itself): a module the folder holds is never imported in place of a missing
+    optional one (bs4 looks for cchardet), nor of an installed one."""
+    site = await serve(static_site(SITE))
+    planted = "open('PLANTED', 'a').write(__name__ + '\\n')\n"
+    for name in ("cchardet", "chardet", "lxml", "aiohttp"):
+        (tmp_path / f"{name}.py").write_text(planted)
+    (tmp_path / "mine.py").write_text(
+        "def links(page):\n    yield {'n': len(page.soup.find_all('a'))}\n"
+    )
+    script = Path(sys.executable).parent / "crawler"
+    process = await asyncio.create_subprocess_exec(
+        str(script), "crawl", site.url + "/", "-o", "out", "-q", "--extract", "mine:links",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with reaped(process):
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == 0, err
+    assert len(read_jsonl(tmp_path / "out" / "items.jsonl")) == len(SITE)
+    assert not (tmp_path / "PLANTED").exists(), (tmp_path / "PLANTED").read_text()
