@@ -114,6 +114,24 @@ async def start_cli(
     )
 
 
+async def run_process(
+    *argv: str, cwd: Path, wait: float = 60.0, **options: Any
+) -> tuple[int, str, str]:
+    """Run a command to its end (killed after ``wait`` seconds): exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        **options,
+    )
+    async with reaped(process):
+        async with asyncio.timeout(wait):
+            out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
 @contextlib.asynccontextmanager
 async def reaped(process: asyncio.subprocess.Process) -> AsyncIterator[None]:
     """Run the block; a child process still running at its end (a failed test) is killed."""

@@ -5,24 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from conftest import SiteFactory, html_page, read_jsonl, reaped, start_cli, static_site
+from conftest import SiteFactory, html_page, read_jsonl, reaped, run_process, start_cli, static_site
 from crawler.output.files import OutputLock
 
 Result = tuple[int, str, str]
 
 
 async def run_cli(*args: str, cwd: Path, wait: float = 60.0, **options: Any) -> Result:
-    process = await start_cli(*args, cwd=cwd, **options)
-    async with reaped(process):
-        async with asyncio.timeout(wait):
-            out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_process(sys.executable, "-m", "crawler", *args, cwd=cwd, wait=wait, **options)
 
 
 def assert_one_line_error(result: Result, code: int, text: str) -> None:

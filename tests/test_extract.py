@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SiteFactory, read_jsonl, reaped, static_site
+from conftest import SiteFactory, read_jsonl, reaped, run_process, static_site
 from crawler import CrawlConfig, Crawler, Item, Page, PageRecord, crawl
 from crawler.errors import ConfigError
 from crawler.extract import LinkRules
@@ -223,13 +223,10 @@ async def test_the_working_folder_lends_the_extractor_only(
         "def links(page):\n    yield {'n': len(page.soup.find_all('a'))}\n"
     )
     script = Path(sys.executable).parent / "crawler"
-    process = await asyncio.create_subprocess_exec(
+    code, _, err = await run_process(
         str(script), "crawl", site.url + "/", "-o", "out", "-q", "--extract", "mine:links",
-        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
     )  # fmt: skip
-    async with reaped(process):
-        async with asyncio.timeout(60):
-            _, err = await process.communicate()
-    assert process.returncode == 0, err
+    assert code == 0, err
     assert len(read_jsonl(tmp_path / "out" / "items.jsonl")) == len(SITE)
     assert not (tmp_path / "PLANTED").exists(), (tmp_path / "PLANTED").read_text()

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import Handler, SiteFactory, html_page, read_jsonl, reaped, static_site
+from conftest import Handler, SiteFactory, html_page, read_jsonl, run_process, static_site
 from crawler import CrawlConfig, crawl
 from crawler.net import fetcher
 
@@ -476,14 +476,10 @@ async def test_max_time_ends_a_crawl_whose_page_reading_never_ends(
         return web.Response(text=big, content_type="text/html")
 
     site = await serve({"/": page})
-    process = await asyncio.create_subprocess_exec(
+    code, _, err = await run_process(
         sys.executable, "-c", _STUCK_READER, "crawl", site.url + "/", "-o", "out", "-q",
-        "--max-time", "1", "--no-sitemaps",
-        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        "--max-time", "1", "--no-sitemaps", cwd=tmp_path,
     )  # fmt: skip
-    async with reaped(process):
-        async with asyncio.timeout(60):
-            _, err = await process.communicate()
-    assert process.returncode == 0, err
+    assert code == 0, err
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["finished"] is False and stats["pages"] == 0, stats

@@ -4,20 +4,18 @@ of their own (never 1), and --resume completes once the cause is gone."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import dataclasses
 import gzip
 import json
 import sys
-from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import SiteFactory, read_jsonl, reaped, static_site
+from conftest import SiteFactory, read_jsonl, run_process, static_site
 from test_cli import Result, assert_one_line_error, run_cli
 
 SITE = {"/": ["/a", "/b"], "/a": ["/c"], "/b": ["/c"], "/c": []}
@@ -102,14 +100,7 @@ sys.exit(cli.main(sys.argv[1:]))
 async def run_patched(script: str, *args: str, cwd: Path) -> Result:
     """The command line, with a patch applied first, in a process of its own."""
     (cwd / "patched.py").write_text(script)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "patched.py", *args, cwd=cwd, stdout=PIPE, stderr=PIPE
-    )
-    async with reaped(process):
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_process(sys.executable, "patched.py", *args, cwd=cwd)
 
 
 async def test_a_full_disk_stops_the_crawl_with_its_own_code_and_resume_completes(
