@@ -19,7 +19,7 @@ from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.web.urls import domain_key, normalize
+from crawler.web.urls import domain_key, normalize, redact_url
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
@@ -143,8 +143,23 @@ def _check_requests(config: CrawlConfig) -> None:
             raise ConfigError(f"header {name.strip()!r} cannot be set", setting="header")
     if config.auth is not None and ":" not in config.auth:
         raise ConfigError("auth wants USER:PASSWORD", setting="auth")
-    if config.proxy is not None and not config.proxy.startswith("http://"):
-        raise ConfigError(f"proxy must be an http:// URL, not {config.proxy!r}", setting="proxy")
+    if config.proxy is not None:
+        object.__setattr__(config, "proxy", proxy_url(config.proxy, "proxy"))
+
+
+def proxy_url(value: str, name: str) -> str:
+    """A proxy URL as curl takes one: without a scheme it is http://. Only HTTP proxies
+    are supported: another scheme (socks5://) is refused, never ignored (the requests
+    would go direct)."""
+    text = value.strip()
+    if "://" not in text:
+        text = "http://" + text
+    scheme = text.partition("://")[0].lower()
+    if scheme != "http" or not text.partition("://")[2].strip("/"):
+        raise ConfigError(
+            f"{name}: only http:// proxies are supported, not {redact_url(value)!r}", setting=name
+        )
+    return text
 
 
 def _coerce(config: CrawlConfig) -> None:

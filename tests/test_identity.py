@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.cookies
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +17,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from conftest import SiteFactory, html_page
+from conftest import SiteFactory, html_page, static_site
 from crawler import CrawlConfig, crawl
+from crawler.loop.engine import fetcher_for
 from crawler.net import fetcher
-from crawler.net.identity import Identity, cookie_jar
-from test_cli import run_cli
+from crawler.net.identity import Identity, cookie_jar, proxies
+from test_cli import assert_one_line_error, run_cli
 
 
 def capture(seen: list[tuple[str, dict[str, str]]], links: dict[str, Any]) -> dict[str, Any]:
@@ -103,15 +106,22 @@ async def proxy() -> Any:
             }
             return web.Response(status=answer.status, body=body, headers=kept)
 
+    async with every_path(forward) as port:
+        yield f"http://127.0.0.1:{port}", asked
+
+
+@contextlib.asynccontextmanager
+async def every_path(handler: Any) -> AsyncIterator[int]:
+    """A server on 127.0.0.1 answering every method and path with ``handler``: its port."""
     app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", forward)
+    app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", asked
-    await runner.cleanup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 async def test_proxies_from_the_environment_and_the_flag(
@@ -309,3 +319,59 @@ async def test_an_offsite_host_sets_no_cookie_for_the_seed_site(
     assert other.count("/pixel.png") >= 1
     for _, headers in seen:
         assert "track" not in headers.get("Cookie", "") and "uk=" not in headers.get("Cookie", "")
+
+
+@pytest.fixture
+async def answering_proxy() -> Any:
+    """An HTTP proxy on localhost that answers every request itself (it resolves no name),
+    keeping what it was asked."""
+    asked: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        asked.append(str(request.url))
+        return web.Response(text="<title>via proxy</title>", content_type="text/html")
+
+    async with every_path(answer) as port:
+        yield port, asked
+
+
+async def test_the_proxy_is_trusted_as_the_proxy_never_as_a_destination(
+    serve: SiteFactory, answering_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY names the proxy by host name (localhost): a public crawl's requests go
+    through it, but a request that goes direct (NO_PROXY, or https with no HTTPS_PROXY)
+    to localhost, at the proxy's port or another, meets the private-address rule."""
+    port, asked = answering_proxy
+    service = await serve(static_site({"/": []}))  # a loopback service, say an admin page
+    service_port = service.url.rpartition(":")[2]
+    monkeypatch.setenv("HTTP_PROXY", f"localhost:{port}")  # no scheme: http://, as curl
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "no_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    config = CrawlConfig(seeds=("http://public.example/",))
+    async with fetcher_for(config, config, None, cookie_jar(None), proxies(None)) as fetch:
+        through = await fetch.fetch("http://public.example/page", max_bytes=1000)
+        assert through.status == 200 and b"via proxy" in through.body
+        for url in (
+            f"http://localhost:{service_port}/",  # NO_PROXY: direct
+            f"http://localhost:{port}/",  # the proxy itself, as a destination
+            f"https://localhost:{service_port}/",  # https: no proxy, direct
+        ):
+            answer = await fetch.fetch(url, max_bytes=1000)
+            assert answer.error == "private-address", (url, answer)
+    assert asked == ["http://public.example/page"]
+    assert service.requests == []
+
+
+@pytest.mark.parametrize("proxy", ["socks5://127.0.0.1:1080", "socks5h://p:1080", "ftp://p/"])
+async def test_a_proxy_that_cannot_be_used_is_refused_never_ignored(
+    tmp_path: Path, proxy: str
+) -> None:
+    result = await run_cli(
+        "crawl", "http://127.0.0.1:9/", "-o", "out", "--proxy", proxy, cwd=tmp_path
+    )
+    assert_one_line_error(result, 2, "only http:// proxies are supported")
+    env = {**os.environ, "HTTPS_PROXY": proxy}
+    result = await run_cli("crawl", "http://127.0.0.1:9/", "-o", "out", cwd=tmp_path, env=env)
+    assert_one_line_error(result, 2, "only http:// proxies are supported")
+    assert not (tmp_path / "out").exists()

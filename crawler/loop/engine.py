@@ -43,7 +43,7 @@ from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
 from crawler.net.addresses import AddressPolicy
 from crawler.net.fetcher import Fetcher, Response
-from crawler.net.identity import CookieJar, Identity, cookie_jar
+from crawler.net.identity import CookieJar, Identity, cookie_jar, proxies
 from crawler.records import CrawlStats
 from crawler.stats import Tally
 
@@ -98,6 +98,7 @@ class Engine:
             extract = self.config.extract
             extractor = load_extractor(extract) if isinstance(extract, str) else extract
             cookies = cookie_jar(self.config.cookies)
+            through = proxies(self.config.proxy)
             recorder = self._warc(files)
             given = self.config  # its seeds keep their user:pass@ (the state's do not)
             opened = self._opened = await self._run.open(self.tally)
@@ -109,7 +110,7 @@ class Engine:
                 deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
             self.tally.start()
             try:
-                async with fetcher_for(self.config, given, recorder, cookies) as fetcher:
+                async with fetcher_for(self.config, given, recorder, cookies, through) as fetcher:
                     visitor = self._visitor(opened, fetcher, extractor)
                     if opened.seeds:
                         await opened.frontier.add(opened.seeds)
@@ -246,6 +247,7 @@ def fetcher_for(
     given: CrawlConfig,
     recorder: Callable[[Response], None] | None,
     cookies: CookieJar,
+    through: dict[str, str | None],
 ) -> Fetcher:
     """The crawl's fetcher: ``config`` as the run settled it, ``given`` as it was given
     (its seeds keep their user:pass@, which the state's do not)."""
@@ -253,14 +255,14 @@ def fetcher_for(
         (*config.seeds, *given.seeds),  # the given ones last: they win
         headers=given.header,
         auth=given.auth,
-        proxy=given.proxy,
+        proxies=through,
     )
     return Fetcher(
         concurrency=config.concurrency,
         timeout=config.timeout,
         user_agent=config.user_agent,
         addresses=AddressPolicy(
-            config.seeds, allow_private=config.allow_private, trusted=identity.proxy_hosts
+            config.seeds, allow_private=config.allow_private, trusted=identity.proxy_endpoints
         ),
         recorder=recorder,
         identity=identity,

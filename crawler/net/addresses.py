@@ -12,8 +12,10 @@ themselves of a private kind (the demo on 127.0.0.1, ``localhost``, a
 10.x host) allow their own kind; ``--allow-private`` allows every kind.
 A seed given by a name counts as public: an intranet crawl by name needs
 ``--allow-private``, and the refusal says so. A proxy the person gives is
-trusted; through it, only address literals in URLs can be checked (the
-proxy resolves the names).
+trusted as the proxy (its host and port, when the connection is to it), never
+as a destination: a URL that goes direct to the proxy's own address is
+refused, unless --allow-private; through it, only address literals in URLs can
+be checked (the proxy resolves the names).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterable
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from crawler.web.urls import host_of, normalize
+from crawler.web.urls import host_of, normalize, port_of
 
 PUBLIC = "public"
 KINDS = ("loopback", "link-local", "private", PUBLIC)
@@ -64,10 +66,16 @@ class AddressPolicy:
     """The kinds of address one crawl may connect to."""
 
     def __init__(
-        self, seeds: Iterable[str], *, allow_private: bool, trusted: Iterable[str] = ()
+        self,
+        seeds: Iterable[str],
+        *,
+        allow_private: bool,
+        trusted: Iterable[tuple[str, int]] = (),
     ) -> None:
-        # Hosts given by the person (a proxy): any address they resolve to is allowed.
+        # The proxy's (host, port), given by the person: any address it resolves to is
+        # allowed for a connection to that port, the proxy's.
         self.trusted = frozenset(trusted)
+        self.allow_private = allow_private
         allowed = {PUBLIC}
         for url in filter(None, map(normalize, seeds)):
             host = host_of(url)
@@ -80,11 +88,20 @@ class AddressPolicy:
     def allows(self, address: str) -> bool:
         return address_kind(address) in self._allowed
 
-    def refuses_url(self, url: str) -> bool:
+    def refuses_url(self, url: str, *, direct: bool = True) -> bool:
         """A URL whose host is an address literal of a kind not allowed (aiohttp does not
-        ask the resolver for those)."""
-        kind = address_kind(host_of(url))
-        return kind is not None and kind not in self._allowed
+        ask the resolver for those), or, for a request that goes ``direct``, the proxy's
+        own address (trusted as the proxy only)."""
+        host = host_of(url)
+        kind = address_kind(host)
+        if kind is not None and kind not in self._allowed:
+            return True
+        return (
+            direct
+            and bool(self.trusted)
+            and not self.allow_private
+            and ((host, port_of(url)) in self.trusted)
+        )
 
 
 class GuardedResolver(AbstractResolver):
@@ -98,8 +115,8 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         addresses = await self._inner.resolve(host, port, family)
-        if host.lower() in self._policy.trusted:
-            return addresses
+        if (host.lower(), port) in self._policy.trusted:
+            return addresses  # the proxy (a direct request to it was refused before)
         allowed = [entry for entry in addresses if self._policy.allows(entry["host"])]
         if not allowed:
             raise PrivateAddress(

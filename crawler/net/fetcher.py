@@ -222,7 +222,8 @@ class Fetcher:
         A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
         """
         assert self._session is not None, "Fetcher used outside 'async with'"
-        if self._addresses.refuses_url(url):
+        direct = self._identity.proxy(url) is None
+        if self._addresses.refuses_url(url, direct=direct):
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:

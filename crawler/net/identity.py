@@ -12,8 +12,11 @@ What a person gives for the site they crawl goes to that site only:
   cookie whose Domain is a public suffix (co.uk, github.io, an unknown
   top-level name) is refused, as browsers refuse it (the Public Suffix List);
 - a proxy: ``--proxy URL``, else HTTP_PROXY / HTTPS_PROXY from the
-  environment as curl and wget read them (lower case first); NO_PROXY names
-  hosts reached directly, for both.
+  environment as curl and wget read them (lower case first; no scheme is
+  http://, a socks5:// one is refused); NO_PROXY names hosts reached directly,
+  for both. The proxy's address (host and port) is trusted as the proxy only:
+  a request that goes direct to it, or to another port of its host, meets the
+  private-address rule like any other.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from aiohttp.typedefs import LooseCookies
 from publicsuffixlist import PublicSuffixList
 from yarl import URL
 
+from crawler.config import proxy_url
 from crawler.errors import ConfigError
 from crawler.net.addresses import address_kind
 from crawler.web.urls import host_of, normalize, origin_of
@@ -48,6 +52,30 @@ def _host(url: str) -> str | None:
     """The host as the crawl names it (normalised: IDNA, lower case, no brackets)."""
     normalized = normalize(url)
     return host_of(normalized) if normalized is not None else None
+
+
+def proxies(proxy: str | None) -> dict[str, str | None]:
+    """The proxy for each scheme: ``proxy`` (--proxy), else the environment's as curl
+    reads it; ConfigError for one that cannot be used (socks5://)."""
+    environment = getproxies_environment()
+    found: dict[str, str | None] = {}
+    for scheme in ("http", "https"):
+        value = proxy or environment.get(scheme)
+        found[scheme] = proxy_url(value, f"{scheme}_proxy") if value else None
+    return found
+
+
+def _endpoint(url: str | None) -> tuple[str, int] | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    host = _host(url)
+    if host is None:
+        return None
+    try:
+        return host, parts.port or 80
+    except ValueError:
+        return None
 
 
 def _origin(url: str) -> str | None:
@@ -69,7 +97,7 @@ class Identity:
         *,
         headers: Iterable[str] = (),
         auth: str | None = None,
-        proxy: str | None = None,
+        proxies: Mapping[str, str | None] | None = None,
     ) -> None:
         given: dict[str, str] = {}
         for header in headers:
@@ -89,9 +117,9 @@ class Identity:
                 own["Authorization"] = basic(unquote(parts.username), unquote(parts.password or ""))
             self._by_origin.setdefault(origin, {}).update(own)
         self._by_origin = {key: values for key, values in self._by_origin.items() if values}
-        environment = getproxies_environment()
-        self._proxies = {scheme: proxy or environment.get(scheme) for scheme in ("http", "https")}
-        self.proxy_hosts = {host for url in self._proxies.values() if url and (host := _host(url))}
+        self._proxies = dict(proxies or {})
+        # (host, port) of each proxy: the resolver trusts these, as the proxy only.
+        self.proxy_endpoints = frozenset(filter(None, map(_endpoint, self._proxies.values())))
 
     def headers(self, url: str) -> dict[str, str] | None:
         """The headers given for ``url``'s origin (a normalised URL), if any."""
@@ -101,7 +129,7 @@ class Identity:
 
     def proxy(self, url: str) -> str | None:
         """The proxy ``url`` goes through, if any (NO_PROXY hosts go direct)."""
-        if not self.proxy_hosts:
+        if not self.proxy_endpoints:
             return None
         parts = urlsplit(url)
         proxy = self._proxies.get(parts.scheme)

@@ -229,6 +229,15 @@ def origin_of(url: str) -> str:
     return url[:end] if end != -1 else url
 
 
+def port_of(url: str) -> int:
+    """The port a normalised URL is requested on (the scheme's default when none)."""
+    netloc = host_key(url)
+    _, colon, port = netloc.rpartition(":")
+    if colon and port.isdigit() and not netloc.endswith("]"):
+        return int(port)
+    return 443 if url.startswith("https:") else 80
+
+
 def host_of(url: str) -> str:
     """The host name of a normalised URL (no port, no IPv6 brackets): the unit of scope."""
     netloc = host_key(url)
