@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from xml.etree import ElementTree
 
 from crawler.escapes import visible
-from crawler.records import RESULTS, LinkCheck, shown_reason
+from crawler.records import RESULTS, TOO_LARGE, LinkCheck, shown_reason
 
 FORMATS = ("text", "json", "markdown", "junit", "csv")
 _NO_PAGE = "(seed URLs)"
@@ -48,7 +48,18 @@ def counts(checks: Sequence[LinkCheck]) -> dict[str, int]:
 
 def summary_line(checks: Sequence[LinkCheck], pages: int) -> str:
     parts = ", ".join(f"{number:,} {result}" for result, number in counts(checks).items())
-    return f"{len(checks):,} URLs checked on {pages:,} pages: {parts}"
+    cut = len(cut_pages(checks))
+    more = f"; {cut:,} {'page' if cut == 1 else 'pages'} cut at --max-bytes" if cut else ""
+    return f"{len(checks):,} URLs checked on {pages:,} pages: {parts}{more}"
+
+
+def cut_pages(checks: Sequence[LinkCheck]) -> list[str]:
+    """The pages read only up to --max-bytes: their links past the cut, and the
+    fragments not found before it, were not checked."""
+    return [check.url for check in checks if check.error == TOO_LARGE]
+
+
+_CUT = "Cut at --max-bytes (links past the cut not checked, fragments not found not reported):"
 
 
 def reason(check: LinkCheck) -> str:
@@ -78,6 +89,8 @@ def _text(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
             url = visible(check.url)
             lines.append(f"  {reason(check):<{width}}  {url}  (line {line}, {check.kind})")
         lines.append("")
+    if cut := cut_pages(checks):
+        lines += [_CUT, *(f"  {visible(url)}" for url in cut), ""]
     lines.append(summary_line(checks, pages))
     yield "\n".join(lines) + "\n"
 
@@ -117,6 +130,8 @@ def _markdown(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
     lines = [f"## Link check: {title}", "", "| Result | Count |", "| --- | ---: |"]
     lines += [f"| {result} | {number:,} |" for result, number in counts(checks).items()]
     lines += ["", f"{len(checks):,} URLs checked on {pages:,} pages.", ""]
+    if cut := cut_pages(checks):
+        lines += [_CUT, "", *(f"- {_link(url)}" for url in cut), ""]
     for page, broken in by_page(checks).items():
         lines += [f"### {_link(page)}", "", "| Status | Link | Line | Kind |", _RULE]
         for check, line in broken:
@@ -148,6 +163,8 @@ def _junit(checks: Sequence[LinkCheck], pages: int) -> Iterator[str]:
             )
         elif check.result in ("excluded", "unsupported"):
             ElementTree.SubElement(case, "skipped", message=visible(check.error or check.result))
+        if check.error == TOO_LARGE:
+            ElementTree.SubElement(case, "system-out").text = _CUT
     ElementTree.indent(suites)
     body = ElementTree.tostring(suites, encoding="unicode")
     yield f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'

@@ -31,6 +31,10 @@ BROKEN_ERRORS = frozenset(
 )
 
 
+# The error of a body cut at --max-bytes: the part read is kept, and parsed.
+TOO_LARGE = "too-large"
+
+
 def shown_reason(status: int | None, error: str | None) -> int | str | None:
     """What a broken link shows, wherever it is printed: its failing status, else its
     error (a network reason; a fragment missing from a page that answered 200)."""

@@ -365,3 +365,40 @@ def test_markdown_keeps_urls_whole() -> None:
     html = MarkdownIt().enable("table").render("".join(render([broken], "markdown", 1)))
     assert 'href="http://a.test/x_*y*_z?q=1%7C2"' in html and "<em>" not in html
     assert "<code>mailto:x_y@a</code>" in html
+
+
+async def test_a_page_cut_at_max_bytes_is_read_as_far_as_it_goes(tmp_path: Path) -> None:
+    """Its links up to the cut are checked, it says it was cut, and a fragment not found
+    before the cut is "not checked" (page-cut), never missing; an offsite page read for
+    its ids likewise (was: the page "ok" with none of its links checked, the fragment
+    reported missing)."""
+    padding = "<p>" + "x" * 1000 + "</p>\n"
+    long_page = '<a href="/gone">gone</a>' + padding * 30 + '<h2 id="late">late</h2>'
+    other = web.Application()
+    other.router.add_get("/long", _fixed(lambda: _page(padding * 30 + '<p id="far">far</p>')))
+    other_runner, other_url = await _start(other, "127.0.0.2")
+    app = web.Application()
+    home = (
+        f'<a href="/long#late">a</a><a href="/long#top">b</a><a href="{other_url}/long#far">c</a>'
+    )
+    app.router.add_get("/", _fixed(lambda: _page(home)))
+    app.router.add_get("/long", _fixed(lambda: _page(long_page)))
+    runner, url = await _start(app, "127.0.0.1")
+    try:
+        code, out, err = await run_cli(
+            "check", url + "/", "-o", "o", "--max-bytes", "10000", "--check-fragments",
+            "--format", "json", cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        await runner.cleanup()
+        await other_runner.cleanup()
+    results = {result["url"]: result for result in json.loads(out)["results"]}
+    assert results[url + "/gone"]["result"] == "broken"  # a link before the cut: checked
+    assert results[url + "/long"]["error"] == "too-large"
+    for cut in (url + "/long#late", other_url + "/long#far"):
+        assert (results[cut]["result"], results[cut]["error"]) == ("excluded", "page-cut")
+    assert code == 1, err  # /gone only
+    text = "".join(
+        render([LinkCheck(url + "/long", "ok", "link", 200, "too-large", None, ())], "text", 1)
+    )
+    assert "Cut at --max-bytes" in text and text.rstrip().endswith("1 page cut at --max-bytes")

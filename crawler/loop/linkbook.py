@@ -34,7 +34,7 @@ from crawler.config import CrawlConfig, accepted_statuses
 from crawler.extract import CheckRules
 from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
 from crawler.output.check_cache import unpack_refs
-from crawler.records import BROKEN_ERRORS, Entry, LinkCheck, PageRecord, Referrer
+from crawler.records import BROKEN_ERRORS, TOO_LARGE, Entry, LinkCheck, PageRecord, Referrer
 from crawler.web.refs import NAVIGATION, Ref
 from crawler.web.urls import normalize, resolver
 
@@ -42,6 +42,9 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 UNSUPPORTED = "unsupported"
 INVALID = "invalid-url"
 FRAGMENT_MISSING = "fragment-missing"
+# A fragment not found in the part read of a page cut at --max-bytes: its element may
+# stand past the cut, so it is not checked (never reported missing).
+PAGE_CUT = "page-cut"
 TRAP = "trap"
 # Record errors that mean "not requested by choice": the link is excluded, not broken.
 NOT_REQUESTED = frozenset(
@@ -269,5 +272,7 @@ class LinkBook:
         found = any(f"\0{name}\0" in anchors for name in (fragment, unquote(fragment)))
         if found or fragment.startswith(_NOT_AN_ID):
             return LinkCheck(target, "ok", page.kind, page.status, None, None, referrers)
+        if page.error == TOO_LARGE:
+            return LinkCheck(target, "excluded", page.kind, page.status, PAGE_CUT, None, referrers)
         missing = FRAGMENT_MISSING
         return LinkCheck(target, "broken", page.kind, page.status, missing, None, referrers)

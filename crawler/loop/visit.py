@@ -34,7 +34,7 @@ from crawler.loop.recording import Recorder, build_record, change, conditional, 
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
 from crawler.output.state import pack_links
-from crawler.records import CHECK_KINDS, Completion, Entry, PageRecord, Validators
+from crawler.records import CHECK_KINDS, TOO_LARGE, Completion, Entry, PageRecord, Validators
 from crawler.web.parser import is_html
 
 # First wait before retrying a failed URL; it doubles with each attempt.
@@ -323,9 +323,11 @@ def _unchanged(
 
 
 def _is_parseable(response: Response) -> bool:
-    """A complete 2xx HTML body: the only answers whose links are followed."""
+    """A 2xx HTML body, whole or cut at --max-bytes (the links of the part read are
+    followed and checked; the record says "too-large"): the only answers whose
+    links are followed."""
     status = response.status
-    ok = status is not None and 200 <= status < 300 and response.error is None
+    ok = status is not None and 200 <= status < 300 and response.error in (None, TOO_LARGE)
     return ok and is_html(response.content_type) and bool(response.body)
 
 

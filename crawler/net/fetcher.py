@@ -31,6 +31,7 @@ from yarl import URL
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
+from crawler.records import TOO_LARGE
 from crawler.web.parser import HTML_TYPES
 
 # An unread body up to this size is drained so the connection can be reused.
@@ -362,5 +363,5 @@ async def _read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[
         chunks.append(decoded)
         size += len(decoded)
         if size > max_bytes:
-            return b"".join(chunks)[:max_bytes], "too-large"
+            return b"".join(chunks)[:max_bytes], TOO_LARGE
     return b"".join(chunks), None
