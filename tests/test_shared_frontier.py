@@ -657,3 +657,46 @@ async def test_a_seeds_credentials_never_reach_redis_or_the_folder(
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert b"hunter2" not in path.read_bytes(), path
+
+
+async def test_keys_lost_mid_crawl_are_an_outage_never_a_finish(
+    fronts: Callable[..., object], redis_server: RedisServer
+) -> None:
+    """FLUSHDB (or eviction after a policy change) while the crawl runs: LEASE finds no
+    crawl and says so (exit 5), where it found nothing pending and called it finished."""
+    front = await fronts(CrawlConfig(seeds=(SEED, SEED + "a", SEED + "b"), ignore_robots=True))
+    assert await lease_within(front, 5)  # the crawl runs
+    redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.flushdb()
+    await redis.aclose()
+    with pytest.raises(FrontierUnavailable, match="keys are gone from Redis"):
+        await front.lease(4)
+    assert not front.is_finished()
+
+
+@pytest.mark.parametrize(
+    "item", ["garbage", "0\tp\tnot json", "0\tc\t{broken", "x\tp\t[1, 2]", "0\tp\t7\t"]
+)
+async def test_an_unreadable_entry_is_a_dead_letter_and_the_crawl_goes_on(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path, item: str
+) -> None:
+    """Someone (or a bug) put an entry no member can read into a host's queue: it becomes
+    a dead-letter record, and every other page is crawled (was: every member exit 7)."""
+    site = await serve(static_site({"/": ["/a"], "/a": []}))
+    config = CrawlConfig(
+        seeds=(site.url + "/",), output_dir=tmp_path, frontier=redis_server.url, no_sitemaps=True
+    )
+    creator = await _opened(redis_server.url, config)
+    await creator.aclose()
+    host = site.url.removeprefix("http://")
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    await redis.lpush(PREFIX + "q:" + host, item)
+    await redis.hincrby(PREFIX + "f", "pending", 1)
+    await redis.aclose()
+
+    stats = await Engine(config).run()
+
+    records = {r["url"]: r for r in read_jsonl(tmp_path / "pages.jsonl")}
+    assert records[f"http://{host}/#unreadable-frontier-entry"]["error"] == DEAD_LETTER
+    assert records[site.url + "/a"]["status"] == 200
+    assert stats.finished

@@ -35,6 +35,7 @@ local F = P .. 'f'
 
 local function flag_of(item)
   local tab = string.find(item, '\\t', 1, true)
+  if not tab then return '' end
   return string.sub(item, tab + 1, tab + 1)
 end
 
@@ -131,10 +132,16 @@ return {1, enqueue(9)}
 _ENQUEUE = "#!lua\n" + _COMMON + "\nreturn enqueue(6)\n"
 
 # ARGV: common (5), n, lease ms. Returns now, done, next due, pending, leased, then
-# (ticket, host, item) per lease.
+# (ticket, host, item) per lease; {LOST} alone when the crawl's meta hash is gone
+# (FLUSHDB, or evicted): its counters and queues cannot be trusted, and the crawl
+# must not be called finished.
+LOST = -1
 _LEASE = (
     "#!lua flags=allow-oom\n"
     + _COMMON
+    + f"""
+if redis.call('EXISTS', P .. 'meta') == 0 then return {{{LOST}}} end
+"""
     + """
 local n, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)) do
@@ -272,8 +279,8 @@ for _, id in ipairs(ids) do
   local hk = P .. 'h:' .. h
   if redis.call('HINCRBY', hk, 'inf', -1) <= 0 then redis.call('HDEL', hk, 'inf') end
   local tab = string.find(item, '\\t', 1, true)
-  local attempts = tonumber(string.sub(item, 1, tab - 1)) + 1
-  local rest = string.sub(item, tab + 1)
+  local attempts = ((tab and tonumber(string.sub(item, 1, tab - 1))) or 0) + 1
+  local rest = tab and string.sub(item, tab + 1) or item
   local f = flag_of(item)
   redis.call('HINCRBY', F, 'reclaimed', 1)
   if attempts >= tonumber(ARGV[7]) then

@@ -93,6 +93,7 @@ from crawler.frontier.redis_crawl import (
     read_stats,
 )
 from crawler.frontier.redis_link import OUTAGE_SECONDS, RedisLink
+from crawler.frontier.scripts import LOST
 from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally
 from crawler.web.seen import SeenSet
@@ -225,9 +226,12 @@ class SharedFrontier:
                 return [self._given_up.popleft() for _ in range(min(limit, len(self._given_up)))]
             # This member's own acks go first, so its hosts' slots are free in Redis.
             result = await self._commit.now(("lease", [*self._common, limit, self._lease_ms]))
+            _refuse_lost(result, self.url)
             now, done, due, self._pending = (int(value) for value in result[:4])
             if leases := _leases(result[5:]):
-                self._held.update((lease.ticket, lease) for lease in leases)
+                self._held.update((lease.ticket, lease) for lease in leases if not lease.given_up)
+                for lease in (lease for lease in leases if lease.given_up):  # unreadable
+                    self._commit.ack(ack_args(lease.ticket, None, None, None, 0.0))
                 return leases
             if done:
                 async with self._reclaiming:  # a reclaim's given-up entries come first
@@ -303,7 +307,7 @@ class SharedFrontier:
         async with self._reclaiming:
             dead = await self._link.eval("reclaim", [*self._common, 1000, MAX_ATTEMPTS])
             for host, item in zip(dead[::2], dead[1::2], strict=True):
-                entry = decode(item)
+                entry = _decoded(item, host) or _unreadable(item, host)
                 log.warning(
                     "%s (%s): its lease expired %d times: given up", entry.url, host, MAX_ATTEMPTS
                 )
@@ -325,7 +329,40 @@ async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)  # their errors, retrieved
 
 
+def _refuse_lost(result: list[Any], url: str) -> None:
+    """LEASE found the crawl's keys gone: FrontierUnavailable (exit 5), never "finished"."""
+    if int(result[0]) == LOST:
+        raise FrontierUnavailable(
+            f"{url}: the shared crawl's keys are gone from Redis (FLUSHDB, or evicted): it"
+            " cannot go on, and it is not finished; what was crawled is in each member's"
+            " output folder"
+        )
+
+
 def _leases(values: list[Any]) -> list[Lease]:
-    """LEASE's (ticket, host, item) triples as leases."""
+    """LEASE's (ticket, host, item) triples as leases; an item this crawler cannot read
+    (written by hand, or by a bug) is a given-up lease: a dead-letter record, never
+    the end of every member that leases it."""
     triples = zip(values[::3], values[1::3], values[2::3], strict=True)
-    return [Lease(decode(item), host, int(ticket)) for ticket, host, item in triples]
+    leases = []
+    for ticket, host, item in triples:
+        entry = _decoded(item, host)
+        if entry is None:
+            leases.append(Lease(_unreadable(item, host), host, int(ticket), given_up=True))
+        else:
+            leases.append(Lease(entry, host, int(ticket)))
+    return leases
+
+
+def _decoded(item: str, host: str) -> Entry | None:
+    try:
+        return decode(item)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        log.warning("an unreadable entry of host %s in the shared frontier: %.200r", host, item)
+        return None
+
+
+def _unreadable(item: str, host: str) -> Entry:
+    """The stand-in of an entry that cannot be read: its record names the host (the
+    fragment says what it is: no request is ever made for it)."""
+    return Entry(f"http://{host}/#unreadable-frontier-entry", 0, None, "page")

@@ -36,7 +36,7 @@ from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.passes import keep_previous
 from crawler.output.report_html import write_report
-from crawler.output.state import CrawlState, unfinished_message
+from crawler.output.state import CrawlState, saved_html, unfinished_message
 from crawler.records import Completion, CrawlStats, Entry, LinkCheck, PageRecord, Validators
 from crawler.stats import Tally
 from crawler.web.urls import redact_url
@@ -137,10 +137,9 @@ class Journal:
         config = self._config
         if not (config.resume or config.incremental):
             settings = Settings.of(config)
-            last = CrawlState.last_settings(path, unfinished_message(path))
+            html = saved_html(path, unfinished_message(path))
             # Before the new state: a start killed anywhere leaves the last pass whole.
-            html = last is not None and bool(last.get("save_html"))
-            keep_previous(self.output.directory, ours=last is not None, html=html)
+            keep_previous(self.output.directory, ours=html is not None, html=bool(html))
             self._state = CrawlState.create(path, _as_json(settings))
             self._state.set_meta("save_html", config.save_html)
             self.output.open_pages(append=False)

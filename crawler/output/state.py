@@ -124,30 +124,10 @@ class CrawlState:
         return state
 
     @classmethod
-    def last_settings(cls, path: Path, unfinished: str) -> dict[str, Any] | None:
-        """The settings of the finished crawl whose state is at ``path`` (with
-        ``save_html``: whether it wrote html/; a state from before that was kept says
-        yes), None if there is none; ConfigError(``unfinished``) if it is not finished
-        (an unfinished crawl is never overwritten)."""
-        if not path.exists():
-            return None
-        existing = cls.open(path)
-        try:
-            finished = existing.meta("status") == "finished"
-            settings = existing.meta("settings")
-            save_html = existing.meta("save_html")
-        finally:
-            existing.close()
-        if not finished:
-            raise ConfigError(unfinished)
-        kept = settings if isinstance(settings, dict) else {}
-        return {**kept, "save_html": save_html is None or bool(save_html)}
-
-    @classmethod
     def remove_finished(cls, path: Path, unfinished: str) -> None:
         """Delete the state at ``path`` if its crawl is finished; ConfigError(``unfinished``)
         if it is not."""
-        if cls.last_settings(path, unfinished) is None:
+        if saved_html(path, unfinished) is None:
             return
         path.unlink()
         for suffix in ("-wal", "-shm"):
@@ -322,6 +302,20 @@ _NEW_GENERATION = (
     "DELETE FROM items",
     "DELETE FROM broken",
 )
+
+
+def saved_html(path: Path, unfinished: str) -> bool | None:
+    """Whether the finished crawl whose state is at ``path`` wrote html/ (a state from
+    before that was kept: yes); None if there is none; ConfigError(``unfinished``) if
+    it is not finished (an unfinished crawl is never overwritten)."""
+    if not path.exists():
+        return None
+    existing = CrawlState.open(path)
+    finished, saved = existing.meta("status") == "finished", existing.meta("save_html")
+    existing.close()
+    if not finished:
+        raise ConfigError(unfinished)
+    return saved is None or bool(saved)
 
 
 def unfinished_message(path: Path) -> str:
