@@ -32,7 +32,7 @@ from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
 from crawler.logs import setup_logging
 from crawler.output.files import OutputLock
 from crawler.output.passes import broken_changes, settle_update
-from crawler.output.report import summarize
+from crawler.output.report import broken_links, summarize
 from crawler.output.report_html import write_report
 from crawler.records import CrawlStats, LinkCheck, PageRecord
 from crawler.terminal import Progress, broken_line, print_broken, summary_table
@@ -304,7 +304,7 @@ def run_report(args: argparse.Namespace) -> int:
     if not args.broken:
         console.print(summary_table(summary.stats, directory, summary.slowest_hosts()))
         console.print(f"report: {write_report(directory)}")
-    for link in summary.broken:
+    for link in broken_links(directory):
         # Printed as they are: rich markup would eat "[::1]" in an IPv6 URL.
         console.print(broken_line(link), markup=False)
     return 0

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from crawler.escapes import visible
 from crawler.output.passes import BrokenChanges
+from crawler.output.report import SHOWN_REFERRERS
 from crawler.records import BROKEN_ERRORS, CrawlStats, shown_reason
 
 STATUS_LINE_SECONDS = 5.0
@@ -124,8 +125,11 @@ def summary_table(
 def broken_line(link: dict[str, Any]) -> str:
     """One broken link as ``crawler report --broken`` prints it."""
     reason = shown_reason(link["status"], link["error"])
-    referrers = " ".join(map(visible, link["referrers"]))
-    return f"{reason} {visible(link['url'])} <- {referrers}"
+    pages = link["referrers"]
+    referrers = " ".join(map(visible, pages[:SHOWN_REFERRERS]))
+    more = max(link.get("referrer_count", 0), len(pages)) - min(len(pages), SHOWN_REFERRERS)
+    rest = f" and {more:,} more pages" if more > 0 else ""
+    return f"{reason} {visible(link['url'])} <- {referrers}{rest}"
 
 
 def print_broken(console: Console, changes: BrokenChanges) -> None:

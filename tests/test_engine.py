@@ -193,19 +193,24 @@ async def test_scope_is_the_seed_hosts_unless_allowed(serve: SiteFactory, tmp_pa
     assert other.count("/") == 1
 
 
-async def test_too_large_bodies_are_cut_and_not_parsed(serve: SiteFactory, tmp_path: Path) -> None:
-    big = "<a href='/never'>x</a>" + "x" * 200_000
+async def test_too_large_bodies_are_cut_and_read_as_far_as_they_go(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """A page past --max-bytes is cut there; the links of the part read are followed,
+    those past the cut never seen; its record says too-large."""
+    big = "<a href='/before'>x</a>" + "x" * 200_000 + "<a href='/after'>y</a>"
 
     async def huge(_: web.Request) -> web.StreamResponse:
         return web.Response(text=big, content_type="text/html")
 
-    site = await serve({"/": huge, "/never": huge})
+    site = await serve({"/": huge, "/before": huge, "/after": huge})
 
     await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, max_bytes=10_000))
 
-    [record] = read_jsonl(tmp_path / "pages.jsonl")
-    assert record["error"] == "too-large"
-    assert site.count("/never") == 0
+    records = {record["url"]: record for record in read_jsonl(tmp_path / "pages.jsonl")}
+    assert set(records) == {site.url + "/", site.url + "/before"}
+    assert {record["error"] for record in records.values()} == {"too-large"}
+    assert site.count("/after") == 0
 
 
 async def test_library_iterates_records_and_writes_no_files(

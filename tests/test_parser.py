@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import codecs
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crawler.web import parser
 from crawler.web.parser import decode_html, header_directives, parse_html
+from crawler.web.refs import PageAnchors, PageRefs, Ref
 
 URL = "http://a.org/dir/page"
 
@@ -92,3 +95,64 @@ def test_broken_and_hostile_html() -> None:
 def test_parser_never_raises(body: bytes, charset: str | None) -> None:
     page = parse_html(body, URL, charset)
     assert isinstance(page.links, tuple)
+
+
+PIECES = [
+    "<a href='/a'>a</a>",
+    "<a rel=nofollow href='/n'>n</a>",
+    "<area href='/m'>",
+    "<title>T <b>i</b></title>",
+    "<base href='/b/'>",
+    "<meta name=robots content='noindex'>",
+    "<iframe src='/f'></iframe>",
+    "<img src='/i.png' srcset='/s1.png 1x, /s2.png 2x'>",
+    "<picture><source srcset='/p.webp'></picture>",
+    "<style>a{b:url(/c.png)}</style>",
+    "<p style='background:url(/d.png)' id='x'>t</p>",
+    "<a name='anchor'>",
+    "<div><span id='deep'><a href='/in'>in</a></span></div>",
+    "<table><tr><td background='/bg.png'>",
+    "<link rel=stylesheet href='/s.css'>",
+    "<script src='/j.js'></script>",
+    "<!-- <a href='/comment'> -->",
+    "<meta http-equiv=refresh content='0; url=/r'>",
+    "\n",
+    "text & more",
+    "<ul><li>1<li>2</ul>",
+    "</div>",
+    "<p>",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=40), st.sampled_from(["utf-8", "latin-1", None]))
+def test_a_big_page_streamed_reads_as_its_tree_does(pieces: list[str], charset: str | None) -> None:
+    """Pages from STREAM_BYTES up are parsed as a stream, each element dropped once read
+    (bounded memory); what is read is the same as from the whole tree (order aside for
+    elements inside one another: a stream sees an element when it ends)."""
+    body = ("<html><head></head><body>" + "".join(pieces) + "é</body></html>").encode(
+        charset or "utf-8"
+    )
+    for refs in (PageRefs, PageAnchors, None):
+        whole = parse_html(body, URL, charset, refs=refs)
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(parser, "STREAM_BYTES", 0)
+            streamed = parse_html(body, URL, charset, refs=refs)
+        assert (streamed.title, streamed.base, streamed.nofollow, streamed.noindex) == (
+            whole.title,
+            whole.base,
+            whole.nofollow,
+            whole.noindex,
+        )
+        assert Counter(streamed.links) == Counter(whole.links)
+        assert Counter(streamed.refs) == Counter(whole.refs)
+        assert sorted(streamed.anchors.split("\0")) == sorted(whole.anchors.split("\0"))
+
+
+def test_a_big_page_of_many_links_is_read_whole() -> None:
+    links = "".join(f"<a href='/p/{n}'>{n}</a>\n" for n in range(40_000))
+    body = f"<html><head><title>big</title></head><body>{links}<a href='/last'></a></body></html>".encode()
+    assert len(body) >= parser.STREAM_BYTES
+    page = parse_html(body, URL, None, refs=PageRefs)
+    assert page.title == "big" and len(page.links) == 40_001 and page.links[-1] == "/last"
+    assert page.refs[-1] == Ref("/last", 40_001, "link")

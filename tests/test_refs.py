@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crawler.web.parser import parse_html
-from crawler.web.refs import Ref, css_refs, page_anchors, page_refs, refresh_target, srcset_urls
+from crawler.web.refs import PageAnchors, PageRefs, Ref, css_refs, refresh_target, srcset_urls
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_every_kind_of_requisite_with_its_line() -> None:
 <div style="background-image: url('d.png')" id="d1"></div>
 <blockquote cite="source.html">quoted</blockquote>
 </body></html>"""
-    page = parse_html(html, "http://h/", None, refs=page_refs)
+    page = parse_html(html, "http://h/", None, refs=PageRefs)
     found = {(ref.written, ref.kind, ref.line) for ref in page.refs}
     assert found == {
         ("s.css", "stylesheet", 2),
@@ -112,8 +112,8 @@ def test_without_a_reader_nothing_more_is_read() -> None:
 
 def test_anchors_alone_are_those_of_every_link_read() -> None:
     html = b'<body id="top"><a name="n1"></a><h2 id="s1"><a href="x" id="">x</a></h2></body>'
-    everything = parse_html(html, "http://h/", None, refs=page_refs)
-    alone = parse_html(html, "http://h/", None, refs=page_anchors)
+    everything = parse_html(html, "http://h/", None, refs=PageRefs)
+    alone = parse_html(html, "http://h/", None, refs=PageAnchors)
     assert sorted(alone.anchors.split("\0")) == sorted(everything.anchors.split("\0"))
     assert alone.refs == ()
 

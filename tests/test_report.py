@@ -4,6 +4,7 @@ read back with warcio and its own command-line tools."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from conftest import SiteFactory, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
+from test_cli import run_cli
 
 SITE = {"/": ["/a", "/b", "/gone"], "/a": ["/b", "/gone"], "/b": ["/c"], "/c": []}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -168,3 +170,36 @@ async def test_report_reads_a_csv_crawl(serve: SiteFactory, tmp_path: Path) -> N
     assert page.count("<svg") == 5
     assert f"{site.url}/gone" in page
     assert ">404<" in page
+
+
+async def test_many_broken_links_and_referrers_are_capped_where_people_read(
+    tmp_path: Path,
+) -> None:
+    """report.html lists the first SHOWN_BROKEN broken links and SHOWN_REFERRERS pages
+    each, then says how many more (a 7,000 px table row, a 22,879-character line
+    before); broken.jsonl and `report --broken` keep every link, one line each."""
+    from crawler.output.report import SHOWN_BROKEN, SHOWN_REFERRERS
+    from crawler.output.report_html import write_report
+    from crawler.terminal import broken_line
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stats.json").write_text(json.dumps({"pages": 1, "broken": SHOWN_BROKEN + 7}))
+    (out / "pages.jsonl").write_text("")
+    pages = [f"http://s.test/page/{n}" for n in range(40)]
+    links = [
+        {"url": f"http://s.test/gone/{n}", "status": 404, "error": None, "referrers": pages,
+         "referrer_count": 528}
+        for n in range(SHOWN_BROKEN + 7)
+    ]  # fmt: skip
+    (out / "broken.jsonl").write_text("".join(json.dumps(link) + "\n" for link in links))
+    page = write_report(out).read_text()
+    assert page.count("http://s.test/gone/") == 2 * SHOWN_BROKEN  # the href and the text
+    assert "and 7 more: every one is in broken.jsonl." in page
+    assert page.count("<li>") == SHOWN_BROKEN * SHOWN_REFERRERS
+    assert "528 pages (and 518 more)" in page
+    line = broken_line(links[0])
+    assert line.endswith(" and 518 more pages") and line.count("http://s.test/page/") == 10
+    code, printed, err = await run_cli("report", "out", "--broken", cwd=tmp_path)
+    assert code == 0, err
+    assert len(printed.splitlines()) == SHOWN_BROKEN + 7

@@ -37,7 +37,7 @@ from crawler.output.check_cache import pack_refs
 from crawler.output.journal import Journal, Sink
 from crawler.records import Completion, Entry, PageRecord
 from crawler.web.parser import ParsedPage, decode_html, is_html, parse_html
-from crawler.web.refs import css_refs, page_anchors
+from crawler.web.refs import PageAnchors, css_refs
 
 # A HEAD answered 4xx or 5xx is asked again with GET: servers that refuse HEAD say
 # 405 or 501 (RFC 9110 §9.3.2 lets them), and many answer it 400, 403 or 404
@@ -122,7 +122,7 @@ class Checker:
         big = len(response.body) >= BIG_PAGE_BYTES
         if entry.kind == "anchors" and is_html(response.content_type):
             args = (response.body, response.url, response.charset)
-            page = await _off_loop(big, functools.partial(parse_html, *args, refs=page_anchors))
+            page = await _off_loop(big, functools.partial(parse_html, *args, refs=PageAnchors))
             self.book.note(url, (), page.anchors)
             return pack_refs((), page.anchors)
         if entry.kind == "stylesheet" and response.content_type in (*_CSS_TYPES, None):

@@ -19,7 +19,7 @@ from crawler.loop.gate import LinkGate, Sorted
 from crawler.loop.offload import in_thread
 from crawler.net.fetcher import Response
 from crawler.web.parser import ParsedPage, RefsReader, header_directives, parse_html
-from crawler.web.refs import page_refs
+from crawler.web.refs import PageRefs
 
 BIG_PAGE_BYTES = 512 * 1024
 
@@ -39,7 +39,7 @@ class ParseStage:
         self._gate = gate
         self._honour_nofollow = honour_nofollow
         # crawler check: every link and requisite with its line, and the anchors.
-        self._refs = page_refs if refs else None
+        self._refs = PageRefs if refs else None
 
     async def parse(self, response: Response) -> Parsed:
         if len(response.body) < BIG_PAGE_BYTES:

@@ -29,6 +29,10 @@ from crawler.web.urls import Scope, host_key, host_of
 SLOWEST = 20
 # Lists a site owner reads: this many rows each (the counts are whole).
 LISTED = 50
+# report.html's broken links (every one is in broken.jsonl and `crawler report --broken`),
+# and the pages named for each link: the first ones, then "and N more pages".
+SHOWN_BROKEN = 500
+SHOWN_REFERRERS = 10
 # Titles remembered to find duplicates: a crawl of millions stays bounded.
 MAX_TITLES = 100_000
 HISTOGRAM_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -47,7 +51,9 @@ class Summary:
     host_ms: Counter[str] = field(default_factory=Counter)
     slowest: list[tuple[int, str]] = field(default_factory=list)
     largest: list[tuple[int, str]] = field(default_factory=list)
+    # The first SHOWN_BROKEN broken links (report.html lists these), and how many in all.
     broken: list[dict[str, Any]] = field(default_factory=list)
+    broken_count: int = 0
     # Redirected pages: (url, where it ended, hops), the first LISTED.
     redirects: list[tuple[str, str, int]] = field(default_factory=list)
     untitled: list[str] = field(default_factory=list)
@@ -125,15 +131,26 @@ def summarize(directory: Path) -> Summary:
             summary.per_second[int(when - start) if when >= start else 0] += 1
     summary.slowest = sorted(summary.slowest, reverse=True)[:SLOWEST]
     summary.largest = sorted(summary.largest, reverse=True)[:SLOWEST]
-    broken = directory / "broken.jsonl"
-    if broken.exists():
-        lines = broken.read_text(encoding="utf-8").splitlines()
-        summary.broken = [json.loads(line) for line in lines if line.strip()]
+    for link in broken_links(directory):
+        if summary.broken_count < SHOWN_BROKEN:
+            summary.broken.append(link)
+        summary.broken_count += 1
     if (directory / PREVIOUS / "broken.jsonl").exists():
         summary.changes = broken_changes(directory)
     if (directory / "checks.jsonl").exists():
         _checks(directory, summary)
     return summary
+
+
+def broken_links(directory: Path) -> Iterator[dict[str, Any]]:
+    """The lines of broken.jsonl, read one at a time (a crawl may have a million)."""
+    path = directory / "broken.jsonl"
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
 
 
 # report.html's sections of crawler check's failing results, by the kind of link.

@@ -23,6 +23,7 @@ from crawler.output.report import (
     LISTED,
     OFFSITE,
     REQUISITES,
+    SHOWN_REFERRERS,
     Summary,
     summarize,
 )
@@ -114,18 +115,28 @@ def _table(table_id: str, header: list[str], rows: list[list[str]], empty: str) 
     return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
 
 
-def _broken(broken: list[dict[str, Any]]) -> str:
+def _broken(broken: list[dict[str, Any]], count: int) -> str:
     rows = [
         [
             html.escape(str(shown_reason(item.get("status"), item.get("error")))),
             link(item["url"]),
-            "<ul class='refs'>"
-            + "".join(f"<li>{link(ref)}</li>" for ref in item.get("referrers", []))
-            + f"</ul>{item.get('referrer_count', 0)} page(s)",
+            _referrers(item.get("referrers", []), item.get("referrer_count", 0)),
         ]
         for item in broken
     ]
-    return _table("broken", ["Status", "Link", "Linked from"], rows, "No broken links.")
+    table = _table("broken", ["Status", "Link", "Linked from"], rows, "No broken links.")
+    if count > len(broken):
+        table += f"<p>and {count - len(broken):,} more: every one is in broken.jsonl.</p>"
+    return table
+
+
+def _referrers(pages: list[str], count: int) -> str:
+    """The first SHOWN_REFERRERS pages that link here, then how many more."""
+    shown = "".join(f"<li>{link(page)}</li>" for page in pages[:SHOWN_REFERRERS])
+    count = max(count, len(pages))
+    more = count - min(len(pages), SHOWN_REFERRERS)
+    rest = f" (and {more:,} more)" if more > 0 else ""
+    return f"<ul class='refs'>{shown}</ul>{count:,} {'page' if count == 1 else 'pages'}{rest}"
 
 
 def _checks(summary: Summary) -> str:
@@ -162,9 +173,10 @@ def _since(summary: Summary) -> str:
     if changes is None:
         return ""
     fixed = [[link(url)] for url in changes.fixed[:LISTED]]
+    new = _broken(changes.new[:LISTED], len(changes.new))
     return (
         "<h2>Since the last pass</h2>"
-        f"<h3>New broken links ({len(changes.new)})</h3>{_broken(changes.new[:LISTED])}"
+        f"<h3>New broken links ({len(changes.new)})</h3>{new}"
         f"<h3>Fixed ({len(changes.fixed)})</h3>" + _table("fixed", ["Link"], fixed, "None fixed.")
     )
 
@@ -318,7 +330,7 @@ def render(summary: Summary, title: str) -> str:
 {_what(summary)}
 {_cards(summary.stats)}
 <h2>Broken links</h2>
-{_broken(summary.broken)}
+{_broken(summary.broken, summary.broken_count)}
 {_since(summary)}
 {_checks(summary)}
 {_pages(summary)}

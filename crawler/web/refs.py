@@ -150,31 +150,48 @@ def refresh_target(content: str) -> str | None:
     return target or None
 
 
-def page_refs(root: etree._Element) -> tuple[list[Ref], str]:
+class PageRefs:
     """Every link and requisite of a page, in document order, and its anchors (the ids
-    and ``a`` names, each between NULs: ``"\\0top\\0s1\\0"``)."""
-    refs: list[Ref] = []
-    anchors = ["\0"]
-    for element in root.iter():
+    and ``a`` names, each between NULs: ``"\\0top\\0s1\\0"``): parser.ElementReader."""
+
+    def __init__(self) -> None:
+        self._refs: list[Ref] = []
+        self._anchors = ["\0"]
+
+    def element(self, element: etree._Element) -> None:
         if not isinstance(element.tag, str):
-            continue  # a processing instruction or an entity
+            return  # a processing instruction or an entity
         anchor = element.get("id")
         if anchor:
-            anchors.append(anchor + "\0")
+            self._anchors.append(anchor + "\0")
         if element.tag in _TAGS:
-            _element_refs(element, element.sourceline or 0, refs, anchors)
+            _element_refs(element, element.sourceline or 0, self._refs, self._anchors)
         style = element.get("style")
         if style and "url(" in style.lower():
-            refs += css_refs(style, element.sourceline or 0)
-    return refs, "".join(anchors)
+            self._refs += css_refs(style, element.sourceline or 0)
+
+    def result(self) -> tuple[list[Ref], str]:
+        return self._refs, "".join(self._anchors)
 
 
-def page_anchors(root: etree._Element) -> tuple[list[Ref], str]:
-    """Only a page's anchors (for an offsite page read for its ids: its links are
-    not checked), in ``page_refs``' form."""
-    ids = (str(element.get("id")) for element in root.iterfind(".//*[@id]"))
-    names = (str(element.get("name")) for element in root.iterfind(".//a[@name]"))
-    return [], "".join(f"\0{anchor}" for anchor in (*ids, *names) if anchor) + "\0"
+class PageAnchors:
+    """Only a page's anchors (for an offsite page read for its ids: its links are not
+    checked), in ``PageRefs``' form."""
+
+    def __init__(self) -> None:
+        self._anchors: list[str] = []
+
+    def element(self, element: etree._Element) -> None:
+        if not isinstance(element.tag, str):
+            return
+        anchor = element.get("id")
+        if anchor:
+            self._anchors.append(str(anchor))
+        if element.tag == "a" and element.get("name"):
+            self._anchors.append(str(element.get("name")))
+
+    def result(self) -> tuple[list[Ref], str]:
+        return [], "".join(f"\0{anchor}" for anchor in self._anchors) + "\0"
 
 
 def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: list[str]) -> None:
