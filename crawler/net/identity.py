@@ -174,9 +174,9 @@ class CookieJar(aiohttp.CookieJar):
                 refused = public_suffix_refusal(cookie["domain"], response_url.raw_host or "")
                 if refused:
                     continue
-                if refused is not None:
+                if refused is not None:  # a host-only cookie
                     cookie = cookie.copy()
-                    del cookie["domain"]
+                    cookie["domain"] = ""
             kept.append((name, cookie))  # type: ignore[arg-type]
         super().update_cookies(kept, response_url)
 

@@ -170,7 +170,9 @@ def _tree(body: bytes, header_charset: str | None) -> etree._Element | None:
 
 def _stream(body: bytes, header_charset: str | None) -> Iterator[etree._Element]:
     """A big page's elements as each ends (complete: its attributes, its text), each
-    dropped once its successor comes, so no more than a path of the tree is held."""
+    dropped once its next sibling ends, so no more than a path of the tree (and the
+    last sibling at each level) is held. An element is never emptied itself: with an
+    older libxml2, a title's text can be inside its child elements."""
     text, utf8 = _decoded(body, header_charset)
     if not utf8:
         body = _XML_DECLARATION.sub("", text, count=1).encode("utf-8", "surrogatepass")
@@ -178,7 +180,6 @@ def _stream(body: bytes, header_charset: str | None) -> Iterator[etree._Element]
     try:
         for _, element in events:
             yield element
-            element.clear(keep_tail=False)
             parent = element.getparent()
             while parent is not None and element.getprevious() is not None:
                 del parent[0]
