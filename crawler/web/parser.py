@@ -201,16 +201,9 @@ def parse_html(
 ) -> ParsedPage:
     """Parse one page (with ``refs``: what crawler check reads too). Never raises on any bytes."""
     reader = refs() if refs is not None else None
-    if len(body) >= STREAM_BYTES:
-        elements: Iterable[etree._Element] = _read(_stream(body, header_charset), reader)
-    else:
-        root = _tree(body, header_charset)
-        if root is None:
-            return ParsedPage(None, url, (), False, False)
-        elements = root.iter(*_PAGE_TAGS)
-        if reader is not None:
-            for element in root.iter():
-                reader.element(element)
+    elements = _elements(body, header_charset, reader)
+    if elements is None:
+        return ParsedPage(None, url, (), False, False)
     title, base, directives, links = None, None, set(), []
     for element in elements:
         tag = element.tag
@@ -243,6 +236,23 @@ def parse_html(
         tuple(found),
         anchors,
     )
+
+
+def _elements(
+    body: bytes, header_charset: str | None, reader: ElementReader | None
+) -> Iterable[etree._Element] | None:
+    """The elements parse_html reads (each element shown to ``reader`` too): from the
+    whole tree, or from the stream of a big page; None if nothing parses."""
+    if len(body) >= STREAM_BYTES:
+        return _read(_stream(body, header_charset), reader)
+    root = _tree(body, header_charset)
+    if root is None:
+        return None
+    if reader is not None:
+        for element in root.iter():
+            reader.element(element)
+    elements: Iterable[etree._Element] = root.iter(*_PAGE_TAGS)
+    return elements
 
 
 def _read(elements: Iterator[etree._Element], reader: ElementReader | None) -> Iterator[Any]:
