@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 
 import crawler
-from conftest import html_page
+from conftest import SiteFactory, html_page, run_process, static_site
 
 
 def test_all_is_sorted_and_exported() -> None:
@@ -69,3 +70,18 @@ def test_every_public_name_is_documented() -> None:
     reference = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
     for name in crawler.__all__:
         assert f"\n## {name}\n" in reference, f"docs/api.md has no section for {name}"
+
+
+async def test_the_library_prints_nothing(serve: SiteFactory, tmp_path: Path) -> None:
+    """An extractor that raises fails its page: the record says so, nothing is printed
+    (Python's last-resort handler printed a traceback for every page)."""
+    site = await serve(static_site({"/": ["/a"], "/a": []}))
+    script = (
+        "import asyncio\n"
+        "from crawler import CrawlConfig, crawl\n"
+        "def broken(page):\n    raise RuntimeError('my bug')\n"
+        f"stats = asyncio.run(crawl(CrawlConfig(seeds=['{site.url}/'], extract=broken)))\n"
+        "assert stats.error_counts == {'extractor-failed': 2}, stats.error_counts\n"
+    )
+    code, out, err = await run_process(sys.executable, "-c", script, cwd=tmp_path)
+    assert (code, out, err) == (0, "", "")

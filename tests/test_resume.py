@@ -350,3 +350,21 @@ async def test_a_crawl_killed_as_it_finished_resumes_to_finished(
     urls = urls_of(tmp_path / "out" / "pages.jsonl")
     assert len(urls) == len(set(urls)) == requests  # nothing fetched again
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["finished"] is True
+
+
+async def test_a_nightly_pass_given_another_sites_urls_refuses_in_one_line(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """--update (or --resume, --incremental) with URLs that are not the folder's crawl's:
+    one line naming both, nothing fetched (was: the old site recrawled in silence)."""
+    first = await serve(static_site({"/": []}))
+    other = await serve(static_site({"/": []}), host="127.0.0.2")
+    code, _, err = await run_cli("crawl", first.url + "/", "-o", "out", "-q", cwd=tmp_path)
+    assert code == 0, err
+    for mode in ("--update", "--incremental"):
+        result = await run_cli("crawl", other.url + "/", "-o", "out", "-q", mode, cwd=tmp_path)
+        assert_one_line_error(result, 2, f"holds the crawl of {first.url}/, not of {other.url}/")
+    assert other.requests == []
+    for given in ([first.url + "/"], [first.url], []):  # the same site, or no URL: on it goes
+        code, _, err = await run_cli("crawl", *given, "-o", "out", "-q", "--update", cwd=tmp_path)
+        assert code == 0, err

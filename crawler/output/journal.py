@@ -27,6 +27,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
@@ -39,7 +40,7 @@ from crawler.output.report_html import write_report
 from crawler.output.state import CrawlState, saved_html, unfinished_message
 from crawler.records import Completion, CrawlStats, Entry, LinkCheck, PageRecord, Validators
 from crawler.stats import Tally
-from crawler.web.urls import redact_url
+from crawler.web.urls import normalize, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,19 @@ class Settings:
         # Kept in state.sqlite: a seed's credentials are not (normalising drops them).
         seeds = tuple(redact_url(seed) for seed in config.seeds)
         return cls(seeds, config.allow_domain, config.keep_query_order)
+
+
+def _refuse_other_seeds(config: CrawlConfig, settings: Settings, folder: Path) -> None:
+    """--resume, --incremental or --update given URLs that are not the folder's crawl's:
+    one line naming both, never a silent recrawl of the old site."""
+    given = {normalize(seed) for seed in config.seeds}
+    if not config.seeds or given == {normalize(seed) for seed in settings.seeds}:
+        return
+    raise ConfigError(
+        f"{folder} holds the crawl of {' '.join(settings.seeds)}, not of"
+        f" {' '.join(map(redact_url, config.seeds))}: give the crawl of those another"
+        " --output (or no URL, to go on with the folder's)"
+    )
 
 
 @dataclass(slots=True)
@@ -147,6 +161,7 @@ class Journal:
             return Restored(settings)
         state = self._state = CrawlState.open(path)
         settings = Settings(**_from_json(state.meta("settings")))
+        _refuse_other_seeds(config, settings, path.parent)
         finished = state.meta("status") == "finished"
         self._incremental = config.incremental or (state.meta("generation") or 1) > 1
         if config.resume:
