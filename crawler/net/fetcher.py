@@ -223,14 +223,14 @@ class Fetcher:
         A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
         """
         assert self._session is not None, "Fetcher used outside 'async with'"
-        direct = self._identity.proxy(url) is None
-        if self._addresses.refuses_url(url, direct=direct):
+        proxy = self._identity.proxy(url)
+        if self._addresses.refuses_url(url, direct=proxy is None):
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
             deadline = self._deadlines.start(self._timeout)
             try:
-                wanted = _Wanted(method, read, any_type, max_bytes)
+                wanted = _Wanted(method, read, any_type, max_bytes, proxy)
                 response = await self._request(url, wanted, headers, started)
             except asyncio.CancelledError:
                 if not deadline.cut():
@@ -256,7 +256,7 @@ class Fetcher:
             URL(url, encoded=True),
             allow_redirects=False,
             headers=headers,
-            proxy=self._identity.proxy(url),
+            proxy=want.proxy,
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = (
@@ -301,12 +301,14 @@ def _failed(url: str, error: BaseException, started: float) -> Response:
 
 @dataclass(frozen=True, slots=True)
 class _Wanted:
-    """What one request asks for: its method, and which body to read, how much."""
+    """What one request asks for: its method, which body to read, how much, and the
+    proxy it goes through."""
 
     method: str
     read: bool
     any_type: bool
     max_bytes: int
+    proxy: str | None
 
 
 class BadEncoding(ValueError):
