@@ -4,6 +4,7 @@ cache (--update, --cache-age), an old state.sqlite, and its errors on the comman
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from conftest import Site, SiteFactory, html_page
+from conftest import Site, SiteFactory, html_page, read_jsonl
 from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord
 from crawler.config import load_toml
 from test_cli import assert_one_line_error, run_cli
@@ -229,3 +230,43 @@ async def test_a_page_of_many_links_is_judged_off_the_event_loop(
     results = await checked(config)
     assert threads and threads[0] is not threading.main_thread()
     assert sum(check.result == "ok" for check in results.values()) == len(links) + 1
+
+
+def _validated(title: str, links: list[str]) -> web.Handler:
+    """A page with an ETag that answers 304 to a request that sends it back."""
+    etag = f'"{title}-1"'
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        response = html_page(title, links, extra='<p id="here">here</p>')
+        response.headers["ETag"] = etag
+        return response
+
+    return handler
+
+
+async def test_three_nights_on_a_site_that_answers_304(serve: SiteFactory, tmp_path: Path) -> None:
+    """A 304 to our conditional request is the page unchanged: its links are checked as on
+    the first night, and only what is broken is reported, night after night."""
+    pages = {"/": ["/a", "/b", "/a#here"], "/a": ["/", "/b#here", "/missing"], "/b": ["/a"]}
+    site = await serve({path: _validated(path, links) for path, links in pages.items()})
+    out = tmp_path / "out"
+    args = ("check", site.url + "/", "-o", str(out), "--update")
+    nights = [await run_cli(*args, cwd=tmp_path) for _ in range(3)]
+    assert site.count("/a") == 3 and site.count("/missing") >= 3
+    for code, text, _ in nights:
+        assert code == 1
+        assert "1 broken" in text and text.count("404") == 1 and "304" not in text
+    for night in (2, 3):
+        assert nights[night - 1][1].splitlines()[-1] == nights[0][1].splitlines()[-1]
+    checks = {line["url"]: line for line in read_jsonl(out / "checks.jsonl")}
+    assert checks[site.url + "/a"]["result"] == "ok"
+    assert checks[site.url + "/b#here"]["result"] == "ok"
+    assert [url for url, check in checks.items() if check["result"] == "broken"] == [
+        site.url + "/missing"
+    ]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["unchanged"] == 3 and stats["new"] == 0 and stats["broken"] == 1
+    changes = {line["url"]: line["change"] for line in read_jsonl(out / "pages.jsonl")}
+    assert changes[site.url + "/missing"] != "new"  # 404 every night: not new each night

@@ -17,7 +17,8 @@ Rules, in order, for a link as written:
    include wins): *excluded*, never requested; so is a trap (gate.py);
 4. otherwise it gets the result of its URL's record: the crawl's own record
    for a page it crawled, else the record of a check (HEAD, GET when HEAD is
-   refused; visit.py). ``--accept`` says which statuses work.
+   refused; visit.py). ``--accept`` says which statuses work; a 304 to a later
+   pass's conditional request is the page unchanged: it works, as it did.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class _Result:
     redirects: int
     kind: str
     referrer: str | None
+    # A 304 to the pass's conditional request: the page as the last pass read it.
+    unchanged: bool
 
 
 class LinkBook:
@@ -195,6 +198,7 @@ class LinkBook:
             record.redirects,
             record.kind,
             record.referrer,
+            record.status == 304 and record.change == "unchanged",
         )
 
     def _excluded_by_rules(self, url: str) -> bool:
@@ -249,6 +253,8 @@ class LinkBook:
         if ended is not None and ended is not result:
             status, error = ended.status, ended.error
             final = ended.final_url or final
+        if result.unchanged:
+            return "ok", status, error, None
         if error in NOT_REQUESTED:
             return "excluded", status, error, None
         if error == "timeout":

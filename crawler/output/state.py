@@ -41,7 +41,11 @@ from crawler.records import BrokenLink, Completion, Entry, PageRecord, Validator
 
 APPLICATION_ID = 0x63726177  # "craw"
 SCHEMA_VERSION = 1
-_SCHEMA = """
+# The failed pages of the last pass, forgotten by the seen set (they come back only
+# if linked): a page failing two nights running is not "new" the second.
+_LAST_FAILED = "CREATE TABLE IF NOT EXISTS last_failed (url TEXT PRIMARY KEY, status INTEGER);"
+_SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE urls (
     url TEXT NOT NULL UNIQUE,
@@ -68,6 +72,8 @@ CREATE TABLE broken (
     referrer_count INTEGER NOT NULL
 );
 """
+    + _LAST_FAILED
+)
 
 
 def pack_links(links: Iterable[str]) -> bytes | None:
@@ -154,6 +160,8 @@ class CrawlState:
             _configure(connection)
             if check == "ok":
                 add_check_tables(connection)
+                with connection:
+                    connection.execute(_LAST_FAILED)
         except sqlite3.DatabaseError as error:
             raise ConfigError(f"{path} is corrupt ({error}); it was left untouched") from None
         if check != "ok":
@@ -272,9 +280,10 @@ class CrawlState:
             "FROM urls WHERE url = ? AND previous_status IS NOT NULL",
             (url,),
         ).fetchone()
-        if row is None:
-            return None
-        return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]), row[5])
+        if row is not None:
+            return Validators(row[0], row[1], row[2], row[3], _unpack_links(row[4]), row[5])
+        row = self._db.execute("SELECT status FROM last_failed WHERE url = ?", (url,)).fetchone()
+        return None if row is None else Validators(row[0], None, None, None, ())
 
     def start_generation(self) -> None:
         """--incremental: every URL pending again, its last status kept; a failed page
@@ -293,6 +302,9 @@ _NEW_GENERATION = (
     "DELETE FROM urls WHERE kind IN ('link', 'anchors', 'stylesheet')",
     # A failed page (no answer, or 4xx/5xx) that is not a seed: a link that is gone
     # is not reported broken again from the last pass's referrer.
+    "DELETE FROM last_failed",
+    "INSERT INTO last_failed SELECT url, status FROM urls WHERE kind = 'page' AND depth > 0 "
+    "AND done = 1 AND (status IS NULL OR status >= 400)",
     "DELETE FROM urls WHERE kind = 'page' AND depth > 0 AND done = 1 "
     "AND (status IS NULL OR status >= 400)",
     "UPDATE urls SET previous_status = status, status = NULL, done = 0 "
