@@ -35,12 +35,15 @@ from crawler.output.passes import broken_changes, settle_update
 from crawler.output.report import broken_links, summarize
 from crawler.output.report_html import write_report
 from crawler.records import CrawlStats, LinkCheck, PageRecord
-from crawler.terminal import Progress, broken_line, print_broken, summary_table
+from crawler.terminal import Progress, broken_line, print_broken, seed_failure, summary_table
 from crawler.web.urls import redact_url
 
 # The exit code of a bug (an exception nothing expected): never 1, which says
 # "broken links found" to cron lines and CI.
 INTERNAL_ERROR = 7
+# No seed could be fetched (each said why on stderr): the site is down, or the
+# URLs are wrong. Not 1: nothing was checked, which is worse than a broken link.
+NO_SEED_FETCHED = 8
 log = logging.getLogger("crawler")
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -73,17 +76,25 @@ async def _crawl(
                     if isinstance(record, LinkCheck):
                         if checks is not None:
                             checks.append(record)
-                    elif isinstance(record, PageRecord) and record.is_broken():
-                        log.info(
-                            "broken: %s %s (linked from %s)",
-                            record.status or record.error,
-                            record.url,
-                            record.referrer,
-                        )
+                    elif isinstance(record, PageRecord):
+                        _said(record)
     finally:
         for signum in _SIGNAL_EXIT:
             loop.remove_signal_handler(signum)
     return crawl.stats(), stopped_by[0] if stopped_by else None
+
+
+def _said(record: PageRecord) -> None:
+    """A seed not fetched, on stderr; a broken link, in the log."""
+    if record.is_seed() and not record.answered():
+        log.warning("%s", seed_failure(record))
+    if record.is_broken():
+        log.info(
+            "broken: %s %s (linked from %s)",
+            record.status or record.error,
+            record.url,
+            record.referrer,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +134,8 @@ def _finish(stats: CrawlStats, stopped_by: int | None, config: CrawlConfig, job:
         return stopped_by
     if job.update and not stats.finished:
         return 0  # the pass goes on next time; its broken links are said when it ends
+    if _no_seed_fetched(stats):
+        return NO_SEED_FETCHED
     if job.fail_on_broken and stats.broken:
         if directory is not None:
             print_broken(Console(highlight=False, soft_wrap=True), broken_changes(directory))
@@ -245,7 +258,21 @@ def _check_exit(
         return stopped_by
     if job.update and not stats.finished:
         return 0  # the pass goes on next time; its broken links are said when it ends
+    if _no_seed_fetched(stats):
+        return NO_SEED_FETCHED
     return 1 if any(check.is_failing() for check in checks) else 0
+
+
+def _no_seed_fetched(stats: CrawlStats) -> bool:
+    """A finished crawl none of whose seeds got an answer below 400: said in one line."""
+    if not stats.finished or not stats.seeds or stats.seeds_failed < stats.seeds:
+        return False
+    print(
+        f"crawler: error: no seed could be fetched ({stats.seeds_failed} of {stats.seeds}: "
+        "see the lines above, or pages.jsonl)",
+        file=sys.stderr,
+    )
+    return True
 
 
 async def _demo(pages: int) -> tuple[CrawlStats, int | None, CrawlConfig]:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+ROBOTS_UNAVAILABLE = "robots-unavailable"
 # Reasons that mean "the link does not work" for broken.jsonl, as opposed to
 # reasons that mean "we chose not to fetch it" (robots, too-large, ...).
 BROKEN_ERRORS = frozenset(
@@ -27,6 +28,9 @@ BROKEN_ERRORS = frozenset(
         "too-many-redirects",
         "bad-redirect",
         "bad-encoding",
+        # robots.txt answered 5xx: RFC 9309 has nothing of the host fetched, and a site
+        # answering 5xx everywhere is down, not excluded.
+        ROBOTS_UNAVAILABLE,
     }
 )
 
@@ -70,6 +74,14 @@ class PageRecord:
         if self.status is not None:
             return self.status >= 400
         return self.error in BROKEN_ERRORS
+
+    def is_seed(self) -> bool:
+        """A URL the crawl was given (a sitemap's pages name their sitemap as referrer)."""
+        return self.kind == "page" and self.depth == 0 and self.referrer is None
+
+    def answered(self) -> bool:
+        """An answer below 400 came (a redirect, a 304, a page cut at --max-bytes too)."""
+        return self.status is not None and self.status < 400
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RECORD_FIELDS}
@@ -220,6 +232,9 @@ class CrawlStats:
     pages: int = 0
     ok: int = 0
     errors: int = 0
+    # The URLs the crawl was given, and those of them that got no answer below 400.
+    seeds: int = 0
+    seeds_failed: int = 0
     broken: int = 0
     redirects: int = 0
     retries: int = 0

@@ -33,6 +33,8 @@ _COUNTS = (
     "items",
     "refused_links",
     "checked",
+    "seeds",
+    "seeds_failed",
 )
 
 
@@ -60,6 +62,8 @@ class Tally:
         # Links a full shared frontier (Redis at maxmemory) could not take.
         self.refused_links = 0
         self.checked = 0
+        self.seeds = 0
+        self.seeds_failed = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self._earlier_duration = 0.0
@@ -74,11 +78,14 @@ class Tally:
             return
         self.pages += 1
         self.bytes += record.bytes
+        if record.is_seed():
+            self.seeds += 1
+            self.seeds_failed += not record.answered()
         if record.status is not None:
             self.status_counts[str(record.status)] += 1
         if record.error is not None:
             self.error_counts[record.error] += 1
-            if record.error in ("robots", "robots-unavailable"):
+            if record.error == "robots":
                 self.robots_refused += 1
         elif record.status is not None and record.status < 400:
             self.ok += 1

@@ -1,15 +1,17 @@
 """What the command line shows: live progress, the summary table, the broken links.
 
 Only the command line uses it (the library never prints). The summary's
-rows add up: every page is ok, a 4xx or 5xx answer, a network error,
-refused by robots.txt, or another error (too large, a bad redirect, an
-extractor's failure, ...).
+rows add up: every page is ok, a 4xx or 5xx answer, a network error, refused
+because robots.txt answered 5xx (the site is down), refused by robots.txt, or
+another error (too large, a bad redirect, an extractor's failure, ...).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,17 @@ from rich.text import Text
 from crawler.escapes import visible
 from crawler.output.passes import BrokenChanges
 from crawler.output.report import SHOWN_REFERRERS
-from crawler.records import BROKEN_ERRORS, CrawlStats, shown_reason
+from crawler.records import (
+    BROKEN_ERRORS,
+    ROBOTS_UNAVAILABLE,
+    CrawlStats,
+    PageRecord,
+    shown_reason,
+)
+from crawler.web.urls import redact_url
 
 STATUS_LINE_SECONDS = 5.0
+_NETWORK = BROKEN_ERRORS - {ROBOTS_UNAVAILABLE}
 
 
 class Progress:
@@ -78,7 +88,8 @@ def page_rows(stats: dict[str, Any]) -> list[tuple[str, int]]:
         ("ok", stats["ok"]),
         ("client errors (4xx)", sum(n for code, n in codes.items() if 400 <= code < 500)),
         ("server errors (5xx)", sum(n for code, n in codes.items() if code >= 500)),
-        ("network errors", sum(n for error, n in errors.items() if error in BROKEN_ERRORS)),
+        ("network errors", sum(n for error, n in errors.items() if error in _NETWORK)),
+        ("robots.txt answered 5xx", errors.get(ROBOTS_UNAVAILABLE, 0)),
         ("refused by robots.txt", stats.get("robots_refused", 0)),
     ]
     rows.append(("other errors", stats["pages"] - sum(count for _, count in rows)))
@@ -120,6 +131,31 @@ def summary_table(
     for name, value in rows:
         table.add_row(name, str(value))
     return table
+
+
+_WHY_NOT_FETCHED = {
+    ROBOTS_UNAVAILABLE: "its robots.txt answered 5xx: the site is down (RFC 9309: fetch nothing)",
+    "robots": "robots.txt disallows it (--ignore-robots fetches it anyway)",
+    "dns": "its host name does not resolve",
+    "connection-refused": "its host refused the connection",
+    "timeout": "no answer within --timeout",
+    "tls": "the TLS handshake failed",
+    "private-address": "its host resolves to a private address",
+}
+
+
+def seed_failure(record: PageRecord) -> str:
+    """The line that says why a seed was not fetched."""
+    if record.status is not None:
+        reason = f"answered {record.status}"
+        with contextlib.suppress(ValueError):
+            reason += f" {HTTPStatus(record.status).phrase}"
+    else:
+        error = record.error or "no answer"
+        reason = _WHY_NOT_FETCHED.get(error, error)
+    if record.final_url and record.final_url != record.url:
+        reason += f" (redirected to {record.final_url})"
+    return f"seed {redact_url(record.url)} not fetched: {reason}"
 
 
 def broken_line(link: dict[str, Any]) -> str:

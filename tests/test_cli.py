@@ -274,3 +274,47 @@ async def test_an_interrupted_demo_starts_over(tmp_path: Path) -> None:
 
     assert code == 0, err
     assert len(read_jsonl(demo / "pages.jsonl")) > 5
+
+
+async def test_a_site_that_is_down_fails_and_says_why(serve: SiteFactory, tmp_path: Path) -> None:
+    """A host answering 5xx to everything (robots.txt too) is down, not excluded; a seed
+    that cannot be fetched is named on stderr, and no seed fetched is exit 8."""
+
+    async def down(_: web.Request) -> web.Response:
+        return web.Response(status=503, text="down for maintenance")
+
+    site = await serve({"/": down, "/robots.txt": down, "/a": down})
+    fine = await serve(static_site({"/": ["/gone"]}), host="127.0.0.2")
+    refused = f"http://127.0.0.1:{_closed_port()}/"
+    for command in (("check",), ("crawl", "--fail-on-broken")):
+        code, _, err = await run_cli(*command, site.url + "/", "-q", "--retries", "0", cwd=tmp_path)
+        assert code == 8, err
+        assert err.splitlines() == [
+            f"crawler: WARNING: seed {site.url}/ not fetched: its robots.txt answered 5xx: "
+            "the site is down (RFC 9309: fetch nothing)",
+            "crawler: error: no seed could be fetched (1 of 1: see the lines above, or pages.jsonl)",
+        ]
+    assert site.count("/") == 0  # RFC 9309: a 5xx robots.txt still means fetch nothing
+    stats = json.loads((tmp_path / "output" / "stats.json").read_text())
+    assert (stats["broken"], stats["seeds"], stats["seeds_failed"]) == (1, 1, 1)
+    code, out, err = await run_cli(
+        "check", site.url + "/", refused, fine.url + "/nothere", cwd=tmp_path
+    )
+    assert code == 8 and "Traceback" not in err
+    assert f"seed {refused} not fetched: its host refused the connection" in err
+    assert f"seed {fine.url}/nothere not fetched: answered 404 Not Found" in err
+    assert "3 broken" in out
+    # One seed fetched: the crawl did its work, its broken links say the rest.
+    code, _, err = await run_cli("crawl", refused, fine.url + "/", "-q", cwd=tmp_path)
+    assert code == 0 and f"seed {refused} not fetched" in err
+    code, _, _ = await run_cli("check", refused, fine.url + "/", "-q", cwd=tmp_path)
+    assert code == 1
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

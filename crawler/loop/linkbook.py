@@ -48,9 +48,7 @@ FRAGMENT_MISSING = "fragment-missing"
 PAGE_CUT = "page-cut"
 TRAP = "trap"
 # Record errors that mean "not requested by choice": the link is excluded, not broken.
-NOT_REQUESTED = frozenset(
-    {"robots", "robots-unavailable", "private-address", "out-of-scope", "excluded"}
-)
+NOT_REQUESTED = frozenset({"robots", "private-address", "out-of-scope", "excluded"})
 # Fragments that need no element: the top of the page (HTML §7.4.6.4).
 _NO_ELEMENT = ("", "top")
 # Fragments that name no element at all: a text fragment (":~:text=..."), a

@@ -72,7 +72,8 @@ def policy_from(
 
     RFC 9309 §2.3.1.3: a 4xx (or a 3xx left unfollowed) means no restrictions.
     §2.3.1.4: a 5xx or an unreachable server means complete disallow. The
-    host's pages then carry "robots-unavailable" for a 5xx, and the network
+    host's pages then carry "robots-unavailable" for a 5xx (a failure: the site is
+    down, never a quiet exclusion), and the network
     failure itself ("dns", "timeout", ...) when the host could not be reached,
     so that a dead host shows as broken rather than as a robots refusal.
     """
