@@ -18,14 +18,18 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from junitparser import Failure, JUnitXml, Skipped
 from markdown_it import MarkdownIt
 
+from conftest import SiteFactory, static_site, until
 from crawler import CrawlConfig, Crawler, LinkCheck
 from crawler.check_formats import render
+from crawler.net import fetcher
 from crawler.records import Referrer
 from test_cli import run_cli
 
@@ -402,3 +406,52 @@ async def test_a_page_cut_at_max_bytes_is_read_as_far_as_it_goes(tmp_path: Path)
         render([LinkCheck(url + "/long", "ok", "link", 200, "too-large", None, ())], "text", 1)
     )
     assert "Cut at --max-bytes" in text and text.rstrip().endswith("1 page cut at --max-bytes")
+
+
+class DeadNames(AbstractResolver):
+    """Names under .invalid do not resolve, after a wait the test ends (``answer``);
+    every lookup is counted."""
+
+    lookups: ClassVar[list[str]] = []
+    answer: ClassVar[asyncio.Event] = asyncio.Event()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        DeadNames.lookups.append(host)
+        async with asyncio.timeout(30):  # bounded: a test that deadlocks fails
+            await DeadNames.answer.wait()
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_dead_hosts_cost_one_lookup_and_hold_up_no_page(
+    serve: SiteFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page links to the same two dead names, whose lookups answer only once the
+    site's own pages are all fetched: a lookup holds no request slot, each name is
+    looked up once, and a lookup slower than --timeout is reported dns, not timeout."""
+    monkeypatch.setattr(fetcher, "resolver", DeadNames)
+    DeadNames.lookups, DeadNames.answer = [], asyncio.Event()
+    pages = 40
+    routes = {
+        f"/{number}": [
+            *(f"/{child}" for child in (2 * number + 1, 2 * number + 2) if child < pages),
+            f"http://dead-one.invalid/{number}",
+            f"http://dead-two.invalid:8080/{number}",
+        ]
+        for number in range(pages)
+    }
+    site = await serve(static_site(routes))
+    served = asyncio.create_task(until(lambda: len(set(site.requests)) >= pages, 30))
+    served.add_done_callback(lambda _: DeadNames.answer.set())
+    results = await check(
+        CrawlConfig(seeds=[site.url + "/0"], check=True, concurrency=2, per_host=2, timeout=1)
+    )
+    assert served.done() and not served.cancelled() and served.exception() is None
+    assert sorted(DeadNames.lookups) == ["dead-one.invalid", "dead-two.invalid"]
+    dead = [result for url, result in results.items() if ".invalid" in url]
+    assert len(dead) == 2 * pages
+    assert {(result.result, result.error) for result in dead} == {("broken", "dns")}

@@ -28,11 +28,11 @@ from crawler.config import CrawlConfig
 from crawler.frontier.protocol import Frontier
 from crawler.loop.gate import LinkGate
 from crawler.loop.linkbook import Found, LinkBook, restore_book, unpack_found
-from crawler.loop.offload import in_thread
 from crawler.loop.parsing import BIG_PAGE_BYTES
 from crawler.loop.recording import RecordSink, build_record
 from crawler.loop.runs import Opened
 from crawler.net.fetcher import Fetcher, Response
+from crawler.offload import in_thread
 from crawler.output.check_cache import pack_refs
 from crawler.output.journal import Journal, Sink
 from crawler.records import Completion, Entry, PageRecord

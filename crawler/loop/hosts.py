@@ -19,8 +19,8 @@ from crawler.config import CrawlConfig
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
 from crawler.loop.gate import LinkGate
-from crawler.loop.offload import in_thread
 from crawler.net.fetcher import Fetcher, Response
+from crawler.offload import in_thread
 from crawler.output.journal import Sink
 from crawler.records import Entry
 from crawler.stats import Tally
@@ -37,6 +37,9 @@ from crawler.web.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 MAX_SITEMAP_NESTING = 2
 # Failures that say the host itself cannot be reached, not only one URL.
 HOST_DOWN = frozenset({"connection-refused", "dns", "tls", "private-address"})
+# How soon a host whose name is being looked up is asked again, at first (then
+# half the time the lookup has taken so far, up to half a second).
+LOOKUP_POLL = 0.02
 # A robots.txt Crawl-delay above this is honoured only up to it.
 MAX_CRAWL_DELAY = 60.0
 
@@ -79,6 +82,20 @@ class HostKnowledge:
         # that could not be reached at all, with the reason.
         self._answered: set[str] = set()
         self._unreachable: dict[str, str] = {}
+        # Hosts whose name was looked up (or needs none).
+        self._named: set[str] = set()
+
+    def looking_up(self, lease: Lease) -> Outcome | None:
+        """While the host's name is looked up (net/lookups.py), its entry goes back first
+        in line and the host waits a moment: a slow or dead name holds no request slot
+        and no other host's pages."""
+        if lease.host in self._named:
+            return None
+        looked = self._fetcher.looking_up(lease.entry.url)
+        if looked is None:
+            self._named.add(lease.host)
+            return None
+        return Outcome(lease.entry, retry_after=min(max(looked / 2, LOOKUP_POLL), 0.5))
 
     def needs_robots(self, host: str) -> bool:
         return not self.config.ignore_robots and host not in self._robots
@@ -128,7 +145,9 @@ class HostKnowledge:
         policy = self._policy(answer)
         failures = self._robots_failures.get(lease.host, 0)
         retry_after = None
-        if policy.refuse_all is not None and failures < self.config.retries:
+        # A name that does not resolve is not asked again (its lookup is kept).
+        retried = policy.refuse_all not in (None, "dns")
+        if retried and failures < self.config.retries:
             # RFC 9309 §2.3.1.4: unreachable means disallow all, but not forever.
             self._robots_failures[lease.host] = failures + 1
             retry_after = min(2.0**failures, self.config.max_retry_after)

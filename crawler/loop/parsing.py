@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from crawler.loop.gate import LinkGate, Sorted
-from crawler.loop.offload import in_thread
 from crawler.net.fetcher import Response
+from crawler.offload import in_thread
 from crawler.web.parser import ParsedPage, RefsReader, header_directives, parse_html
 from crawler.web.refs import PageRefs
 

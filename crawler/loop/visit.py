@@ -89,6 +89,8 @@ class Visitor:
         if not self._gate.admits(entry):  # a shared frontier's entry is anyone's writing
             await self._recorder.give_up(entry, OUT_OF_SCOPE)
             return DONE
+        if (looking_up := self._hosts.looking_up(lease)) is not None:
+            return looking_up
         if self._hosts.needs_robots(lease.host):
             deferred = await self._hosts.learn_robots(lease)
             if deferred is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
+import socket
 import ssl
 import time
 import zlib
@@ -28,9 +29,10 @@ import brotli
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
+from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress, address_kind
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
+from crawler.net.lookups import Lookups, SystemResolver
 from crawler.records import TOO_LARGE
 from crawler.web.parser import HTML_TYPES
 
@@ -141,8 +143,8 @@ PRIVATE_ADDRESS = "private-address"
 
 
 def resolver() -> AbstractResolver:
-    """The resolver under the address guard: aiohttp's own (tests swap this one)."""
-    return aiohttp.DefaultResolver()
+    """The resolver under the lookups' memory and the address guard (tests swap this one)."""
+    return SystemResolver()
 
 
 class Fetcher:
@@ -169,13 +171,16 @@ class Fetcher:
         self._concurrency = concurrency
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._lookups: Lookups | None = None
 
     async def __aenter__(self) -> Fetcher:
+        self._lookups = Lookups(resolver())
         connector = aiohttp.TCPConnector(
             limit=self._concurrency,
             limit_per_host=0,
             ttl_dns_cache=300,
-            resolver=GuardedResolver(self._addresses, resolver()),
+            family=socket.AF_UNSPEC,
+            resolver=GuardedResolver(self._addresses, self._lookups),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -205,6 +210,18 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def looking_up(self, url: str) -> float | None:
+        """How long the name of ``url``'s host has been looked up (net/lookups.py), the
+        lookup started if it was not; None once it is known, and for a host that is an
+        address or a request that goes through a proxy (the proxy looks it up)."""
+        if self._lookups is None or self._identity.proxy(url) is not None:
+            return None
+        parsed = URL(url, encoded=True)
+        host = parsed.raw_host
+        if not host or address_kind(host) is not None:
+            return None
+        return self._lookups.pending(host, parsed.port or 0)
 
     async def fetch(
         self,
