@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from xml.etree import ElementTree
 
 from crawler.escapes import visible
+from crawler.output.checks_file import counts_line
 from crawler.records import RESULTS, TOO_LARGE, LinkCheck, shown_reason
 
 FORMATS = ("text", "json", "markdown", "junit", "csv")
@@ -47,10 +48,7 @@ def counts(checks: Sequence[LinkCheck]) -> dict[str, int]:
 
 
 def summary_line(checks: Sequence[LinkCheck], pages: int) -> str:
-    parts = ", ".join(f"{number:,} {result}" for result, number in counts(checks).items())
-    cut = len(cut_pages(checks))
-    more = f"; {cut:,} {'page' if cut == 1 else 'pages'} cut at --max-bytes" if cut else ""
-    return f"{len(checks):,} URLs checked on {pages:,} pages: {parts}{more}"
+    return counts_line(counts(checks), pages, len(cut_pages(checks)))
 
 
 def cut_pages(checks: Sequence[LinkCheck]) -> list[str]:

@@ -30,6 +30,7 @@ from crawler.config import CrawlConfig, build_config
 from crawler.errors import ConfigError, CrawlerError, NothingToDo, OutputFailed
 from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
 from crawler.logs import setup_logging
+from crawler.output.checks_file import counts_line
 from crawler.output.files import OutputLock
 from crawler.output.passes import broken_changes, settle_update
 from crawler.output.report import broken_links, summarize
@@ -329,7 +330,12 @@ def run_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot read the crawl in {directory}: {error}") from None
     console = Console(highlight=False, soft_wrap=True)
     if not args.broken:
-        console.print(summary_table(summary.stats, directory, summary.slowest_hosts()))
+        stats = summary.stats
+        if summary.is_check():  # the check's counts, as report.html's cards say them
+            stats = {**stats, "broken": summary.check_counts["broken"]}
+        console.print(summary_table(stats, directory, summary.slowest_hosts()))
+        if summary.is_check():
+            console.print(counts_line(summary.check_counts, stats["pages"]))
         console.print(f"report: {write_report(directory)}")
     for link in broken_links(directory):
         # Printed as they are: rich markup would eat "[::1]" in an IPv6 URL.

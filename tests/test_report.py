@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -203,3 +204,57 @@ async def test_many_broken_links_and_referrers_are_capped_where_people_read(
     code, printed, err = await run_cli("report", "out", "--broken", cwd=tmp_path)
     assert code == 0, err
     assert len(printed.splitlines()) == SHOWN_BROKEN + 7
+
+
+async def test_a_checks_reports_tell_one_story(serve: SiteFactory, tmp_path: Path) -> None:
+    """A check's report.html and `crawler report` say the check's counts (not the
+    crawl's), cap every list of referrers, count pages (not links) and every page that
+    shares a title, and call themselves a link check."""
+    pages = 30
+    routes = {
+        f"/{n}": [
+            *(f"/{child}" for child in (2 * n + 1, 2 * n + 2) if child < pages),
+            "/gone.js",
+            "/gone.js",  # twice on a page: still one page
+            "/1#nowhere",
+            *([f"/missing-{n}"] if n < 8 else []),
+        ]
+        for n in range(pages)
+    }
+    site = await serve(static_site(routes))
+    out = tmp_path / "out"
+    code, _, err = await run_cli("check", site.url + "/0", "-o", "out", "-q", cwd=tmp_path)
+    assert code == 1, err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["broken"] == 9  # the crawl's: the pages that answered 404
+    page = (out / "report.html").read_text()
+    assert "<title>Link check report: out</title>" in page
+    cards = {k: v for v, k in re.findall(r'<div class="card"><b>([^<]+)</b>([^<]+)</div>', page)}
+    assert (cards["Broken"], cards["Pages crawled"]) == ("10", "39")
+    assert "30 pages (and 20 more)" in page  # /gone.js: the pages, not the 60 links
+    broken = re.search(r'<table id="broken">(.*?)</table>', page)
+    assert broken is not None and broken.group(1).count(f'{site.url}/gone.js">') == 1
+    assert '<p id="duplicate-titles">None.</p>' in page  # each title is its path
+    code, printed, _ = await run_cli("report", "out", cwd=tmp_path)
+    assert code == 0
+    assert re.search(r"broken links\s+│ 10 ", printed)
+    assert "URLs checked on 39 pages: " in printed and "10 broken" in printed
+    for line in (await run_cli("report", "out", "--broken", cwd=tmp_path))[1].splitlines():
+        assert line.count(site.url) <= 11  # the link and at most ten pages
+
+
+def test_a_title_shared_by_30_pages_says_30(tmp_path: Path) -> None:
+    from crawler.output.report_html import write_report
+
+    (tmp_path / "stats.json").write_text(json.dumps({"pages": 31}))
+    records = [
+        {"url": f"http://s.test/{n}", "status": 200, "content_type": "text/html",
+         "title": "Home" if n < 30 else "Other", "kind": "page"}
+        for n in range(31)
+    ]  # fmt: skip
+    (tmp_path / "pages.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = write_report(tmp_path).read_text()
+    shared = re.search(r'<table id="duplicate-titles">(.*?)</table>', page)
+    assert shared is not None and "<td>Home</td><td>30</td>" in shared.group(1)
+    assert shared.group(1).count("http://s.test/") == 2 * 10  # the first ten, href and text
+    assert "Other" not in shared.group(1)

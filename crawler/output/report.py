@@ -58,7 +58,9 @@ class Summary:
     redirects: list[tuple[str, str, int]] = field(default_factory=list)
     untitled: list[str] = field(default_factory=list)
     untitled_count: int = 0
+    # Titles with the first pages of each, and how many pages have each.
     titles: dict[str, list[str]] = field(default_factory=dict)
+    title_counts: Counter[str] = field(default_factory=Counter)
     # Status class by site section (the first path segment): {section: Counter}.
     sections: dict[str, Counter[str]] = field(default_factory=dict)
     first: str | None = None
@@ -70,9 +72,15 @@ class Summary:
     check_sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     check_totals: Counter[str] = field(default_factory=Counter)
 
-    def duplicate_titles(self) -> list[tuple[str, list[str]]]:
-        shared = [(title, urls) for title, urls in self.titles.items() if len(urls) > 1]
-        return sorted(shared, key=lambda item: -len(item[1]))[:LISTED]
+    def duplicate_titles(self) -> list[tuple[str, int, list[str]]]:
+        """Titles of several pages, the most shared first: (title, pages, the first pages)."""
+        counts = self.title_counts
+        shared = [(title, counts[title], urls) for title, urls in self.titles.items()]
+        return sorted((item for item in shared if item[1] > 1), key=lambda item: -item[1])[:LISTED]
+
+    def is_check(self) -> bool:
+        """A crawler check's folder (checks.jsonl): its reports say the check's counts."""
+        return bool(self.check_counts)
 
     def slowest_hosts(self, count: int = 5) -> list[tuple[str, float]]:
         means = {host: self.host_ms[host] / n for host, n in self.hosts.items() if n}
@@ -217,7 +225,8 @@ def _note(summary: Summary, record: dict[str, Any]) -> None:
                 summary.untitled.append(url)
         elif title in summary.titles or len(summary.titles) < MAX_TITLES:
             urls = summary.titles.setdefault(title, [])
-            if len(urls) < 10:
+            summary.title_counts[title] += 1
+            if len(urls) < SHOWN_REFERRERS:
                 urls.append(url)
     start = url.find("/", url.find("://") + 3)
     path = url[start:].partition("?")[0] if start != -1 else "/"

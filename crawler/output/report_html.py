@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from crawler.output.checks_file import counts_line
 from crawler.output.files import write_file
 from crawler.output.report import (
     FRAGMENTS,
@@ -41,6 +42,16 @@ _CARDS = (
     ("retries", "Retries", ""),
     ("duration_s", "Duration", " s"),
     ("pages_per_s", "Pages per second", ""),
+)
+# A check's cards: its results, then the crawl that found the links.
+_CHECK_CARDS = (
+    ("checked", "Links checked"),
+    ("ok", "OK"),
+    ("broken", "Broken"),
+    ("timeout", "Timed out"),
+    ("redirected", "Redirected"),
+    ("excluded", "Excluded"),
+    ("unsupported", "Not http(s)"),
 )
 _CHANGES = (
     ("new", "New"),
@@ -92,8 +103,17 @@ def _what(summary: Summary) -> str:
     return '<dl id="crawled">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
-def _cards(stats: dict[str, Any]) -> str:
-    cards = [(label, f"{stats.get(key, 0):,}{unit}") for key, label, unit in _CARDS]
+def _cards(summary: Summary) -> str:
+    stats = summary.stats
+    if summary.is_check():
+        counts = {"checked": sum(summary.check_counts.values()), **summary.check_counts}
+        cards = [(label, f"{counts.get(key, 0):,}") for key, label in _CHECK_CARDS]
+        cards += [
+            ("Pages crawled", f"{stats.get('pages', 0):,}"),
+            ("Duration", f"{stats.get('duration_s', 0):,} s"),
+        ]
+    else:
+        cards = [(label, f"{stats.get(key, 0):,}{unit}") for key, label, unit in _CARDS]
     if any(stats.get(key) for key, _ in _CHANGES):
         cards += [
             (f"{label} since the last pass", f"{stats.get(key, 0):,}") for key, label in _CHANGES
@@ -130,9 +150,12 @@ def _broken(broken: list[dict[str, Any]], count: int) -> str:
     return table
 
 
-def _referrers(pages: list[str], count: int) -> str:
-    """The first SHOWN_REFERRERS pages that link here, then how many more."""
-    shown = "".join(f"<li>{link(page)}</li>" for page in pages[:SHOWN_REFERRERS])
+def _referrers(pages: list[str], count: int, lines: list[int] | None = None) -> str:
+    """The first SHOWN_REFERRERS pages that link here (with the line, when known), then
+    how many pages in all."""
+    first = pages[:SHOWN_REFERRERS]
+    at = [f" line {line}" for line in lines] if lines else [""] * len(first)
+    shown = "".join(f"<li>{link(page)}{where}</li>" for page, where in zip(first, at, strict=True))
     count = max(count, len(pages))
     more = count - min(len(pages), SHOWN_REFERRERS)
     rest = f" (and {more:,} more)" if more > 0 else ""
@@ -143,8 +166,8 @@ def _checks(summary: Summary) -> str:
     """crawler check's results: the counts, then a section per kind of failing link."""
     if not summary.check_counts:
         return ""
-    counts = ", ".join(f"{n:,} {result}" for result, n in sorted(summary.check_counts.items()))
-    parts = [f"<h2>Links checked</h2><p id='check-counts'>{html.escape(counts)}</p>"]
+    line = counts_line(summary.check_counts, summary.stats.get("pages", 0))
+    parts = [f"<h2>Links checked</h2><p id='check-counts'>{html.escape(line)}</p>"]
     for number, section in enumerate((OFFSITE, IMAGES, REQUISITES, FRAGMENTS)):
         rows = [
             [
@@ -152,12 +175,7 @@ def _checks(summary: Summary) -> str:
                     str(shown_reason(check.get("status"), check.get("error")) or check["result"])
                 ),
                 link(check["url"]),
-                "<ul class='refs'>"
-                + "".join(
-                    f"<li>{link(ref['page'])} line {int(ref['line'])}</li>"
-                    for ref in check.get("referrers", [])[:LISTED]
-                )
-                + "</ul>",
+                _check_referrers(check.get("referrers", [])),
             ]
             for check in summary.check_sections.get(section, [])
         ]
@@ -166,6 +184,16 @@ def _checks(summary: Summary) -> str:
         header = ["Status", "Link", "Linked from (line)"]
         parts.append(_table(f"check-{number}", header, rows, "None."))
     return "".join(parts)
+
+
+def _check_referrers(referrers: list[dict[str, Any]]) -> str:
+    """A result's referrers: the first pages with the line of the link, and how many
+    pages (not links: a page that links twice counts once)."""
+    first: dict[str, int] = {}
+    for referrer in referrers:
+        first.setdefault(str(referrer["page"]), int(referrer["line"]))
+    pages = list(first)
+    return _referrers(pages, len(pages), [first[page] for page in pages[:SHOWN_REFERRERS]])
 
 
 def _since(summary: Summary) -> str:
@@ -185,8 +213,8 @@ def _pages(summary: Summary) -> str:
     redirects = [[link(url), link(final), str(hops)] for url, final, hops in summary.redirects]
     untitled = [[link(url)] for url in summary.untitled]
     shared = [
-        [html.escape(title), str(len(urls)), "<br>".join(link(url) for url in urls)]
-        for title, urls in summary.duplicate_titles()
+        [html.escape(title), f"{count:,}", "<br>".join(link(url) for url in urls)]
+        for title, count, urls in summary.duplicate_titles()
     ]
     sections = [
         [html.escape(section)] + [f"{counts[kind]:,}" for kind in _CLASSES]
@@ -328,7 +356,7 @@ def render(summary: Summary, title: str) -> str:
 <h1>{html.escape(title)}</h1>
 <h2>What was crawled</h2>
 {_what(summary)}
-{_cards(summary.stats)}
+{_cards(summary)}
 <h2>Broken links</h2>
 {_broken(summary.broken, summary.broken_count)}
 {_since(summary)}
@@ -344,5 +372,6 @@ def write_report(directory: Path) -> Path:
     """Write DIR/report.html from the crawl's files; return its path."""
     summary = summarize(directory)
     path = directory / "report.html"
-    write_file(path, render(summary, f"Crawl report: {directory.resolve().name}"))
+    kind = "Link check report" if summary.is_check() else "Crawl report"
+    write_file(path, render(summary, f"{kind}: {directory.resolve().name}"))
     return path
