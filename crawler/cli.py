@@ -70,7 +70,9 @@ async def _crawl(
     for signum in _SIGNAL_EXIT:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        with Progress(stderr, not quiet, config.max_pages) as progress:
+        # --verbose writes a line a URL to stderr: no progress line between them.
+        shown = not quiet and not log.isEnabledFor(logging.DEBUG)
+        with Progress(stderr, shown, config.max_pages) as progress:
             async with crawl:
                 async for record in crawl:
                     progress.update(crawl.stats)
@@ -86,7 +88,16 @@ async def _crawl(
 
 
 def _said(record: PageRecord) -> None:
-    """A seed not fetched, on stderr; a broken link, in the log."""
+    """Every URL done, in the debug log (--verbose); a seed not fetched, on stderr; a
+    broken link, in the log."""
+    log.debug(
+        "%s %s %s (%d ms, depth %d)",
+        record.status or record.error,
+        record.kind,
+        record.url,
+        record.elapsed_ms,
+        record.depth,
+    )
     if record.is_seed() and not record.answered():
         log.warning("%s", seed_failure(record))
     if record.is_broken():
@@ -148,7 +159,7 @@ def _settled(args: argparse.Namespace) -> tuple[CrawlConfig, dict[str, Any]]:
     """The config of a crawl or check command, and every value it was given."""
     settings = settings_from(args)
     values = settings.values
-    setup_logging(values.get("log_file"))
+    setup_logging(values.get("log_file"), verbose=bool(values.get("verbose")))
     if settings.note:
         log.info("%s", settings.note)
     if args.command == "check":

@@ -25,7 +25,7 @@ DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
 FRONTIER_SCHEMES = ("redis://", "rediss://", "unix://")
 # Settings of the command line only: config.toml may hold them, CrawlConfig does not.
-CLI_KEYS = frozenset({"quiet", "log_file", "fail_on_broken", "report_format", "report"})
+CLI_KEYS = frozenset({"quiet", "verbose", "log_file", "fail_on_broken", "report_format", "report"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,6 +243,12 @@ def _run_flags(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "crawl":
         _switch(parser, "--fail-on-broken", help="exit 1 when broken links were found")
     _switch(parser, "-q", "--quiet", help="no progress or summary; only what needs a person")
+    _switch(
+        parser,
+        "-v",
+        "--verbose",
+        help="a debug log on stderr: every URL as it is done, with its status and time",
+    )
     flag("--log-file", type=Path, metavar="PATH", help="write a readable log of the crawl here")
 
 

@@ -30,11 +30,21 @@ class OneLine(Visible):
         return super().format(line)
 
 
-def setup_logging(log_file: str | Path | None) -> None:
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.partition(".")[0] == "crawler"
+
+
+def setup_logging(log_file: str | Path | None, *, verbose: bool = False) -> None:
+    """Warnings and errors on stderr (with ``verbose``, the debug log too); the log
+    file gets the crawl's story from INFO up."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     stderr = logging.StreamHandler()
     stderr.setLevel(logging.WARNING)
+    if verbose:  # the crawler's own debug log; other libraries' warnings only
+        logging.getLogger("crawler").setLevel(logging.DEBUG)
+        stderr.setLevel(logging.DEBUG)
+        stderr.addFilter(_ours_or_warning)
     stderr.setFormatter(OneLine("crawler: %(levelname)s: %(message)s"))
     root.addHandler(stderr)
     if log_file is not None:
@@ -42,5 +52,6 @@ def setup_logging(log_file: str | Path | None) -> None:
             handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"cannot write log file {log_file}: {error.strerror}") from None
+        handler.setLevel(logging.INFO)
         handler.setFormatter(Visible("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)

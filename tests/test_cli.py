@@ -318,3 +318,20 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def test_verbose_is_a_debug_log_of_every_url_on_stderr(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(static_site({"/": ["/a", "/missing"], "/a": []}))
+    code, _, err = await run_cli("crawl", site.url + "/", "-o", "out", "-v", cwd=tmp_path)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "DEBUG" in line]
+    assert sorted(line.split(" (")[0] for line in lines) == [
+        f"crawler: DEBUG: 200 page {site.url}/",
+        f"crawler: DEBUG: 200 page {site.url}/a",
+        f"crawler: DEBUG: 404 page {site.url}/missing",
+    ]
+    assert "in flight" not in err  # no progress line between them
+    code, _, err = await run_cli("crawl", site.url + "/", "-o", "again", cwd=tmp_path)
+    assert code == 0 and "DEBUG" not in err
