@@ -15,7 +15,7 @@ import io
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -455,3 +455,43 @@ async def test_dead_hosts_cost_one_lookup_and_hold_up_no_page(
     dead = [result for url, result in results.items() if ".invalid" in url]
     assert len(dead) == 2 * pages
     assert {(result.result, result.error) for result in dead} == {("broken", "dns")}
+
+
+async def test_what_peers_check_is_checked(serve: SiteFactory) -> None:
+    """Cases from LinkChecker's and lychee's test data: fragments on pages the crawl
+    does not read (past --max-depth), GET forms and formaction, @import without url(),
+    and file: links (broken for every visitor)."""
+
+    def page(body: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handler(_: web.Request) -> web.Response:
+            return web.Response(text=f"<html><body>{body}</body></html>", content_type="text/html")
+
+        return handler
+
+    site = await serve(
+        {
+            "/": page('<a href="/a">a</a>'),
+            "/a": page(
+                '<a href="/deep#here">here</a><a href="/deep#gone">gone</a>'
+                '<form action="/search" method="get"><input name="q">'
+                '<button formaction="/alt">alt</button></form>'
+                '<form action="/post-only" method="post"><button>send</button></form>'
+                '<style>@import "/missing.css";</style>'
+                '<a href="file:///C:/site/index.html">on my disk</a>'
+            ),
+            "/deep": page('<p id="here">deep</p>'),
+            "/alt": page("alt"),
+        }
+    )
+    results = await check(CrawlConfig(seeds=[site.url + "/"], check=True, max_depth=1))
+
+    def outcome(url: str) -> tuple[str, str, str | None]:
+        return results[url].result, results[url].kind, results[url].error
+
+    assert outcome(site.url + "/deep#here") == ("ok", "link", None)
+    assert outcome(site.url + "/deep#gone") == ("broken", "link", "fragment-missing")
+    assert outcome(site.url + "/search")[:2] == ("broken", "form")
+    assert outcome(site.url + "/alt") == ("ok", "form", None)
+    assert site.url + "/post-only" not in results and site.count("/post-only") == 0
+    assert outcome(site.url + "/missing.css")[:2] == ("broken", "stylesheet")
+    assert outcome("file:///C:/site/index.html") == ("broken", "link", "file-url")

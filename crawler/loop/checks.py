@@ -73,15 +73,15 @@ class Checker:
         self._pages = pages_done
 
     def checked_only(self, entry: Entry) -> Entry:
-        """The entry as it is visited: a page past --max-pages is only checked (a link),
-        not crawled, so every link of the pages crawled gets its result."""
+        """The entry as it is visited: a page past --max-pages is only checked (and read
+        for its ids), not crawled, so every link of the pages crawled gets its result."""
         limit = self._config.max_pages
         if not entry.counts_as_page() or limit is None:
             return entry
         if self._pages < limit:
             self._pages += 1
             return entry
-        return replace(entry, kind="link")
+        return replace(entry, kind="anchors")  # read for its ids, as a page not crawled
 
     def cached(self, entry: Entry) -> PageRecord | None:
         """A working record of this URL from an earlier pass, younger than --cache-age."""

@@ -10,7 +10,8 @@ LinkCheck per URL (and one per ``#fragment`` whose target page was read).
 
 Rules, in order, for a link as written:
 1. a scheme other than http(s) (mailto:, tel:, data:, javascript:...):
-   *unsupported*, counted, never requested;
+   *unsupported*, counted, never requested; but a ``file:`` link is *broken*
+   ("file-url"): it names a file on the author's disk, which no visitor has;
 2. it does not resolve to a URL a browser could request: *broken*
    ("invalid-url");
 3. ``--exclude`` matches and ``--include`` does not (lychee's rule: an
@@ -42,6 +43,7 @@ from crawler.web.urls import normalize, resolver
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 UNSUPPORTED = "unsupported"
 INVALID = "invalid-url"
+FILE_URL = "file-url"
 FRAGMENT_MISSING = "fragment-missing"
 # A fragment not found in the part read of a page cut at --max-bytes: its element may
 # stand past the cut, so it is not checked (never reported missing).
@@ -65,7 +67,7 @@ class Found:
     fragment: str | None
     line: int
     kind: str
-    # "url", UNSUPPORTED or INVALID.
+    # "url", UNSUPPORTED, INVALID or FILE_URL.
     category: str = "url"
 
     def row(self) -> tuple[str, str | None, int, str, str]:
@@ -131,7 +133,8 @@ class LinkBook:
             written, _, fragment = ref.written.partition("#")
             scheme = _SCHEME.match(written)
             if scheme and scheme.group()[:-1].lower() not in ("http", "https"):
-                found.append(Found(ref.written, None, ref.line, ref.kind, UNSUPPORTED))
+                category = FILE_URL if scheme.group().lower() == "file:" else UNSUPPORTED
+                found.append(Found(ref.written, None, ref.line, ref.kind, category))
                 continue
             url = join(written)
             if url is None:
@@ -170,7 +173,8 @@ class LinkBook:
         all but the unsupported, invalid and excluded ones, and those the crawl has
         just ``queued`` as pages (the frontier would keep their first entry anyway: a
         URL the crawl follows stays a page). A link it does not follow (nofollow,
-        past --max-depth, refused by --deny) is checked."""
+        past --max-depth, refused by --deny) is checked, a page of the site read for
+        its ids."""
         entries = []
         pages = frozenset(queued)
         for link in found:
@@ -181,8 +185,10 @@ class LinkBook:
                 continue
             if link.kind == "stylesheet":
                 kind = "stylesheet"
-            elif link.kind in NAVIGATION and verdict == OFFSITE:
-                kind = self._offsite_kind
+            elif link.kind in NAVIGATION:
+                # A page of the site the crawl does not read (past --max-depth, nofollow)
+                # is read for its ids, so its fragments get their result.
+                kind = self._offsite_kind if verdict == OFFSITE else "anchors"
             else:
                 kind = "link"
             entries.append(Entry(link.key, depth + 1, page, kind=kind))
@@ -232,8 +238,8 @@ class LinkBook:
         category = self._categories.get(key)
         if category == UNSUPPORTED:
             return LinkCheck(key, "unsupported", kind, None, None, None, referrers)
-        if category == INVALID:
-            return LinkCheck(key, "broken", kind, None, INVALID, None, referrers)
+        if category in (INVALID, FILE_URL):
+            return LinkCheck(key, "broken", kind, None, category, None, referrers)
         if self._excluded_by_rules(key):
             return LinkCheck(key, "excluded", kind, None, "excluded", None, referrers)
         if self._gate.verdict(key) == DROPPED and result is None:

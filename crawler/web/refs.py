@@ -7,10 +7,13 @@ and the page's requisites: ``img src`` and ``srcset``, ``picture``'s
 preloads, the manifest, and the pages of canonical, alternate, next...; not
 dns-prefetch or preconnect, which name origins), ``video``/``audio``/
 ``source``/``track``, ``video poster``, ``object data``, ``embed src``,
-``input type=image``, the legacy ``background`` and ``cite`` attributes, and
-``url(...)`` in ``style`` attributes and ``<style>`` elements. A stylesheet is read for
-``url(...)`` only (``css_refs``). Also the page's anchors: every ``id`` and
-every ``a name``, the targets of its ``#fragment`` links.
+``input type=image``, the legacy ``background`` and ``cite`` attributes, the
+``action`` of a GET form and the ``formaction`` of its submit buttons (kind
+"form": checked, never crawled; a POST form's is not asked without its data),
+and ``url(...)`` and ``@import`` in ``style`` attributes and ``<style>`` elements.
+A stylesheet is read for ``url(...)`` and ``@import`` only (``css_refs``). Also
+the page's anchors: every ``id`` and every ``a name``, the targets of its
+``#fragment`` links.
 
 Links are returned as written; the line is that of the tag (lxml's
 ``sourceline``, 1-based; a ``url()`` counts the lines inside its ``<style>``).
@@ -54,7 +57,7 @@ _SRC_KINDS = {
 }
 _TAGS = frozenset(
     {"a", "area", "img", "source", "script", "link", "iframe", "frame", "video", "audio"}
-    | {"track", "object", "embed", "input", "meta", "style"}
+    | {"track", "object", "embed", "input", "meta", "style", "form", "button"}
     | _BACKGROUND_TAGS
     | _CITE_TAGS
 )
@@ -67,6 +70,8 @@ _WHITESPACE = " \t\n\r\f"
 _CSS_URL = re.compile(
     r"""url\(\s*+(?:"([^"\n]*+)"|'([^'\n]*+)'|([^)"'\s(]*+))\s*+\)""", re.IGNORECASE
 )
+# ``@import "x.css"``: a stylesheet named by a string, without url().
+_CSS_IMPORT = re.compile(r"""@import\s++(?:"([^"\n]*+)"|'([^'\n]*+)')""", re.IGNORECASE)
 _REFRESH = re.compile(r"""^\s*[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?["']?([^"']*)["']?""", re.I)
 
 
@@ -109,22 +114,33 @@ def srcset_urls(value: str) -> list[str]:
 
 
 def css_refs(text: str, first_line: int = 1, kind: str = "css") -> list[Ref]:
-    """The ``url(...)`` of a stylesheet's text (comments skipped), each with its line.
+    """The ``url(...)`` of a stylesheet's text (comments skipped), each with its line;
+    an ``@import``'s (``url()`` or a string) is of kind "stylesheet", read in turn.
 
     Linear in the text, whatever it holds (a stylesheet made of ``url(`` with no
     closing parenthesis, or of unclosed comments, is read once): see ``_CSS_URL``."""
     text = _without_comments(text)
+    found = [(match.start(), match, kind) for match in _CSS_URL.finditer(text)]
+    if "@import" in text.lower():
+        found += [(match.start(), match, "stylesheet") for match in _CSS_IMPORT.finditer(text)]
+        found.sort(key=lambda item: item[0])
     refs = []
     line, counted = first_line, 0
     count = text.count
-    for match in _CSS_URL.finditer(text):
+    for start, match, named in found:
         written = match[match.lastindex or 0].strip()  # the one alternative that matched
         if written:
-            start = match.start()
             line += count("\n", counted, start)
             counted = start
-            refs.append(Ref(written, line, kind))
+            if named != "stylesheet" and _imported(text, start):
+                named = "stylesheet"
+            refs.append(Ref(written, line, named))
     return refs
+
+
+def _imported(text: str, start: int) -> bool:
+    """The url() at ``start`` follows an ``@import``: it names a stylesheet."""
+    return text[max(0, start - 40) : start].rstrip().lower().endswith("@import")
 
 
 def _without_comments(text: str) -> str:
@@ -217,9 +233,15 @@ def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: 
         refs += css_refs(element.text or "", line)
     elif tag == "object":
         _add(refs, get("data"), line, "object")
-    elif tag == "input":
-        if str(get("type", "")).lower() == "image":
+    elif tag == "form":
+        if str(get("method", "get")).strip().lower() == "get":
+            _add(refs, get("action"), line, "form")
+    elif tag in ("input", "button"):
+        kind = str(get("type", "submit" if tag == "button" else "text")).strip().lower()
+        if kind == "image":
             _add(refs, get("src"), line, "image")
+        if kind in ("submit", "image") and _submits_with_get(element):
+            _add(refs, get("formaction"), line, "form")
     elif tag == "source":
         parent = element.getparent()
         in_picture = parent is not None and parent.tag == "picture"
@@ -234,6 +256,16 @@ def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: 
                 _add(refs, url, line, "image")
         elif tag == "video":
             _add(refs, get("poster"), line, "image")
+
+
+def _submits_with_get(element: etree._Element) -> bool:
+    """A submit button's form is sent with GET (its formmethod, else its form's method):
+    a POST endpoint is not asked without its data."""
+    method = element.get("formmethod")
+    if method is None:
+        form = next(element.iterancestors("form"), None)
+        method = form.get("method", "get") if form is not None else "get"
+    return str(method).strip().lower() == "get"
 
 
 def _add(refs: list[Ref], value: str | None, line: int, kind: str) -> None:
