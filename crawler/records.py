@@ -9,6 +9,7 @@ layer keeps it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,22 @@ class Entry:
         """Leased even once --max-pages is reached: a record already started, or a
         link to check (the pages crawled decide what is checked, not the budget)."""
         return self.is_continuation() or self.kind in CHECK_KINDS
+
+
+# A seed whose path says it is a sitemap (XML, gzipped, or a text list) is read as one.
+_SITEMAP_PATH = re.compile(r"(?:sitemap[^/]*\.(?:xml|txt)|\.xml\.gz)(?:\.gz)?$", re.IGNORECASE)
+
+
+def seed_entry(url: str, *, check: bool = False) -> Entry:
+    """A seed URL as the frontier takes it: a sitemap (by its name: sitemap.xml,
+    sitemap_index.xml.gz, sitemap.txt, any .xml.gz) is read as a sitemap, whose pages
+    become seeds; with ``check``, a stylesheet (.css) is read for its url()s."""
+    path = url.partition("?")[0].partition("#")[0]
+    if _SITEMAP_PATH.search(path):
+        return Entry(url, 0, kind="sitemap")
+    if check and path.lower().endswith(".css"):
+        return Entry(url, 0, kind="stylesheet")
+    return Entry(url, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from junitparser import Failure, JUnitXml, Skipped
 from markdown_it import MarkdownIt
 
 from conftest import SiteFactory, static_site, until
-from crawler import CrawlConfig, Crawler, LinkCheck
+from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord
 from crawler.check_formats import render
 from crawler.net import fetcher
 from crawler.records import Referrer
@@ -495,3 +495,42 @@ async def test_what_peers_check_is_checked(serve: SiteFactory) -> None:
     assert site.url + "/post-only" not in results and site.count("/post-only") == 0
     assert outcome(site.url + "/missing.css")[:2] == ("broken", "stylesheet")
     assert outcome("file:///C:/site/index.html") == ("broken", "link", "file-url")
+
+
+async def test_a_sitemap_or_a_stylesheet_given_as_a_start_url_is_read(
+    serve: SiteFactory,
+) -> None:
+    async def sitemap(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        locs = "".join(f"<url><loc>{base}{path}</loc></url>" for path in ("/a", "/b"))
+        xml = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{locs}</urlset>'
+        return web.Response(text=xml, content_type="application/xml")
+
+    async def text_sitemap(request: web.Request) -> web.Response:
+        return web.Response(text=f"http://{request.host}/b\n", content_type="text/plain")
+
+    async def stylesheet(_: web.Request) -> web.Response:
+        return web.Response(text="body { background: url(/gone.png) }", content_type="text/css")
+
+    site = await serve(
+        {
+            **static_site({"/a": ["/missing"], "/b": []}),
+            "/sitemap.xml": sitemap,
+            "/sitemap.txt": text_sitemap,
+            "/site.css": stylesheet,
+        }
+    )
+    results = await check(
+        CrawlConfig(seeds=[site.url + "/sitemap.xml", site.url + "/site.css"], check=True)
+    )
+    assert results[site.url + "/missing"].result == "broken"  # found on /a, from the sitemap
+    assert results[site.url + "/b"].result == "ok"
+    assert results[site.url + "/gone.png"].result == "broken"  # read from the stylesheet
+    crawled = []
+    async with (
+        asyncio.timeout(60),
+        # Only the seed's sitemap: the host's /sitemap.xml is not read.
+        Crawler(CrawlConfig(seeds=[site.url + "/sitemap.txt"], no_sitemaps=True)) as crawl,
+    ):
+        crawled = [record.url async for record in crawl if isinstance(record, PageRecord)]
+    assert crawled == [site.url + "/b"]

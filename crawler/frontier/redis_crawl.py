@@ -31,7 +31,7 @@ from crawler.frontier.redis_codec import (
     with_shared_settings,
 )
 from crawler.frontier.redis_link import RedisLink
-from crawler.records import CrawlStats, Entry
+from crawler.records import CrawlStats, seed_entry
 from crawler.stats import Tally
 from crawler.web.robots import RobotsAnswer
 from crawler.web.urls import normalize, redact_url
@@ -95,7 +95,7 @@ async def _create(link: RedisLink, config: CrawlConfig, host_cap: int) -> tuple[
     """CREATE the crawl with its seeds; their fingerprints if this member created it."""
     crawl_id = f"{time.time_ns():x}"
     seeds = [
-        (Entry(url, 0), stable_fingerprint(url))
+        (seed_entry(url, check=config.check), stable_fingerprint(url))
         for url in map(normalize, config.seeds)
         if url is not None
     ]

@@ -32,7 +32,7 @@ from crawler.loop.hosts import RobotsStore
 from crawler.loop.recording import AfterAck, Recorder
 from crawler.output.journal import Journal, Sink
 from crawler.output.spill import TempSpill
-from crawler.records import CrawlStats, Entry
+from crawler.records import CrawlStats, Entry, seed_entry
 from crawler.stats import Tally
 from crawler.web.urls import normalize
 
@@ -74,7 +74,8 @@ def politeness_for(config: CrawlConfig, shared: SharedSlot | None = None) -> Pol
 
 
 def seed_entries(config: CrawlConfig) -> list[Entry]:
-    return [Entry(url, 0) for url in map(normalize, config.seeds) if url is not None]
+    urls = filter(None, map(normalize, config.seeds))
+    return [seed_entry(url, check=config.check) for url in urls]
 
 
 class LocalRun:

@@ -71,7 +71,7 @@ from crawler.procs.wire import (
     unpack_entries,
     unpack_record,
 )
-from crawler.records import Completion, CrawlStats, Entry, PageRecord
+from crawler.records import Completion, CrawlStats, Entry, PageRecord, seed_entry
 from crawler.stats import Tally
 from crawler.web.urls import normalize
 
@@ -197,7 +197,8 @@ class ProcessFront:
             for index in range(count):
                 self._children.send(index, ("restore", seen[index], pack_entries(pending[index])))
             return
-        seeds = [Entry(url, 0) for url in map(normalize, settings.seeds) if url is not None]
+        urls = filter(None, map(normalize, settings.seeds))
+        seeds = [seed_entry(url) for url in urls]
         self._journal_added(seeds)  # as every entry the parent routes
         self._children.route(pack_entries(seeds))
         self._children.flush_routes(stopping=self._stopping)
