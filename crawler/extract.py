@@ -167,13 +167,35 @@ async def run_extractor(extractor: Extractor, page: Page) -> list[dict[str, Any]
 
 
 def _matcher(pattern: str) -> Callable[[str], object]:
-    """``re:REGEX`` matches anywhere in the URL; anything else is a glob on the whole URL."""
+    """``re:REGEX`` matches anywhere in the URL; a glob from ``/`` matches the URL's path
+    and everything below it (``/docs/`` or ``/docs``: /docs and /docs/..., as wget's -I
+    and -X take folders); any other glob matches the whole URL. A glob that could match
+    no URL (``docs/*``) is refused, with the two spellings that work."""
     try:
         if pattern.startswith("re:"):
             return re.compile(pattern[3:]).search
+        if pattern.startswith("/"):
+            return _path_matcher(pattern)
+        if not pattern.startswith(("http", "*", "?", "[")):
+            raise ConfigError(
+                f"link pattern {pattern!r} can match no URL: a glob matches the whole URL"
+                f" ('*{pattern}*'), or from a slash the URL's path ('/{pattern}')"
+            )
         return re.compile(fnmatch.translate(pattern)).fullmatch
     except re.error as error:
         raise ConfigError(f"bad link pattern {pattern!r}: {error}") from None
+
+
+def _path_matcher(pattern: str) -> Callable[[str], bool]:
+    whole = re.compile(fnmatch.translate(pattern)).fullmatch
+    below = re.compile(fnmatch.translate(pattern.rstrip("/") + "/*")).fullmatch
+
+    def matches(url: str) -> bool:
+        start = url.find("/", url.find("://") + 3)
+        path = url[start:].partition("?")[0].partition("#")[0] if start != -1 else "/"
+        return bool(whole(path) or below(path))
+
+    return matches
 
 
 class LinkRules:

@@ -113,6 +113,8 @@ def summary_table(
     if stats.get("items") or stats.get("error_counts", {}).get("extractor-failed"):
         rows.append(("items extracted", stats.get("items", 0)))
         rows.append(("extractor failures", stats["error_counts"].get("extractor-failed", 0)))
+    if stats.get("excluded_links"):
+        rows.append(("links not followed (--allow/--deny)", stats["excluded_links"]))
     rows += [
         ("redirected", stats.get("redirects", 0)),
         ("broken links", stats.get("broken", 0)),

@@ -335,3 +335,24 @@ async def test_verbose_is_a_debug_log_of_every_url_on_stderr(
     assert "in flight" not in err  # no progress line between them
     code, _, err = await run_cli("crawl", site.url + "/", "-o", "again", cwd=tmp_path)
     assert code == 0 and "DEBUG" not in err
+
+
+async def test_allow_and_deny_take_paths_as_wget_does_and_refuse_what_matches_nothing(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    site = await serve(
+        static_site({"/": ["/deep/a", "/deep/b", "/deeper", "/top"], "/deep/a": [], "/deep/b": []})
+    )
+    code, out, err = await run_cli("crawl", site.url + "/", "--deny", "/deep/", cwd=tmp_path)
+    assert code == 0, err
+    crawled = {record["url"] for record in read_jsonl(tmp_path / "output" / "pages.jsonl")}
+    assert crawled == {site.url + path for path in ("/", "/deeper", "/top")}
+    assert "links not followed (--allow/--deny) │ 2" in out
+    code, _, _ = await run_cli("crawl", site.url + "/", "--allow", "/deep", "-o", "b", cwd=tmp_path)
+    crawled = {record["url"] for record in read_jsonl(tmp_path / "b" / "pages.jsonl")}
+    assert crawled == {site.url + path for path in ("/", "/deep/a", "/deep/b")}
+    assert_one_line_error(
+        await run_cli("crawl", site.url + "/", "--allow", "deep/*", cwd=tmp_path),
+        2,
+        "link pattern 'deep/*' can match no URL: a glob matches the whole URL ('*deep/**')",
+    )
