@@ -193,3 +193,31 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+class LoopLag:
+    """The longest the running loop took to get to a callback that was due, while in
+    ``async with``: how late a test server (on this loop) can stamp a request's arrival.
+    A test that measures gaps between arrivals allows this much on a busy machine."""
+
+    def __init__(self, step: float = 0.005) -> None:
+        self.step = step
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.step
+            await asyncio.sleep(self.step)
+            self.worst = max(self.worst, loop.time() - due)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
