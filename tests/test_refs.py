@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crawler.web.parser import parse_html
+from crawler.web.parser import STREAM_BYTES, parse_html
 from crawler.web.refs import PageAnchors, PageRefs, Ref, css_refs, refresh_target, srcset_urls
 
 
@@ -147,3 +147,24 @@ def test_a_big_ordinary_stylesheet_keeps_every_url_with_its_line() -> None:
         Ref("x", 1, "css"),
         Ref("y", 1, "css"),
     ]
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_the_line_is_where_the_tag_starts(big: bool) -> None:
+    """lxml says where a start tag ends; a link checker names where it starts (as
+    LinkChecker's and lychee's test data do), however the tag is spread over lines."""
+    page = (
+        "<html><body>\n"  # 1
+        '<a\n  class="x"\n  href="/multi">t</a> <a href="/same">s</a>\n'  # 2-4
+        '<IMG\n SRC="/pic.png"\n>\n'  # 5-7
+        '<a href="/q?a=1&amp;b=2"\n>entity</a>\n'  # 8-9
+        '<link rel="stylesheet"\n\n href="/site.css">\n'  # 10-12
+    )
+    padding = "<p>x</p>\n" * (STREAM_BYTES // 9 + 1) if big else ""
+    body = (page + padding + "</body></html>").encode()
+    lines = {
+        ref.written: ref.line for ref in parse_html(body, "http://h/", None, refs=PageRefs).refs
+    }
+    assert lines["/multi"] == 2 and lines["/same"] == 4 and lines["/pic.png"] == 5
+    assert lines["/site.css"] == 10
+    assert lines["/q?a=1&b=2"] in (8, 9)  # an escaped value: where lxml says, at worst

@@ -34,7 +34,8 @@ class ElementReader(Protocol):
     def result(self) -> tuple[list[Any], str]: ...
 
 
-RefsReader = Callable[[], ElementReader]
+# Made with the page's bytes (where a tag starts is read from them).
+RefsReader = Callable[[bytes], ElementReader]
 # A page this big is parsed as a stream, each element dropped once read: its tree
 # would cost about 14 times its size (a 10 MB page of 225,000 links: 139 MB).
 STREAM_BYTES = 512 * 1024
@@ -200,7 +201,7 @@ def parse_html(
     refs: RefsReader | None = None,
 ) -> ParsedPage:
     """Parse one page (with ``refs``: what crawler check reads too). Never raises on any bytes."""
-    reader = refs() if refs is not None else None
+    reader = refs(body) if refs is not None else None
     elements = _elements(body, header_charset, reader)
     if elements is None:
         return ParsedPage(None, url, (), False, False)

@@ -15,13 +15,16 @@ A stylesheet is read for ``url(...)`` and ``@import`` only (``css_refs``). Also
 the page's anchors: every ``id`` and every ``a name``, the targets of its
 ``#fragment`` links.
 
-Links are returned as written; the line is that of the tag (lxml's
-``sourceline``, 1-based; a ``url()`` counts the lines inside its ``<style>``).
+Links are returned as written; the line is where the tag starts (1-based; lxml's
+``sourceline`` is where it ends: ``TagStarts``; a ``url()`` counts the lines inside
+its ``<style>``).
 """
 
 from __future__ import annotations
 
+import bisect
 import re
+from array import array
 from dataclasses import dataclass
 
 from lxml import etree
@@ -170,9 +173,10 @@ class PageRefs:
     """Every link and requisite of a page, in document order, and its anchors (the ids
     and ``a`` names, each between NULs: ``"\\0top\\0s1\\0"``): parser.ElementReader."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: bytes = b"") -> None:
         self._refs: list[Ref] = []
         self._anchors = ["\0"]
+        self._starts = TagStarts(source)
 
     def element(self, element: etree._Element) -> None:
         if not isinstance(element.tag, str):
@@ -180,11 +184,16 @@ class PageRefs:
         anchor = element.get("id")
         if anchor:
             self._anchors.append(anchor + "\0")
-        if element.tag in _TAGS:
-            _element_refs(element, element.sourceline or 0, self._refs, self._anchors)
+        tag = element.tag in _TAGS
         style = element.get("style")
-        if style and "url(" in style.lower():
-            self._refs += css_refs(style, element.sourceline or 0)
+        styled = bool(style) and "url(" in str(style).lower()
+        if not tag and not styled:
+            return
+        line = self._starts.line(element)
+        if tag:
+            _element_refs(element, line, self._refs, self._anchors)
+        if styled:
+            self._refs += css_refs(str(style), line)
 
     def result(self) -> tuple[list[Ref], str]:
         return self._refs, "".join(self._anchors)
@@ -194,7 +203,7 @@ class PageAnchors:
     """Only a page's anchors (for an offsite page read for its ids: its links are not
     checked), in ``PageRefs``' form."""
 
-    def __init__(self) -> None:
+    def __init__(self, _: bytes = b"") -> None:
         self._anchors: list[str] = []
 
     def element(self, element: etree._Element) -> None:
@@ -208,6 +217,54 @@ class PageAnchors:
 
     def result(self) -> tuple[list[Ref], str]:
         return [], "".join(f"\0{anchor}" for anchor in self._anchors) + "\0"
+
+
+class TagStarts:
+    """The line where an element's tag starts. lxml gives the line where the start tag
+    ends (``<a`` on line 3, ``href=...>`` on line 5: 5); people read the first. From
+    the end of that line, the ``<tag`` before it whose text holds one of the element's
+    attribute values is the element's; none within a few tags: lxml's line."""
+
+    _LOOK_BACK = 16
+
+    def __init__(self, source: bytes) -> None:
+        self._source = source
+        # Where each line ends (8 bytes a line), made on the first element past line 1.
+        self._line_ends: array[int] | None = None
+
+    def line(self, element: etree._Element) -> int:
+        reported = element.sourceline or 0
+        source = self._source
+        if not source or reported < 2:
+            return reported
+        if self._line_ends is None:
+            self._line_ends = array("Q", (match.start() for match in re.finditer(b"\n", source)))
+        ends = self._line_ends
+        end = ends[reported - 1] if reported - 1 < len(ends) else len(source)
+        start = self._start(element, end)
+        if start is None:
+            return reported
+        return reported - (bisect.bisect_left(ends, end) - bisect.bisect_left(ends, start))
+
+    def _start(self, element: etree._Element, end: int) -> int | None:
+        """The offset of the element's ``<tag``, searching back from ``end``."""
+        source, tag = self._source, str(element.tag).encode("ascii", "replace").lower()
+        values = [value.encode() for value in element.values() if value and "&" not in value]
+        if not values:
+            return None
+        position = end
+        for _ in range(self._LOOK_BACK):
+            position = source.rfind(b"<", 0, position)
+            if position == -1:
+                return None
+            name = source[position + 1 : position + 1 + len(tag)].lower()
+            after = source[position + 1 + len(tag) : position + 2 + len(tag)]
+            if name == tag and (after.isspace() or after in (b">", b"/")):
+                closing = source.find(b">", position)
+                text = source[position : closing if closing != -1 else end]
+                if any(value in text for value in values):
+                    return position
+        return None
 
 
 def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: list[str]) -> None:
