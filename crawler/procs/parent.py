@@ -197,8 +197,7 @@ class ProcessFront:
             for index in range(count):
                 self._children.send(index, ("restore", seen[index], pack_entries(pending[index])))
             return
-        urls = filter(None, map(normalize, settings.seeds))
-        seeds = [seed_entry(url) for url in urls]
+        seeds = [seed_entry(url) for url in filter(None, map(normalize, settings.seeds))]
         self._journal_added(seeds)  # as every entry the parent routes
         self._children.route(pack_entries(seeds))
         self._children.flush_routes(stopping=self._stopping)
