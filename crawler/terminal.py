@@ -142,7 +142,7 @@ _WHY_NOT_FETCHED = {
     "connection-refused": "its host refused the connection",
     "timeout": "no answer within --timeout",
     "tls": "the TLS handshake failed",
-    "private-address": "its host resolves to a private address",
+    "private-address": "its host resolves to a private address (--allow-private allows it)",
 }
 
 

@@ -137,12 +137,20 @@ class Checker:
 
     async def page(self, page: ParsedPage, url: str, depth: int, followed: list[str]) -> bytes:
         """A crawled page's links: noted with its anchors, and queued to be checked
-        (but those it ``followed``, queued as pages); packed."""
-        big = len(page.refs) >= BIG_LINK_COUNT
-        found = await _off_loop(big, self.book.resolve, page.refs, page.base)
+        (but those it ``followed``, queued as pages); packed. A page of many links is
+        resolved and queued BIG_LINK_COUNT at a time: its links are never held three
+        times over (as written, resolved, and as entries)."""
         self.book.note(url, (), page.anchors)
-        await self._queue(url, found, depth, self._queued(depth, followed))
-        return pack_refs((link.row() for link in found), page.anchors)
+        queued = frozenset(self._queued(depth, followed))
+        refs, rows = page.refs, []
+        for start in range(0, len(refs), BIG_LINK_COUNT):
+            chunk = refs[start : start + BIG_LINK_COUNT]
+            found = await _off_loop(
+                len(refs) >= BIG_LINK_COUNT, self.book.resolve, chunk, page.base
+            )
+            await self._queue(url, found, depth, queued)
+            rows += [link.row() for link in found]
+        return pack_refs(rows, page.anchors)
 
     async def unchanged(self, refs: bytes, url: str, depth: int, followed: list[str]) -> None:
         """A page that answered 304: its links as the last pass found them."""
