@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from crawler.errors import ConfigError
 from crawler.web.parser import decode_html
+from crawler.web.urls import path_of
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup
@@ -191,8 +192,7 @@ def _path_matcher(pattern: str) -> Callable[[str], bool]:
     below = re.compile(fnmatch.translate(pattern.rstrip("/") + "/*")).fullmatch
 
     def matches(url: str) -> bool:
-        start = url.find("/", url.find("://") + 3)
-        path = url[start:].partition("?")[0].partition("#")[0] if start != -1 else "/"
+        path = path_of(url)
         return bool(whole(path) or below(path))
 
     return matches

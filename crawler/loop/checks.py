@@ -143,11 +143,10 @@ class Checker:
         self.book.note(url, (), page.anchors)
         queued = frozenset(self._queued(depth, followed))
         refs, rows = page.refs, []
+        big = len(refs) >= BIG_LINK_COUNT
         for start in range(0, len(refs), BIG_LINK_COUNT):
             chunk = refs[start : start + BIG_LINK_COUNT]
-            found = await _off_loop(
-                len(refs) >= BIG_LINK_COUNT, self.book.resolve, chunk, page.base
-            )
+            found = await _off_loop(big, self.book.resolve, chunk, page.base)
             await self._queue(url, found, depth, queued)
             rows += [link.row() for link in found]
         return pack_refs(rows, page.anchors)

@@ -24,7 +24,7 @@ import orjson
 
 from crawler.output.files import PREVIOUS
 from crawler.output.passes import BrokenChanges, broken_changes
-from crawler.web.urls import Scope, host_key, host_of
+from crawler.web.urls import Scope, host_key, host_of, path_of
 
 SLOWEST = 20
 # Lists a site owner reads: this many rows each (the counts are whole).
@@ -228,8 +228,7 @@ def _note(summary: Summary, record: dict[str, Any]) -> None:
             summary.title_counts[title] += 1
             if len(urls) < SHOWN_REFERRERS:
                 urls.append(url)
-    start = url.find("/", url.find("://") + 3)
-    path = url[start:].partition("?")[0] if start != -1 else "/"
+    path = path_of(url)
     section = "/" + path.split("/")[1] if path.count("/") > 1 else "/"
     kind = f"{str(status)[0]}xx" if status else "no answer"
     summary.sections.setdefault(section, Counter())[kind] += 1

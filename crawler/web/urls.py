@@ -229,6 +229,12 @@ def origin_of(url: str) -> str:
     return url[:end] if end != -1 else url
 
 
+def path_of(url: str) -> str:
+    """The path of a normalised URL, without its query and fragment ("/" when none)."""
+    start = url.find("/", url.find("://") + 3)
+    return url[start:].partition("?")[0].partition("#")[0] if start != -1 else "/"
+
+
 def port_of(url: str) -> int:
     """The port a normalised URL is requested on (the scheme's default when none)."""
     netloc = host_key(url)
