@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
+import gc
 import logging
 import os
 import shlex
@@ -25,12 +27,12 @@ from typing import Any
 from rich.console import Console
 
 from crawler.api import Crawler
-from crawler.check_formats import FORMATS, render, summary_line
+from crawler.check_formats import FORMATS, Results, render
 from crawler.config import CrawlConfig, build_config
 from crawler.errors import ConfigError, CrawlerError, NothingToDo, OutputFailed
 from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
 from crawler.logs import setup_logging
-from crawler.output.checks_file import counts_line
+from crawler.output.checks_file import counts_line, read_checks
 from crawler.output.files import OutputLock
 from crawler.output.passes import broken_changes, settle_update
 from crawler.output.report import broken_links, summarize
@@ -50,10 +52,10 @@ _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 async def _crawl(
-    config: CrawlConfig, quiet: bool, checks: list[LinkCheck] | None = None
+    config: CrawlConfig, quiet: bool, checks: Results | None = None
 ) -> tuple[CrawlStats, int | None]:
     """Run the crawl with progress and signal handling; return stats and the signal's
-    exit code (crawler check's results are added to ``checks``)."""
+    exit code (crawler check's results are counted in ``checks``)."""
     stderr = Console(stderr=True)
     crawl = Crawler(config)
     stopped_by: list[int] = []
@@ -78,7 +80,7 @@ async def _crawl(
                     progress.update(crawl.stats)
                     if isinstance(record, LinkCheck):
                         if checks is not None:
-                            checks.append(record)
+                            checks.add(record)
                     elif isinstance(record, PageRecord):
                         _said(record)
     finally:
@@ -208,13 +210,17 @@ def run_check(args: argparse.Namespace) -> int:
     report: Path | None = values.get("report")
     if report is not None:
         _writable(Path(report))
-    checks: list[LinkCheck] = []
+    assert config.output_dir is not None
+    checks = Results(functools.partial(read_checks, config.output_dir))
     try:
         stats, stopped_by = asyncio.run(_crawl(config, job.quiet, checks))
     except NothingToDo as done:
         if not job.quiet:
             print(f"crawler: {done}", file=sys.stderr)
         return done.exit_code
+    # The crawl's objects (its ledger among them) are held in cycles until a collection:
+    # freed before the report reads the results back.
+    gc.collect()
     _report_checks(checks, stats, job, report, report_format)
     # The text report ends with the summary line; any other report is a file's content.
     summary = not job.quiet and (report is not None or report_format != "text")
@@ -222,15 +228,14 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _report_checks(
-    checks: list[LinkCheck], stats: CrawlStats, job: _Job, report: Path | None, report_format: str
+    checks: Results, stats: CrawlStats, job: _Job, report: Path | None, report_format: str
 ) -> None:
     """The report, to --report FILE or stdout. Not for a pass of --update that goes on
     next time (it reports when it ends), nor, with --quiet, a text report of nothing
     broken (cron mails what is printed)."""
     if job.update and not stats.finished:
         return
-    failing = any(check.is_failing() for check in checks)
-    if report is None and report_format == "text" and job.quiet and not failing:
+    if report is None and report_format == "text" and job.quiet and not checks.failing():
         return
     pieces = render(checks, report_format, stats.pages)
     if report is not None:
@@ -256,11 +261,11 @@ def _write_report(path: Path, pieces: Iterable[str]) -> None:
 
 
 def _check_exit(
-    checks: list[LinkCheck], stats: CrawlStats, stopped_by: int | None, job: _Job, *, summary: bool
+    checks: Results, stats: CrawlStats, stopped_by: int | None, job: _Job, *, summary: bool
 ) -> int:
     """0 when nothing is broken, 1 when something is; a stop says so, and how to go on."""
     if summary:
-        print(summary_line(checks, stats.pages), file=sys.stderr)
+        print(checks.summary_line(stats.pages), file=sys.stderr)
     if not job.quiet and not stats.finished and job.resume_with is not None:
         print(
             f"unfinished: {stats.queued:,} URLs still queued; continue with {job.resume_with}",
@@ -272,7 +277,7 @@ def _check_exit(
         return 0  # the pass goes on next time; its broken links are said when it ends
     if _no_seed_fetched(stats):
         return NO_SEED_FETCHED
-    return 1 if any(check.is_failing() for check in checks) else 0
+    return 1 if checks.failing() else 0
 
 
 def _no_seed_fetched(stats: CrawlStats) -> bool:

@@ -28,7 +28,7 @@ from markdown_it import MarkdownIt
 
 from conftest import SiteFactory, static_site, until
 from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord
-from crawler.check_formats import render
+from crawler.check_formats import Results, render
 from crawler.net import fetcher
 from crawler.records import Referrer
 from test_cli import run_cli
@@ -337,15 +337,15 @@ async def test_the_command_line_report_formats_and_exit_code(hosts: Hosts, tmp_p
 
 async def test_markdown_json_and_csv(hosts: Hosts) -> None:
     checks = list((await check(config(hosts))).values())
-    html = MarkdownIt().enable("table").render("".join(render(checks, "markdown", 8)))
+    html = MarkdownIt().enable("table").render("".join(render(Results.of(checks), "markdown", 8)))
     assert "<h2>Link check: 10 broken links</h2>" in html
     home, missing = hosts.site + "/", hosts.site + "/missing"
     assert f'<h3><a href="{home}">{home}</a></h3>' in html
     assert f'<td>404</td>\n<td><a href="{missing}">{missing}</a></td>' in html
-    document = json.loads("".join(render(checks, "json", 8)))
+    document = json.loads("".join(render(Results.of(checks), "json", 8)))
     assert document["summary"]["broken"] + document["summary"]["timeout"] == 10
     assert len(document["results"]) == len(checks)
-    rows = list(csv.DictReader(io.StringIO("".join(render(checks, "csv", 8)))))
+    rows = list(csv.DictReader(io.StringIO("".join(render(Results.of(checks), "csv", 8)))))
     missing = [row for row in rows if row["url"] == f"{hosts.site}/missing"]
     assert len(missing) == 4 and {row["result"] for row in missing} == {"broken"}
 
@@ -366,7 +366,7 @@ async def test_nothing_broken_exits_0(tmp_path: Path) -> None:
 def test_markdown_keeps_urls_whole() -> None:
     url = "http://a.test/x_*y*_z?q=1|2"
     broken = LinkCheck(url, "broken", "link", 404, None, None, (Referrer("mailto:x_y@a", 3),))
-    html = MarkdownIt().enable("table").render("".join(render([broken], "markdown", 1)))
+    html = MarkdownIt().enable("table").render("".join(render(Results.of([broken]), "markdown", 1)))
     assert 'href="http://a.test/x_*y*_z?q=1%7C2"' in html and "<em>" not in html
     assert "<code>mailto:x_y@a</code>" in html
 
@@ -402,9 +402,8 @@ async def test_a_page_cut_at_max_bytes_is_read_as_far_as_it_goes(tmp_path: Path)
     for cut in (url + "/long#late", other_url + "/long#far"):
         assert (results[cut]["result"], results[cut]["error"]) == ("excluded", "page-cut")
     assert code == 1, err  # /gone only
-    text = "".join(
-        render([LinkCheck(url + "/long", "ok", "link", 200, "too-large", None, ())], "text", 1)
-    )
+    cut = Results.of([LinkCheck(url + "/long", "ok", "link", 200, "too-large", None, ())])
+    text = "".join(render(cut, "text", 1))
     assert "Cut at --max-bytes" in text and text.rstrip().endswith("1 page cut at --max-bytes")
 
 

@@ -271,3 +271,36 @@ async def test_three_nights_on_a_site_that_answers_304(serve: SiteFactory, tmp_p
     assert stats["unchanged"] == 3 and stats["new"] == 0 and stats["broken"] == 1
     changes = {line["url"]: line["change"] for line in read_jsonl(out / "pages.jsonl")}
     assert changes[site.url + "/missing"] != "new"  # 404 every night: not new each night
+
+
+async def test_a_page_of_many_links_night_after_night(serve: SiteFactory, tmp_path: Path) -> None:
+    """A page of more links than are resolved, packed and reported at a time: every link
+    gets its result and its line, the first night and the night its page answers 304
+    (its links read back from several packed batches), and the reports agree."""
+    from crawler.loop import checks
+
+    count = checks.BIG_LINK_COUNT + checks.REPORT_BATCH + 1
+    links = [f"/img/{n}.png" if n % 1000 else f"/gone/{n}.png" for n in range(count)]
+    body = "<html><body>\n" + "".join(f'<a href="{link}">{link}</a>\n' for link in links)
+
+    async def page(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"1"':
+            return web.Response(status=304, headers={"ETag": '"1"'})
+        return web.Response(text=body, content_type="text/html", headers={"ETag": '"1"'})
+
+    site = await serve({"/": page, "/img/{name}": _png})
+    out = tmp_path / "out"
+    gone = {f"{site.url}/gone/{n}.png" for n in range(0, count, 1000)}
+    args = ("check", site.url + "/", "-o", str(out), "--update", "--format", "json")
+    for _ in range(2):
+        code, report, _ = await run_cli(*args, cwd=tmp_path)
+        results = {check["url"]: check for check in read_jsonl(out / "checks.jsonl")}
+        summary = json.loads(report)["summary"]
+        assert code == 1
+        assert (summary["urls"], summary["ok"], summary["broken"]) == (count + 1, count - 6, 7)
+        assert len(results) == count + 1
+        assert {link["url"] for link in read_jsonl(out / "broken.jsonl")} == gone
+        for n in (0, 1, checks.BIG_LINK_COUNT, count - 1):
+            [referrer] = results[site.url + links[n]]["referrers"]
+            assert referrer == {"page": site.url + "/", "line": n + 2}
+    assert site.count("/") == 2

@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from rich.console import Console
 
-from crawler.check_formats import render
+from crawler.check_formats import Results, render
 from crawler.escapes import visible
 from crawler.logs import OneLine
 from crawler.records import RESULTS, LinkCheck, Referrer
@@ -42,18 +42,18 @@ def failing(url: str, page: str) -> LinkCheck:
 def test_every_report_shows_control_characters_as_escapes(href: str, page: str) -> None:
     url, page_url = "http://site.test/" + href, "http://site.test/" + page
     checks = [failing(url, page_url), failing(href, page_url)]
-    text = "".join(render(checks, "text", 1))
+    text = "".join(render(Results.of(checks), "text", 1))
     lines = text.rstrip("\n").split("\n")
     assert not RAW.search(text.replace("\n", "")), text
     assert len(lines) == 5  # the page, its two links, a blank line, the summary
     assert visible(url) in text and visible(page_url) in text
 
-    junit = "".join(render(checks, "junit", 1))
+    junit = "".join(render(Results.of(checks), "junit", 1))
     cases = [case.name for suite in JUnitXml.fromstring(junit.encode()) for case in suite]
     assert cases == [visible(url), visible(href)]
     ElementTree.fromstring(junit.split("\n", 1)[1])  # XML 1.0, whatever the href held
 
-    markdown = "".join(render(checks, "markdown", 1))
+    markdown = "".join(render(Results.of(checks), "markdown", 1))
     assert not RAW.search(markdown.replace("\n", ""))
     tokens = MarkdownIt().enable("table").parse(markdown)
     headings = [token for token in tokens if token.type == "heading_open"]

@@ -20,7 +20,8 @@ failing one is asked again every pass, so a fix is seen the next night.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Container
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -33,7 +34,7 @@ from crawler.loop.recording import RecordSink, build_record
 from crawler.loop.runs import Opened
 from crawler.net.fetcher import Fetcher, Response
 from crawler.offload import in_thread
-from crawler.output.check_cache import pack_refs
+from crawler.output.check_cache import RefsPacker, pack_refs
 from crawler.output.journal import Journal, Sink
 from crawler.records import Completion, Entry, PageRecord
 from crawler.web.parser import ParsedPage, decode_html, is_html, parse_html
@@ -48,6 +49,7 @@ _HEAD_DOUBTFUL_ERRORS = frozenset({"bad-response", "connection-reset"})
 _CSS_TYPES = frozenset({"text/css", "text/plain"})
 # A page with this many links has them resolved and judged in a thread.
 BIG_LINK_COUNT = 5000
+REPORT_BATCH = 1000
 T = TypeVar("T")
 
 
@@ -128,7 +130,7 @@ class Checker:
         if entry.kind == "stylesheet" and response.content_type in (*_CSS_TYPES, None):
             found = await _off_loop(big, self._stylesheet_links, response)
             await self._queue(url, found, entry.depth)
-            return pack_refs((link.row() for link in found), "")
+            return pack_refs([link.row() for link in found], "")
         return None
 
     def _stylesheet_links(self, response: Response) -> list[Found]:
@@ -141,21 +143,21 @@ class Checker:
         resolved and queued BIG_LINK_COUNT at a time: its links are never held three
         times over (as written, resolved, and as entries)."""
         self.book.note(url, (), page.anchors)
-        queued = frozenset(self._queued(depth, followed))
-        refs, rows = page.refs, []
+        queued = {link: link for link in self._queued(depth, followed)}
+        refs, packer = page.refs, RefsPacker()
         big = len(refs) >= BIG_LINK_COUNT
         for start in range(0, len(refs), BIG_LINK_COUNT):
             chunk = refs[start : start + BIG_LINK_COUNT]
-            found = await _off_loop(big, self.book.resolve, chunk, page.base)
+            found = await _off_loop(big, self.book.resolve, chunk, page.base, queued)
             await self._queue(url, found, depth, queued)
-            rows += [link.row() for link in found]
-        return pack_refs(rows, page.anchors)
+            packer.add([link.row() for link in found])
+        return packer.packed(page.anchors)
 
     async def unchanged(self, refs: bytes, url: str, depth: int, followed: list[str]) -> None:
         """A page that answered 304: its links as the last pass found them."""
         found, anchors = unpack_found(refs)
         self.book.note(url, (), anchors)
-        await self._queue(url, found, depth, self._queued(depth, followed))
+        await self._queue(url, found, depth, frozenset(self._queued(depth, followed)))
 
     def _queued(self, depth: int, followed: list[str]) -> list[str]:
         """The links a page at ``depth`` followed that the Visitor queued as pages (none
@@ -164,16 +166,21 @@ class Checker:
 
     async def report(self, sink: Sink | None, on_record: RecordSink | None) -> None:
         """The results, once every page that links to them is known: to checks.jsonl
-        and broken.jsonl, and to the library's iterator."""
-        checks = list(self.book.results())
-        if isinstance(sink, Journal):
-            sink.write_checks(checks)
-        if on_record is not None:
-            for check in checks:
-                await on_record(check)
+        and broken.jsonl, and to the library's iterator, REPORT_BATCH at a time (a
+        page of 225,000 links has as many results: made as they are written)."""
+        results = self.book.results()
+        while True:
+            batch = list(itertools.islice(results, REPORT_BATCH))
+            if isinstance(sink, Journal):
+                sink.write_checks(batch)
+            if on_record is not None:
+                for check in batch:
+                    await on_record(check)
+            if len(batch) < REPORT_BATCH:
+                return
 
     async def _queue(
-        self, url: str, found: list[Found], depth: int, queued: Iterable[str] = ()
+        self, url: str, found: list[Found], depth: int, queued: Container[str] = ()
     ) -> None:
         self.book.note(url, found)
         big = len(found) >= BIG_LINK_COUNT

@@ -25,18 +25,18 @@ Rules, in order, for a link as written:
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from crawler.config import CrawlConfig, accepted_statuses
 from crawler.extract import CheckRules
 from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
+from crawler.loop.ledger import Ledger, Result
 from crawler.output.check_cache import unpack_refs
-from crawler.records import BROKEN_ERRORS, TOO_LARGE, Entry, LinkCheck, PageRecord, Referrer
+from crawler.records import BROKEN_ERRORS, TOO_LARGE, Entry, LinkCheck, PageRecord
 from crawler.web.refs import NAVIGATION, Ref
 from crawler.web.urls import normalize, resolver
 
@@ -91,18 +91,6 @@ def restore_book(
         book.note_record(record)
 
 
-@dataclass(frozen=True, slots=True)
-class _Result:
-    status: int | None
-    error: str | None
-    final_url: str | None
-    redirects: int
-    kind: str
-    referrer: str | None
-    # A 304 to the pass's conditional request: the page as the last pass read it.
-    unchanged: bool
-
-
 class LinkBook:
     """The links of one check, their referrers and their results."""
 
@@ -112,17 +100,16 @@ class LinkBook:
         self._accept = accepted_statuses(config.accept)
         self._rules = CheckRules(config.exclude, config.include)
         self._offsite_kind = "anchors" if config.check_fragments else "link"
-        self._pages: list[str] = []
-        self._page_ids: dict[str, int] = {}
-        self._refs: dict[str, array[int]] = {}
-        self._kinds: dict[str, str] = {}
-        self._categories: dict[str, str] = {}
+        self._ledger = Ledger()
         self._fragments: dict[str, array[int]] = {}
         self._anchors: dict[str, str] = {}
-        self._results: dict[str, _Result] = {}
 
-    def resolve(self, refs: Iterable[Ref], base: str) -> list[Found]:
-        """A page's links (as written, its base URL) resolved (rules 1 and 2)."""
+    def resolve(
+        self, refs: Iterable[Ref], base: str, same: Mapping[str, str] | None = None
+    ) -> list[Found]:
+        """A page's links (as written, its base URL) resolved (rules 1 and 2); a URL in
+        ``same`` (the page's followed links) is that very string, not a copy of it."""
+        same = same or {}
         found = []
         page = normalize(base, sort_query=self._sort_query)
         if page is not None:
@@ -140,34 +127,25 @@ class LinkBook:
             if url is None:
                 found.append(Found(ref.written, None, ref.line, ref.kind, INVALID))
                 continue
+            url = same.get(url, url)
             found.append(Found(url, fragment if "#" in ref.written else None, ref.line, ref.kind))
         return found
 
     def note(self, page: str, found: Iterable[Found], anchors: str | None = None) -> None:
         """Remember who links where (``page``: the page or stylesheet they are on), and
         the page's anchors when it was read."""
-        page_id = self._page_ids.get(page)
-        if page_id is None:
-            page_id = self._page_ids[page] = len(self._pages)
-            self._pages.append(page)
+        page_id = self._ledger.page_id(page)
         if anchors is not None:
             self._anchors[page] = anchors
         for link in found:
-            key = link.key
-            referrers = self._refs.get(key)
-            if referrers is None:
-                referrers = self._refs[key] = array("I")
-                self._kinds[key] = link.kind
-                if link.category != "url":
-                    self._categories[key] = link.category
-            referrers.extend((page_id, link.line))
+            self._ledger.link(link.key, page_id, link.line, link.kind, link.category)
             if link.fragment is not None and link.fragment not in _NO_ELEMENT:
-                self._fragments.setdefault(f"{key}#{link.fragment}", array("I")).extend(
+                self._fragments.setdefault(f"{link.key}#{link.fragment}", array("I")).extend(
                     (page_id, link.line)
                 )
 
     def to_check(
-        self, found: Iterable[Found], page: str, depth: int, queued: Iterable[str] = ()
+        self, found: Iterable[Found], page: str, depth: int, queued: Container[str] = ()
     ) -> list[Entry]:
         """The entries that request the links of a page at ``depth`` only to check them:
         all but the unsupported, invalid and excluded ones, and those the crawl has
@@ -176,9 +154,8 @@ class LinkBook:
         past --max-depth, refused by --deny) is checked, a page of the site read for
         its ids."""
         entries = []
-        pages = frozenset(queued)
         for link in found:
-            if link.key in pages or link.category != "url" or self._excluded_by_rules(link.key):
+            if link.key in queued or link.category != "url" or self._excluded_by_rules(link.key):
                 continue
             verdict = self._gate.verdict(link.key)
             if verdict == DROPPED:
@@ -195,15 +172,7 @@ class LinkBook:
         return entries
 
     def note_record(self, record: PageRecord) -> None:
-        self._results[record.url] = _Result(
-            record.status,
-            record.error,
-            record.final_url,
-            record.redirects,
-            record.kind,
-            record.referrer,
-            record.status == 304 and record.change == "unchanged",
-        )
+        self._ledger.record(record)
 
     def _excluded_by_rules(self, url: str) -> bool:
         return self._rules.active and self._rules.excludes(url)
@@ -211,8 +180,7 @@ class LinkBook:
     def results(self) -> Iterator[LinkCheck]:
         """One LinkCheck per URL linked to or requested, then one per fragment whose
         page was read; URLs the crawl stopped before are left out."""
-        requested_only = (key for key in self._results if key not in self._refs)
-        for key in itertools.chain(self._refs, requested_only):
+        for key in self._ledger.urls():
             check = self._check(key)
             if check is not None:
                 yield check
@@ -221,21 +189,12 @@ class LinkBook:
             if check is not None:
                 yield check
 
-    def _referrers(self, key: str, pairs: array[int] | None) -> tuple[Referrer, ...]:
-        if pairs is None:
-            result = self._results.get(key)
-            referrer = result.referrer if result is not None else None
-            return (Referrer(referrer, 0),) if referrer else ()
-        pages = self._pages
-        # A link written twice on one line is one referrer.
-        places = dict.fromkeys(zip(pairs[::2], pairs[1::2], strict=True))
-        return tuple(Referrer(pages[page], line) for page, line in places)
-
     def _check(self, key: str) -> LinkCheck | None:
-        referrers = self._referrers(key, self._refs.get(key))
-        result = self._results.get(key)
-        kind = self._kinds.get(key) or (result.kind if result is not None else "link")
-        category = self._categories.get(key)
+        known = self._ledger.result(key)
+        result = known[1] if known is not None else None
+        referrers = self._ledger.referrers(key, result)
+        kind, category = self._ledger.first_link(key)
+        kind = kind or (result.kind if result is not None else "link")
         if category == UNSUPPORTED:
             return LinkCheck(key, "unsupported", kind, None, None, None, referrers)
         if category in (INVALID, FILE_URL):
@@ -244,17 +203,20 @@ class LinkBook:
             return LinkCheck(key, "excluded", kind, None, "excluded", None, referrers)
         if self._gate.verdict(key) == DROPPED and result is None:
             return LinkCheck(key, "excluded", kind, None, TRAP, None, referrers)
-        if result is None:
+        if known is None:
             return None
-        verdict, status, error, final = self._verdict(result)
+        verdict, status, error, final = self._verdict(*known)
         return LinkCheck(key, verdict, kind, status, error, final, referrers)
 
-    def _verdict(self, result: _Result) -> tuple[str, int | None, str | None, str | None]:
+    def _verdict(
+        self, result_id: int, result: Result
+    ) -> tuple[str, int | None, str | None, str | None]:
         """The result of a record: its own, or where its redirect led (a URL checked on
         its own: a hop to a URL already seen ends the record there)."""
         status, error, final = result.status, result.error, result.final_url
-        ended = self._results.get(final) if final and status and 300 <= status < 400 else None
-        if ended is not None and ended is not result:
+        hop = self._ledger.result(final) if final and status and 300 <= status < 400 else None
+        ended = hop[1] if hop is not None and hop[0] != result_id else None
+        if ended is not None:
             status, error = ended.status, ended.error
             final = ended.final_url or final
         if result.unchanged:
@@ -278,7 +240,7 @@ class LinkBook:
         anchors = self._anchors.get(url)
         if page is None or anchors is None or page.result not in ("ok", "redirected"):
             return None
-        referrers = self._referrers(target, pairs)
+        referrers = self._ledger.places(pairs)
         found = any(f"\0{name}\0" in anchors for name in (fragment, unquote(fragment)))
         if found or fragment.startswith(_NOT_AN_ID):
             return LinkCheck(target, "ok", page.kind, page.status, None, None, referrers)

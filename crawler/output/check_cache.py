@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -24,12 +24,34 @@ from crawler.output.lines import record_from_line, record_line
 from crawler.records import Completion, PageRecord
 
 
-def pack_refs(rows: Iterable[tuple[Any, ...]], anchors: str) -> bytes:
+class RefsPacker:
     """A page's links as crawler check resolved them (loop/linkbook.Found rows) and its
-    anchors: what a later pass needs when the page answers 304, or a resumed one."""
-    # orjson: the bytes at once (json's encoder held its chunks and then the whole
-    # text: 33 MB more for a page of 225,000 links).
-    return zlib.compress(orjson.dumps([list(rows), anchors]), 1)
+    anchors, packed as they come: what a later pass needs when the page answers 304,
+    or a resumed one. A page of 225,000 links is never held as one text (33 MB):
+    each batch is compressed as it is added."""
+
+    def __init__(self) -> None:
+        self._zip = zlib.compressobj(1)
+        self._parts = [self._zip.compress(b"[[")]
+        self._empty = True
+
+    def add(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        listed = orjson.dumps(rows)[1:-1]  # the rows, without the list's brackets
+        self._parts.append(self._zip.compress(listed if self._empty else b"," + listed))
+        self._empty = False
+
+    def packed(self, anchors: str) -> bytes:
+        self._parts += [self._zip.compress(b"]," + orjson.dumps(anchors) + b"]"), self._zip.flush()]
+        return b"".join(self._parts)
+
+
+def pack_refs(rows: Sequence[tuple[Any, ...]], anchors: str) -> bytes:
+    """``rows`` and ``anchors`` packed at once (RefsPacker)."""
+    packer = RefsPacker()
+    packer.add(rows)
+    return packer.packed(anchors)
 
 
 def unpack_refs(blob: bytes) -> tuple[list[list[Any]], str]:

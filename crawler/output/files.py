@@ -231,8 +231,8 @@ class Output:
         self._items: IO[str] | None = None
         self._csv: Any = None
         self.links = LinkIndex()
-        # crawler check: broken.jsonl is its failing results (checks.jsonl's).
-        self.checked_broken: list[BrokenLink] | None = None
+        # crawler check: broken.jsonl is its failing results, written with checks.jsonl.
+        self.checked = False
         self._mirrored: dict[PurePosixPath, str] = {}
 
     @property
@@ -325,8 +325,6 @@ class Output:
         self.links.note(page, targets)
 
     def broken_links(self) -> list[BrokenLink]:
-        if self.checked_broken is not None:
-            return self.checked_broken
         return self.links.broken_links()
 
     async def save_html(self, url: str, body: bytes) -> None:
@@ -361,9 +359,10 @@ class Output:
             if file is not None:
                 file.close()
         self._pages = self._items = None
-        with open_nofollow(self.directory / "broken.jsonl", "w", encoding="utf-8") as file:
-            for link in self.broken_links():
-                file.write(json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n")
+        if not self.checked:
+            with open_nofollow(self.directory / "broken.jsonl", "w", encoding="utf-8") as file:
+                for link in self.broken_links():
+                    file.write(json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n")
         stats_path = self.directory / "stats.json"
         write_file(stats_path, json.dumps(dataclasses.asdict(stats), indent=2) + "\n")
 

@@ -32,13 +32,21 @@ from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, NothingToDo, OutputFailed
-from crawler.output.checks_file import write_checks
+from crawler.output.checks_file import ChecksFile, read_broken
 from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.passes import keep_previous
 from crawler.output.report_html import write_report
 from crawler.output.state import CrawlState, saved_html, unfinished_message
-from crawler.records import Completion, CrawlStats, Entry, LinkCheck, PageRecord, Validators
+from crawler.records import (
+    BrokenLink,
+    Completion,
+    CrawlStats,
+    Entry,
+    LinkCheck,
+    PageRecord,
+    Validators,
+)
 from crawler.stats import Tally
 from crawler.web.urls import normalize, redact_url
 
@@ -126,6 +134,7 @@ class Journal:
         self._timer: asyncio.TimerHandle | None = None
         self._guard = WriteGuard(self.output.directory)
         self._incremental = config.incremental
+        self._checks: ChecksFile | None = None
 
     @property
     def incremental(self) -> bool:
@@ -198,13 +207,15 @@ class Journal:
         assert self._state is not None
         with self._guard:
             self._state.completed(completion)
-            broken = self.output.track(record)
+            # crawler check's broken links are its failing results (write_checks).
+            broken = None if self._config.check else self.output.track(record)
             if broken is not None:
                 self._state.broken(broken)
             self._schedule_flush()
 
     def note_links(self, page: str, targets: list[str]) -> None:
-        self.output.note_links(page, targets)
+        if not self._config.check:
+            self.output.note_links(page, targets)
 
     async def save_html(self, url: str, body: bytes) -> None:
         with self._guard:
@@ -249,9 +260,13 @@ class Journal:
         return pages, records
 
     def write_checks(self, checks: Iterable[LinkCheck]) -> None:
-        """checks.jsonl, and broken.jsonl made of its failing results (at finish)."""
+        """A batch of checks.jsonl (the first creates it); broken.jsonl is made of their
+        failing results, at finish."""
         with self._guard:
-            self.output.checked_broken = write_checks(self.output.directory, checks)
+            if self._checks is None:
+                self._checks = ChecksFile(self.output.directory)
+                self.output.checked = True
+            self._checks.write(checks)
 
     def _schedule_flush(self) -> None:
         assert self._state is not None
@@ -282,14 +297,23 @@ class Journal:
         After a failure to write, only the lock is let go, and the failure raised."""
         try:
             with self._guard:
+                broken: Iterable[BrokenLink] = self.output.broken_links()
+                if self._checks is not None:
+                    self._checks.close()
+                    broken = read_broken(self.output.directory)
                 if self._state is not None:
-                    for link in self.output.broken_links():
+                    for link in broken:  # a row each, a batch at a time (there may be many)
                         self._state.broken(link)
+                        if self._state.buffered() >= FLUSH_BATCH:
+                            self.flush()
                     self.flush()
                     self._state.set_meta("status", "finished" if finished else "stopped")
                 self.output.finish(stats)
                 write_report(self.output.directory)
         finally:
+            if self._checks is not None:
+                with contextlib.suppress(OSError):
+                    self._checks.close()
             if self._state is not None:
                 with contextlib.suppress(sqlite3.Error):
                     self._state.close()

@@ -198,7 +198,7 @@ class CrawlState:
         self._broken[link.url] = link
 
     def buffered(self) -> int:
-        return len(self._added) + len(self._completed)
+        return len(self._added) + len(self._completed) + len(self._broken)
 
     def flush(self, counters: dict[str, Any]) -> Committed:
         """Commit everything buffered in one transaction; return its records and items."""
