@@ -310,6 +310,38 @@ async def test_a_frontier_larger_than_memory_spills_and_loses_nothing(
     assert len(urls) == len(set(urls)) == PAGES + 2
 
 
+async def test_one_page_of_more_links_than_memory_holds_spills_the_rest(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's links are queued a batch at a time, so the frontier spills what it cannot
+    hold (it decides a batch at a time): a page of 600,000 links held them all."""
+    from crawler.frontier.memory import MemoryFrontier
+
+    monkeypatch.setattr("crawler.frontier.memory.MEMORY_ENTRIES", 16)
+    monkeypatch.setattr("crawler.frontier.protocol.QUEUE_BATCH", 8)
+    held: list[int] = []
+    take_in = MemoryFrontier._take_in
+
+    def watched(self: MemoryFrontier, *args: object) -> object:
+        taken = take_in(self, *args)  # type: ignore[arg-type]
+        held.append(self._pending - self._spilled)
+        return taken
+
+    monkeypatch.setattr(MemoryFrontier, "_take_in", watched)
+    leaves = [f"/leaf/{n}" for n in range(200)]
+
+    async def page(request: web.Request) -> web.Response:
+        return html_page("/", leaves if request.path == "/" else [])
+
+    site = await serve({"/{path:.*}": page})
+
+    stats = await crawl(CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, per_host=8))
+
+    urls = urls_of(tmp_path / "pages.jsonl")
+    assert stats.finished and len(urls) == len(set(urls)) == len(leaves) + 1
+    assert max(held) <= 16 + 8
+
+
 async def test_the_library_spills_too_and_cleans_up(
     serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

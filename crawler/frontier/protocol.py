@@ -48,6 +48,10 @@ class Outcome:
 
 
 DONE = Outcome()
+# Links queued at a time (queue_links): a page or sitemap of 600,000 links is taken
+# in batch by batch, so the memory frontier spills what it cannot hold (it decides
+# a batch at a time) and the journal writes them as they come.
+QUEUE_BATCH = 5000
 
 
 class PageBudget:
@@ -122,3 +126,11 @@ class Frontier(Protocol):
     def pending(self) -> int: ...
 
     def in_flight(self) -> int: ...
+
+
+async def queue_links(frontier: Frontier, links: list[str], depth: int, referrer: str) -> None:
+    """Entries for the links a page (``referrer``) follows, those not seen yet, queued
+    QUEUE_BATCH at a time: never all of a page's entries at once."""
+    for start in range(0, len(links), QUEUE_BATCH):
+        fresh = frontier.unseen(links[start : start + QUEUE_BATCH])
+        await frontier.add([Entry(url, depth, referrer) for url in fresh])

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from crawler.config import CrawlConfig
 from crawler.frontier.politeness import Politeness
-from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
+from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome, queue_links
 from crawler.loop.gate import LinkGate
 from crawler.net.fetcher import Fetcher, Response
 from crawler.offload import in_thread
@@ -209,7 +209,7 @@ class HostKnowledge:
         self._tally.sitemap_urls += len(pages)
         if self._sink is not None:
             self._sink.note_links(entry.url, pages)
-        await self._frontier.add([Entry(url, 0, entry.url) for url in pages])
+        await queue_links(self._frontier, pages, 0, entry.url)
         if entry.depth < MAX_SITEMAP_NESTING:
             children = (self._gate.sitemap(url, entry.url) for url in sitemap.sitemaps)
             nested = [

@@ -25,7 +25,7 @@ from typing import Any
 
 from crawler.config import CrawlConfig
 from crawler.extract import Extractor, Item, Page, run_extractor
-from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome
+from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome, queue_links
 from crawler.loop.checks import Checker
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
 from crawler.loop.hosts import HOST_DOWN, HostKnowledge
@@ -243,8 +243,7 @@ class Visitor:
             self._sink.note_links(page_url, links)
         depth = entry.depth + 1
         if depth <= self.config.max_depth:
-            fresh = self._frontier.unseen(links)
-            await self._frontier.add([Entry(url, depth, page_url) for url in fresh])
+            await queue_links(self._frontier, links, depth, page_url)
 
 
 def retry_of(entry: Entry, response: Response, config: CrawlConfig) -> Outcome | None:
