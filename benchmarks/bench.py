@@ -87,6 +87,11 @@ class Run:
         return self.pages / self.seconds
 
 
+def count_lines(path: Path) -> int:
+    with path.open() as file:
+        return sum(1 for _ in file)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

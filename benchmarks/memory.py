@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import free_port, launch_nginx, measured, run_scrapy_command
+from bench import count_lines, free_port, launch_nginx, measured, run_scrapy_command
 
 
 def start_fanout_server(work: Path, port: int, links: int) -> subprocess.Popen[bytes]:
@@ -29,11 +29,6 @@ def start_fanout_server(work: Path, port: int, links: int) -> subprocess.Popen[b
     (work / "page.html").write_text(page)
     server = f"listen 127.0.0.2:{port}; root {work}; location / {{ try_files /page.html =404; }}"
     return launch_nginx(work, port, server)
-
-
-def _lines(path: Path) -> int:
-    with path.open() as file:
-        return sum(1 for _ in file)
 
 
 def main() -> None:
@@ -71,7 +66,7 @@ def main() -> None:
                         [seed], ["127.0.0.2"], work, [f"CLOSESPIDER_PAGECOUNT={args.pages}"]
                     ),
                     work,
-                    lambda: _lines(work / "scrapy-items.jsonl"),
+                    lambda: count_lines(work / "scrapy-items.jsonl"),
                 )
                 print(
                     f"scrapy: {scrapy.pages} pages, {scrapy.seconds:.1f} s, "
