@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,10 @@ FORMATS = ("jsonl", "csv")
 FRONTIER_SCHEMES = ("redis://", "rediss://", "unix://")
 # Settings of the command line only: config.toml may hold them, CrawlConfig does not.
 CLI_KEYS = frozenset({"quiet", "verbose", "log_file", "fail_on_broken", "report_format", "report"})
+# A domain (its IDNA form) or an IPv4 address: dot-separated labels of letters, digits,
+# hyphens (not at either end) and underscores (found in the wild).
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,8 @@ class CrawlConfig:
     processes: int = 1
     delay: float = 0.0
     allow_domain: tuple[str, ...] = ()
+    # Follow links to any host, not only the seeds' and allow_domain's (wget's -H).
+    span_hosts: bool = False
     ignore_robots: bool = False
     # Connect to loopback, private and link-local addresses even when the seeds are
     # public (seeds of such a kind allow their own kind anyway).
@@ -106,10 +113,7 @@ class CrawlConfig:
         for seed in self.seeds:
             _check_seed(seed)
         for domain in self.allow_domain:
-            if domain_key(domain) is None:
-                raise ConfigError(
-                    f"allow_domain: not a domain name: {domain!r}", setting="allow_domain"
-                )
+            _check_domain(domain)
         LinkRules(self.allow, self.deny, None)  # a bad pattern is a ConfigError now
         if sum((self.resume, self.incremental, self.update)) > 1:
             raise ConfigError("--resume, --incremental and --update do not go together")
@@ -224,6 +228,21 @@ def _check_seed(seed: str) -> None:
     if "://" not in seed and normalize(guess) is not None and "." in seed.split("/")[0]:
         raise ConfigError(f"not an http(s) URL: {seed!r} (did you mean {guess}?)", "seeds")
     raise ConfigError(f"not an http(s) URL: {seed!r}", setting="seeds")
+
+
+def _check_domain(domain: str) -> None:
+    """An --allow-domain value names a domain (its subdomains come with it) or an IP
+    address: one line for anything else, never a scope that silently matches nothing."""
+    key = domain_key(domain)
+    if key is not None and _DOMAIN.fullmatch(key):
+        return
+    if domain.strip() == "*":
+        hint = ": to follow links to any host, use --span-hosts"
+    elif domain.strip().startswith(("*.", ".")):
+        hint = f": write {domain.strip().lstrip('*.')!r} (its subdomains come with it)"
+    else:
+        hint = ""
+    raise ConfigError(f"allow_domain: not a domain name: {domain!r}{hint}", setting="allow_domain")
 
 
 def _check_frontier(config: CrawlConfig) -> None:

@@ -140,6 +140,7 @@ def _crawl_flags(parser: argparse.ArgumentParser, command: str = "crawl") -> Non
         help="minimum gap in seconds between request starts to one host",
     )
     flag("--allow-domain", action="append", metavar="D", help="also crawl D and its subdomains")
+    _switch(parser, "--span-hosts", help="follow links to any host (wget's -H)")
     _switch(parser, "--ignore-robots", help="do not obey robots.txt")
     _switch(
         parser,

@@ -46,6 +46,7 @@ _ENTRY_FIELDS = {item.name: item.default for item in dataclasses.fields(Entry)}
 SHARED_SETTINGS = (
     "seeds",
     "allow_domain",
+    "span_hosts",
     "keep_query_order",
     "max_pages",
     "max_depth",

@@ -32,6 +32,7 @@ from crawler.web.robots import (
     policy_from,
 )
 from crawler.web.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
+from crawler.web.urls import host_of
 
 # Sitemap indexes may list indexes; this many levels are read, no deeper.
 MAX_SITEMAP_NESTING = 2
@@ -100,8 +101,15 @@ class HostKnowledge:
     def needs_robots(self, host: str) -> bool:
         return not self.config.ignore_robots and host not in self._robots
 
-    def needs_sitemaps(self, host: str) -> bool:
-        return not self.config.no_sitemaps and host not in self._sitemap_hosts
+    def needs_sitemaps(self, lease: Lease) -> bool:
+        """A host named by the seeds or --allow-domain has its sitemaps read once; a host
+        only --span-hosts reaches is crawled by its links (its sitemaps would list all
+        of every site a link touches)."""
+        return (
+            not self.config.no_sitemaps
+            and lease.host not in self._sitemap_hosts
+            and self._gate.scope.names(host_of(lease.entry.url))
+        )
 
     def refusal(self, host: str, url: str) -> str | None:
         """Why ``url`` is not requested, if it is not: its host's robots.txt refuses it

@@ -95,7 +95,7 @@ class Visitor:
             deferred = await self._hosts.learn_robots(lease)
             if deferred is not None:
                 return deferred
-        if self._hosts.needs_sitemaps(lease.host):
+        if self._hosts.needs_sitemaps(lease):
             await self._hosts.queue_sitemaps(lease)
         if entry.kind == "sitemap":
             return await self._hosts.read_sitemap(lease)

@@ -66,12 +66,13 @@ class Settings:
     seeds: tuple[str, ...]
     allow_domain: tuple[str, ...]
     keep_query_order: bool
+    span_hosts: bool = False
 
     @classmethod
     def of(cls, config: CrawlConfig) -> Settings:
         # Kept in state.sqlite: a seed's credentials are not (normalising drops them).
         seeds = tuple(redact_url(seed) for seed in config.seeds)
-        return cls(seeds, config.allow_domain, config.keep_query_order)
+        return cls(seeds, config.allow_domain, config.keep_query_order, config.span_hosts)
 
 
 def _refuse_other_seeds(config: CrawlConfig, settings: Settings, folder: Path) -> None:
@@ -326,6 +327,7 @@ def _as_json(settings: Settings) -> dict[str, Any]:
         "seeds": list(settings.seeds),
         "allow_domain": list(settings.allow_domain),
         "keep_query_order": settings.keep_query_order,
+        "span_hosts": settings.span_hosts,
     }
 
 
@@ -336,4 +338,5 @@ def _from_json(value: Any) -> dict[str, Any]:
         "seeds": tuple(value.get("seeds", ())),
         "allow_domain": tuple(value.get("allow_domain", ())),
         "keep_query_order": bool(value.get("keep_query_order", False)),
+        "span_hosts": bool(value.get("span_hosts", False)),
     }

@@ -200,7 +200,7 @@ def _section(check: dict[str, Any], scope: Scope) -> str | None:
     if check["kind"] in _REQUISITE_KINDS:
         return REQUISITES
     url = str(check["url"])
-    if url.startswith(("http://", "https://")) and not scope.allows(host_of(url)):
+    if url.startswith(("http://", "https://")) and not scope.names(host_of(url)):
         return OFFSITE
     return None
 

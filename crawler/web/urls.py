@@ -290,20 +290,27 @@ def url_owner(key: str, processes: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Which hosts a crawl may request: exact hosts, or domains with their subdomains."""
+    """Which hosts a crawl may request: exact hosts, or domains with their subdomains;
+    with ``every_host`` (--span-hosts), any host."""
 
     hosts: frozenset[str]
     domains: frozenset[str] = frozenset()
+    every_host: bool = False
 
     @classmethod
-    def of(cls, seeds: Iterable[str], allow_domain: Iterable[str]) -> Scope:
+    def of(
+        cls, seeds: Iterable[str], allow_domain: Iterable[str], span_hosts: bool = False
+    ) -> Scope:
         """A crawl's scope: its seeds' hosts, and the --allow-domain domains."""
         urls = (url for url in map(normalize, seeds) if url is not None)
-        return cls(
-            frozenset(map(host_of, urls)), frozenset(filter(None, map(domain_key, allow_domain)))
-        )
+        domains = frozenset(filter(None, map(domain_key, allow_domain)))
+        return cls(frozenset(map(host_of, urls)), domains, span_hosts)
 
     def allows(self, host: str) -> bool:
+        return self.every_host or self.names(host)
+
+    def names(self, host: str) -> bool:
+        """``host`` is a seed's, or in an --allow-domain domain (whatever --span-hosts)."""
         if host in self.hosts or host in self.domains:
             return True
         return any(host.endswith("." + domain) for domain in self.domains)
