@@ -425,3 +425,39 @@ async def test_a_script_without_a_main_guard_is_told_why_its_workers_died(
         b'before it started (a script that runs a crawl with processes > 1 must do so under `if __name__ == "__main__":`)'
         in err
     )
+
+
+async def test_concurrency_is_the_total_across_processes(serve: SiteFactory) -> None:
+    """--concurrency 3 with two processes: never more than 3 requests in flight in all
+    (each process takes its share; before, each took all 3)."""
+    in_flight, most = 0, 0
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return html_page(request.path, [f"/p/{n}" for n in range(12)])
+
+    sites = [await serve({"/{path:.*}": page}, host=host) for host in HOSTS]
+    config = CrawlConfig(
+        seeds=tuple(site.url + "/" for site in sites),
+        processes=2,
+        concurrency=3,
+        per_host=4,
+        ignore_robots=True,
+        no_sitemaps=True,
+    )
+
+    stats = await crawl(config)
+
+    assert stats.finished and stats.pages == len(HOSTS) * 13
+    assert most <= 3
+
+
+def test_each_process_takes_its_share_of_the_concurrency() -> None:
+    from crawler.procs.children import concurrency_share
+
+    assert [concurrency_share(32, index, 3) for index in range(3)] == [11, 11, 10]
+    assert [concurrency_share(1, index, 2) for index in range(2)] == [1, 1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import socket
 from collections.abc import Iterable
@@ -64,7 +65,7 @@ class Children:
         context = multiprocessing.get_context("spawn")
         counter = context.Value("q", pages_done)
         hosts = {host_of(url) for url in map(normalize, config.seeds) if url is not None}
-        self.split = len(hosts) == 1 and not config.allow_domain
+        self.split = len(hosts) == 1 and not config.allow_domain and not config.span_hosts
         slot = None
         if self.split:
             limit = first_limit(config.per_host, robots_first=True)  # as loop/runs.py
@@ -72,7 +73,9 @@ class Children:
             slot = context.Array("d", initial)
         self._shared = (counter, slot)
         for index in range(self.count):
-            self._spawn(context, ChildSpec(config, index, self.count, self.split), counter, slot)
+            share = concurrency_share(config.concurrency, index, self.count)
+            own = dataclasses.replace(config, concurrency=share)
+            self._spawn(context, ChildSpec(own, index, self.count, self.split), counter, slot)
 
     def _spawn(
         self,
@@ -189,3 +192,9 @@ class Children:
             async with asyncio.timeout(seconds):
                 await self._reaped[index].wait()
         return self._reaped[index].is_set()
+
+
+def concurrency_share(total: int, index: int, count: int) -> int:
+    """--concurrency is the total: process ``index`` of ``count`` takes its share of it
+    (at least one request)."""
+    return max(1, total // count + (index < total % count))
