@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import math
 import os
-import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,17 +19,13 @@ from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.web.urls import domain_key, normalize, redact_url
+from crawler.web.urls import domain_problem, normalize, redact_url
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
 FRONTIER_SCHEMES = ("redis://", "rediss://", "unix://")
 # Settings of the command line only: config.toml may hold them, CrawlConfig does not.
 CLI_KEYS = frozenset({"quiet", "verbose", "log_file", "fail_on_broken", "report_format", "report"})
-# A domain (its IDNA form) or an IPv4 address: dot-separated labels of letters, digits,
-# hyphens (not at either end) and underscores (found in the wild).
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +35,8 @@ class CrawlConfig:
     seeds: tuple[str, ...] = ()
     output_dir: Path | None = None
     max_pages: int | None = None
+    # Pages started on one host, at most (its other URLs are skipped, counted).
+    max_pages_per_host: int | None = None
     max_depth: int = 100
     max_time: float | None = None
     concurrency: int = 32
@@ -113,7 +110,8 @@ class CrawlConfig:
         for seed in self.seeds:
             _check_seed(seed)
         for domain in self.allow_domain:
-            _check_domain(domain)
+            if (problem := domain_problem(domain)) is not None:
+                raise ConfigError(f"allow_domain: {problem}", setting="allow_domain")
         LinkRules(self.allow, self.deny, None)  # a bad pattern is a ConfigError now
         if sum((self.resume, self.incremental, self.update)) > 1:
             raise ConfigError("--resume, --incremental and --update do not go together")
@@ -122,6 +120,11 @@ class CrawlConfig:
             _check_frontier(self)
         accepted_statuses(self.accept)  # a bad --accept is a ConfigError now
         LinkRules(self.include, self.exclude, None)
+        if self.check and self.max_pages_per_host is not None:
+            raise ConfigError(
+                "crawler check checks every link: --max-pages-per-host is for crawl",
+                setting="max_pages_per_host",
+            )
         if self.check and (self.processes > 1 or self.frontier is not None):
             raise ConfigError(
                 "crawler check runs in one process: not with --processes or --frontier"
@@ -230,21 +233,6 @@ def _check_seed(seed: str) -> None:
     raise ConfigError(f"not an http(s) URL: {seed!r}", setting="seeds")
 
 
-def _check_domain(domain: str) -> None:
-    """An --allow-domain value names a domain (its subdomains come with it) or an IP
-    address: one line for anything else, never a scope that silently matches nothing."""
-    key = domain_key(domain)
-    if key is not None and _DOMAIN.fullmatch(key):
-        return
-    if domain.strip() == "*":
-        hint = ": to follow links to any host, use --span-hosts"
-    elif domain.strip().startswith(("*.", ".")):
-        hint = f": write {domain.strip().lstrip('*.')!r} (its subdomains come with it)"
-    else:
-        hint = ""
-    raise ConfigError(f"allow_domain: not a domain name: {domain!r}{hint}", setting="allow_domain")
-
-
 def _check_frontier(config: CrawlConfig) -> None:
     if not config.frontier or not config.frontier.startswith(FRONTIER_SCHEMES):
         raise ConfigError(
@@ -253,6 +241,11 @@ def _check_frontier(config: CrawlConfig) -> None:
     if config.incremental or config.update:
         raise ConfigError(
             "--incremental and --update need a crawl's own state; not with --frontier"
+        )
+    if config.max_pages_per_host is not None:
+        raise ConfigError(
+            "--max-pages-per-host is counted by one machine's frontier: not with --frontier",
+            setting="max_pages_per_host",
         )
     if config.processes > 1:
         raise ConfigError(
@@ -263,6 +256,7 @@ def _check_frontier(config: CrawlConfig) -> None:
 
 _POSITIVE = (
     "max_pages",
+    "max_pages_per_host",
     "max_time",
     "concurrency",
     "per_host",

@@ -127,6 +127,7 @@ def _crawl_flags(parser: argparse.ArgumentParser, command: str = "crawl") -> Non
     )
     flag("-o", "--output", metavar="DIR", help="output folder")
     flag("--max-pages", type=int, metavar="N", help="stop after N pages fetched")
+    flag("--max-pages-per-host", type=int, metavar="N", help="start at most N pages on one host")
     flag("--max-depth", type=int, metavar="N", help="link depth from the seeds (seeds: 0)")
     flag("--max-time", type=float, metavar="S", help="stop scheduling after S seconds")
     flag("--concurrency", type=int, metavar="N", help="requests in flight in total")

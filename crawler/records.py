@@ -267,6 +267,9 @@ class CrawlStats:
     checked: int = 0
     status_counts: dict[str, int] = field(default_factory=dict)
     error_counts: dict[str, int] = field(default_factory=dict)
+    # --max-pages-per-host: pages skipped (no request, no record), hosts that hit it.
+    budget_skipped: int = 0
+    budget_hosts: list[str] = field(default_factory=list)
     bytes: int = 0
     new: int = 0
     changed: int = 0

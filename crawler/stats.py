@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from crawler.records import CrawlStats, PageRecord
@@ -35,6 +36,7 @@ _COUNTS = (
     "checked",
     "seeds",
     "seeds_failed",
+    "budget_skipped",
 )
 
 
@@ -64,6 +66,9 @@ class Tally:
         self.checked = 0
         self.seeds = 0
         self.seeds_failed = 0
+        # --max-pages-per-host: the pages skipped, and the hosts (host:port) that hit it.
+        self.budget_skipped = 0
+        self.budget_hosts: set[str] = set()
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self._earlier_duration = 0.0
@@ -115,13 +120,27 @@ class Tally:
         values["status_counts"] = dict(self.status_counts)
         values["error_counts"] = dict(self.error_counts)
         values["duration_s"] = self.duration()
+        if self.budget_hosts:
+            values["budget_hosts"] = sorted(self.budget_hosts)
         return values
+
+    def absorb(
+        self, names: Iterable[str], base: dict[str, Any], parts: Iterable[dict[str, Any]]
+    ) -> None:
+        """The counters ``names`` and the hosts at --max-pages-per-host as the front's
+        processes have counted them (``parts``), on top of ``base`` (earlier runs')."""
+        parts = list(parts)
+        for name in names:
+            setattr(self, name, base.get(name, 0) + sum(part.get(name, 0) for part in parts))
+        hosts = (part.get("budget_hosts", ()) for part in parts)
+        self.budget_hosts = set(base.get("budget_hosts", ())).union(*hosts)
 
     def restore(self, counters: dict[str, Any]) -> None:
         for name in _COUNTS:
             setattr(self, name, int(counters.get(name, 0)))
         self.status_counts = Counter(counters.get("status_counts", {}))
         self.error_counts = Counter(counters.get("error_counts", {}))
+        self.budget_hosts = set(counters.get("budget_hosts", ()))
         self._earlier_duration = float(counters.get("duration_s", 0.0))
 
     def snapshot(self, queued: int, in_flight: int, *, finished: bool = False) -> CrawlStats:
@@ -131,6 +150,7 @@ class Tally:
             errors=self.pages - self.ok,
             status_counts=dict(sorted(self.status_counts.items())),
             error_counts=dict(sorted(self.error_counts.items())),
+            budget_hosts=sorted(self.budget_hosts),
             queued=queued,
             in_flight=in_flight,
             duration_s=round(duration, 3),

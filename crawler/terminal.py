@@ -115,6 +115,11 @@ def summary_table(
         rows.append(("extractor failures", stats["error_counts"].get("extractor-failed", 0)))
     if stats.get("excluded_links"):
         rows.append(("links not followed (--allow/--deny)", stats["excluded_links"]))
+    if stats.get("budget_skipped"):
+        hosts = stats.get("budget_hosts", [])
+        named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3:,} more" if len(hosts) > 3 else "")
+        rows.append(("pages skipped (--max-pages-per-host)", stats["budget_skipped"]))
+        rows.append(("  hosts at the limit", f"{len(hosts):,}: {named}"))
     rows += [
         ("redirected", stats.get("redirects", 0)),
         ("broken links", stats.get("broken", 0)),

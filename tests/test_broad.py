@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,88 @@ async def test_an_allow_domain_that_is_no_domain_is_refused(
 ) -> None:
     result = await run_cli("crawl", "http://127.0.0.1:9/", f"--allow-domain={value}", cwd=tmp_path)
     assert_one_line_error(result, 2, says)
+
+
+async def _two_hosts(serve: SiteFactory) -> tuple[Site, Site]:
+    """A's front page links to 20 pages of its own and 20 of B's; those link nowhere."""
+    b = await serve({"/{path:.*}": _page([])}, host="127.0.0.2")
+    links = [f"/a/{n}" for n in range(20)] + [f"{b.url}/b/{n}" for n in range(20)]
+
+    async def page(request: web.Request) -> web.Response:
+        return html_page(request.path, links if request.path == "/" else [])
+
+    a = await serve({"/{path:.*}": page})
+    return a, b
+
+
+def _pages_asked(site: Site) -> int:
+    return sum(path not in ("/robots.txt", "/sitemap.xml") for path in site.requests)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+async def test_max_pages_per_host_stops_each_host_at_its_budget(
+    serve: SiteFactory, tmp_path: Path, processes: int
+) -> None:
+    a, b = await _two_hosts(serve)
+    flags = ("-o", "out", "-q", "--span-hosts", "--processes", str(processes))
+
+    code, _, err = await run_cli(
+        "crawl", a.url + "/", *flags, "--max-pages-per-host", "5", cwd=tmp_path
+    )
+
+    assert code == 0, err
+    assert _pages_asked(a) == _pages_asked(b) == 5
+    assert len(read_jsonl(tmp_path / "out" / "pages.jsonl")) == 10  # no record for a skipped page
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["finished"] and stats["queued"] == 0
+    assert stats["budget_skipped"] == 41 - 10
+    assert stats["budget_hosts"] == sorted(site.url.removeprefix("http://") for site in (a, b))
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "31 pages skipped on these hosts" in report
+
+
+async def test_a_resumed_crawl_keeps_each_hosts_budget(serve: SiteFactory, tmp_path: Path) -> None:
+    a, b = await _two_hosts(serve)
+    flags = ("-o", "out", "-q", "--span-hosts", "--max-pages-per-host", "5", "--concurrency", "1")
+    code, _, err = await run_cli("crawl", a.url + "/", *flags, "--max-pages", "3", cwd=tmp_path)
+    assert code == 0, err
+
+    code, _, err = await run_cli("crawl", *flags, "--resume", cwd=tmp_path)
+
+    assert code == 0, err
+    assert _pages_asked(a) == _pages_asked(b) == 5
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["pages"] == 10 and stats["budget_skipped"] == 31
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("check",), "--max-pages-per-host is for crawl"),
+        (("crawl", "--frontier", "redis://127.0.0.1:9/0"), "not with --frontier"),
+        (("crawl", "--max-pages-per-host", "0"), "must be greater than 0"),
+    ],
+)
+async def test_max_pages_per_host_is_refused_where_it_cannot_hold(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    command, *rest = args
+    flags = ("--max-pages-per-host", "5") if "--max-pages-per-host" not in rest else ()
+    result = await run_cli(command, "http://127.0.0.1:9/", *flags, *rest, cwd=tmp_path)
+    assert_one_line_error(result, 2, says)
+
+
+async def test_one_host_split_between_processes_keeps_its_budget(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """A one-host crawl's URLs are split between the processes: each takes a share of
+    the host's budget (3 and 2 of 5), so together they keep it."""
+    a, b = await _two_hosts(serve)
+    flags = ("-o", "out", "-q", "--processes", "2", "--max-pages-per-host", "5")
+
+    code, _, err = await run_cli("crawl", a.url + "/", *flags, cwd=tmp_path)
+
+    assert code == 0, err
+    assert _pages_asked(a) == 5 and _pages_asked(b) == 0
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["budget_skipped"] == 21 - 5 and stats["finished"]

@@ -457,7 +457,7 @@ async def test_concurrency_is_the_total_across_processes(serve: SiteFactory) -> 
 
 
 def test_each_process_takes_its_share_of_the_concurrency() -> None:
-    from crawler.procs.children import concurrency_share
+    from crawler.procs.wire import share
 
-    assert [concurrency_share(32, index, 3) for index in range(3)] == [11, 11, 10]
-    assert [concurrency_share(1, index, 2) for index in range(2)] == [1, 1]
+    assert [share(32, index, 3) for index in range(3)] == [11, 11, 10]
+    assert [share(1, index, 2) for index in range(2)] == [1, 1]

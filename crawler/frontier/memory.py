@@ -23,14 +23,12 @@ Invariants (with those of protocol.py):
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
 
 from crawler.frontier.politeness import Politeness
-from crawler.frontier.protocol import Lease, PageBudget, Spill
+from crawler.frontier.protocol import HostBudget, Lease, PageBudget, Spill
 from crawler.frontier.queues import HostQueues
 from crawler.records import Entry
 from crawler.web.seen import SeenSet, url_key
@@ -51,11 +49,13 @@ class MemoryFrontier:
         clock: Callable[[], float] = time.monotonic,
         spill: Spill | None = None,
         budget: PageBudget | None = None,
+        host_budget: HostBudget | None = None,
         on_idle: Callable[[], None] | None = None,
         on_added: Callable[[list[Entry]], None] | None = None,
     ) -> None:
         self._politeness = politeness
         self._budget = budget or PageBudget(max_pages)
+        self._host_budget = host_budget or HostBudget(None)
         # In a front, running out of work is reported (lease() waits for more).
         self._on_idle = on_idle
         self._on_added = on_added
@@ -66,9 +66,6 @@ class MemoryFrontier:
         self._spilled = 0
         self._queues = HostQueues(politeness, self._budget)
         self._seen = SeenSet()
-        # Entries held back on their own (a retry after a failure): (due, order, entry).
-        self._delayed: list[tuple[float, int, Entry]] = []
-        self._order = itertools.count()
         self._pending = 0
         # Queued or delayed entries leased even past --max-pages (Entry.outside_budget).
         self._continuations = 0
@@ -97,13 +94,6 @@ class MemoryFrontier:
         self._pending += 1
         self._continuations += entry.outside_budget()
         self._queues.push(entry, first=first)
-
-    def _release_delayed(self, now: float) -> float:
-        """Queue the delayed entries that are due; return when the next one is."""
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, entry = heapq.heappop(self._delayed)
-            self._queues.push(entry, first=True)
-        return self._delayed[0][0] if self._delayed else math.inf
 
     def restore(self, seen: Iterable[str], pending: int, pages_done: int) -> None:
         """Start from a saved crawl: its seen set, its ``pending`` entries (all in
@@ -171,7 +161,13 @@ class MemoryFrontier:
         """Lease the host's first entry; None if it is a page the budget no longer allows."""
         queues = self._queues
         queues.unschedule_top()
-        page = queues.head(host).counts_as_page()
+        head = queues.head(host)
+        page = head.counts_as_page()
+        if page and self._host_budget.skips(host, head):
+            queues.pop(host)  # past --max-pages-per-host: no request, no record
+            self._pending -= 1
+            queues.schedule(host)
+            return None
         slot = self._politeness.slot(host)
         if (page and self._budget.exhausted()) or not slot.try_start(now):
             queues.schedule(host)
@@ -181,6 +177,8 @@ class MemoryFrontier:
             queues.schedule(host)
             return None
         entry = queues.pop(host)
+        if page:
+            self._host_budget.start(host)
         self._pending -= 1
         self._continuations -= entry.outside_budget()
         self._leased += 1
@@ -195,7 +193,7 @@ class MemoryFrontier:
                 self._on_idle()
             now = self._clock()
             self._refill()
-            next_delayed = self._release_delayed(now)
+            next_delayed = self._queues.release_delayed(now)
             earliest = self._queues.earliest()
             if earliest is not None and earliest[0] <= now:
                 leases: list[Lease] = []
@@ -235,8 +233,7 @@ class MemoryFrontier:
         if delay > 0:
             self._pending += 1
             self._continuations += 1
-            due = self._clock() + delay
-            heapq.heappush(self._delayed, (due, next(self._order), entry))
+            self._queues.delay(entry, self._clock() + delay)
         else:
             self._push(entry, first=True)
         await self.ack(lease, status, retry_after)

@@ -14,11 +14,12 @@ Invariants, for every implementation:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from crawler.records import Entry
+from crawler.stats import Tally
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,41 @@ class PageBudget:
     def take_done(self, pages: int) -> None:
         """Pages done in earlier runs count too (--resume)."""
         self._used += pages
+
+
+class HostBudget:
+    """--max-pages-per-host: the pages started on each host (by host and port, as
+    politeness counts them); a page of a host at its limit is skipped, counted in the
+    tally (``budget_skipped``), its host named (``budget_hosts``), and it is done
+    (``on_skip``: the journal's, so a resumed crawl does not skip it again)."""
+
+    def __init__(
+        self,
+        limit: int | None,
+        tally: Tally | None = None,
+        on_skip: Callable[[str], None] | None = None,
+        started: Iterable[str] = (),
+    ) -> None:
+        self._limit = limit
+        self._tally = tally
+        self._on_skip = on_skip
+        self._started: dict[str, int] = {}
+        for host in started:
+            self.start(host)
+
+    def skips(self, host: str, entry: Entry) -> bool:
+        """``host`` has started all its pages: the page ``entry`` is skipped."""
+        if self._limit is None or self._started.get(host, 0) < self._limit:
+            return False
+        assert self._tally is not None
+        self._tally.budget_skipped += 1
+        self._tally.budget_hosts.add(host)
+        if self._on_skip is not None:
+            self._on_skip(entry.url)
+        return True
+
+    def start(self, host: str) -> None:
+        self._started[host] = self._started.get(host, 0) + 1
 
 
 class Spill(Protocol):

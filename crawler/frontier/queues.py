@@ -31,6 +31,8 @@ class HostQueues:
         self._heap: list[tuple[float, int, str]] = []
         self._scheduled: set[str] = set()
         self._order = itertools.count()
+        # Entries held back on their own (a retry after a failure): (due, order, entry).
+        self._delayed: list[tuple[float, int, Entry]] = []
 
     def push(self, entry: Entry, *, first: bool) -> None:
         host = host_key(entry.url)
@@ -85,3 +87,14 @@ class HostQueues:
         if not queue:
             del self._queues[host]
         return entry
+
+    def delay(self, entry: Entry, due: float) -> None:
+        """Queue ``entry`` (first on its host) at the monotonic time ``due``."""
+        heapq.heappush(self._delayed, (due, next(self._order), entry))
+
+    def release_delayed(self, now: float) -> float:
+        """Queue the delayed entries that are due; return when the next one is."""
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, entry = heapq.heappop(self._delayed)
+            self.push(entry, first=True)
+        return self._delayed[0][0] if self._delayed else math.inf

@@ -203,11 +203,11 @@ class HostKnowledge:
         entry = lease.entry
         if self._closed(lease.host):
             if self._sink is not None:
-                self._sink.sitemap_done(entry.url)
+                self._sink.done_unrecorded(entry.url)
             return DONE
         response = await self._fetcher.fetch(entry.url, max_bytes=MAX_SITEMAP_BYTES, any_type=True)
         if self._sink is not None:
-            self._sink.sitemap_done(entry.url)
+            self._sink.done_unrecorded(entry.url)
         if response.status is None or not 200 <= response.status < 300 or not response.body:
             return Outcome(status=response.status)
         # In a thread: a sitemap of the protocol's maximum size takes a while to read.

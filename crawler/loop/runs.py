@@ -27,14 +27,14 @@ from typing import Protocol
 from crawler.config import CrawlConfig
 from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.politeness import Politeness, SharedSlot
-from crawler.frontier.protocol import Frontier
+from crawler.frontier.protocol import Frontier, HostBudget
 from crawler.loop.hosts import RobotsStore
 from crawler.loop.recording import AfterAck, Recorder
 from crawler.output.journal import Journal, Sink
 from crawler.output.spill import TempSpill
 from crawler.records import CrawlStats, Entry, seed_entry
 from crawler.stats import Tally
-from crawler.web.urls import normalize
+from crawler.web.urls import host_key, normalize
 
 
 @dataclass(slots=True)
@@ -99,11 +99,19 @@ class LocalRun:
         spill = journal if journal is not None else self._temp_spill
         # crawler check leases every page: past --max-pages the Checker checks them instead.
         max_pages = None if config.check else config.max_pages
+        done = journal.done_unrecorded if journal is not None else None
+        resumed = restored is not None and restored.carries_on()
+        started = map(host_key, restored.pages_done) if restored is not None and resumed else ()
+        host_budget = HostBudget(config.max_pages_per_host, tally, done, started)
         frontier = MemoryFrontier(
-            politeness, max_pages=max_pages, spill=spill, on_added=spill.added
+            politeness,
+            max_pages=max_pages,
+            spill=spill,
+            host_budget=host_budget,
+            on_added=spill.added,
         )
         opened = Opened(config, frontier, politeness, sink=journal)
-        if restored is not None and restored.carries_on():
+        if restored is not None and resumed:
             # A resumed crawl whose every URL is done (it was killed as it finished)
             # has nothing pending: it finishes at once, it does not start over.
             frontier.restore(restored.seen, restored.pending, tally.pages)

@@ -125,7 +125,7 @@ class Visitor:
         entry = lease.entry
         log.error("internal error on %s; its record says so", entry.url, exc_info=True)
         if entry.kind == "sitemap" and self._sink is not None:
-            self._sink.sitemap_done(entry.url)
+            self._sink.done_unrecorded(entry.url)
         await self._recorder.give_up(entry, INTERNAL)
 
     def _validators(self, entry: Entry) -> Validators | None:

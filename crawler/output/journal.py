@@ -96,6 +96,7 @@ class Restored:
     settings: Settings
     seen: Iterable[str] = ()
     pending: int = 0
+    pages_done: Iterable[str] = ()
     # Whether the state holds any URL: a resumed crawl with none pending is then
     # done (killed as it finished); with none at all, it starts from its seeds.
     started: bool = False
@@ -114,7 +115,9 @@ class Sink(Protocol):
 
     def record(self, record: PageRecord, completion: Completion) -> None: ...
 
-    def sitemap_done(self, url: str) -> None: ...
+    def done_unrecorded(self, url: str) -> None:
+        """A URL done that has no record of its own: a sitemap read, a page skipped by
+        --max-pages-per-host."""
 
     def validators(self, url: str) -> Validators | None: ...
 
@@ -192,7 +195,9 @@ class Journal:
             state.start_generation()
             self.output.open_pages(append=False)
             self._open_items(append=False)
-        return Restored(settings, state.seen(), state.pending_count(), state.has_urls())
+        return Restored(
+            settings, state.seen(), state.pending_count(), state.pages_done(), state.has_urls()
+        )
 
     def _open_items(self, *, append: bool) -> int:
         """items.jsonl exists only for crawls with an extractor."""
@@ -222,7 +227,7 @@ class Journal:
         with self._guard:
             await self.output.save_html(url, body)
 
-    def sitemap_done(self, url: str) -> None:
+    def done_unrecorded(self, url: str) -> None:
         assert self._state is not None
         with self._guard:
             self._state.completed(Completion(url, None))

@@ -89,6 +89,8 @@ def _what(summary: Summary) -> str:
     rows = [("Seeds", "<br>".join(link(seed) for seed in crawl.get("seeds", [])) or "unknown")]
     if crawl.get("allow_domain"):
         rows.append(("Also in scope", html.escape(", ".join(crawl["allow_domain"]))))
+    if crawl.get("span_hosts"):
+        rows.append(("Scope", "any host links lead to (--span-hosts)"))
     if summary.first:
         rows.append(
             ("Crawled", f"{html.escape(summary.first)} to {html.escape(summary.last or '')}")
@@ -100,6 +102,10 @@ def _what(summary: Summary) -> str:
     rows.append(("State", state))
     if stats.get("queued"):
         rows.append(("Still queued", f"{stats['queued']:,}"))
+    if stats.get("budget_skipped"):
+        hosts = ", ".join(map(html.escape, stats.get("budget_hosts", [])))
+        skipped = f"{stats['budget_skipped']:,} pages skipped on these hosts: {hosts}"
+        rows.append(("At --max-pages-per-host", skipped))
     return '<dl id="crawled">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 

@@ -76,7 +76,7 @@ class SharedJournal:
             self.output.write_items([item_line(item) for item in completion.items])
         self.output.track(record)
 
-    def sitemap_done(self, url: str) -> None:
+    def done_unrecorded(self, url: str) -> None:
         pass
 
     def validators(self, url: str) -> Validators | None:

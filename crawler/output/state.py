@@ -238,6 +238,11 @@ class CrawlState:
         for (url,) in self._db.execute("SELECT url FROM urls"):
             yield url
 
+    def pages_done(self) -> Iterator[str]:
+        """The pages done (and those skipped by --max-pages-per-host)."""
+        for (url,) in self._db.execute("SELECT url FROM urls WHERE done = 1 AND kind = 'page'"):
+            yield url
+
     def pending_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM urls WHERE done = 0").fetchone()[0])
 

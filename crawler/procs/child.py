@@ -18,6 +18,7 @@ import traceback
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
 from crawler.frontier.politeness import SharedSlot
+from crawler.frontier.protocol import HostBudget
 from crawler.loop.engine import Engine
 from crawler.loop.recording import Recorder
 from crawler.loop.runs import Opened, politeness_for
@@ -25,7 +26,7 @@ from crawler.output.files import Output
 from crawler.output.links import LinkIndex
 from crawler.procs.channel import Channel
 from crawler.procs.partition import Outbox, PartitionedFrontier, SharedBudget
-from crawler.procs.wire import ChildSpec, pack_record, unpack_entries
+from crawler.procs.wire import ChildSpec, pack_record, share, unpack_entries
 from crawler.records import Completion, CrawlStats, PageRecord, Validators
 from crawler.stats import Tally
 from crawler.web.robots import RobotsAnswer
@@ -58,8 +59,8 @@ class ChildSink:
         self.links.track(record)
         self._outbox.send(pack_record(record, completion))
 
-    def sitemap_done(self, url: str) -> None:
-        self._outbox.send(("sitemap", url))
+    def done_unrecorded(self, url: str) -> None:
+        self._outbox.send(("done", url))
 
     def validators(self, url: str) -> Validators | None:
         return None
@@ -116,7 +117,13 @@ class ChildRun:
         config = self.spec.config
         politeness = politeness_for(config, self._shared_slot)
         budget = SharedBudget(config.max_pages, self._counter)
-        frontier = PartitionedFrontier(self.spec, self._outbox, politeness, budget, tally)
+        per_host = config.max_pages_per_host
+        if self.spec.split and per_host is not None:  # one host's pages, split: a share each
+            per_host = share(per_host, self.spec.index, self.spec.processes)
+        host_budget = HostBudget(per_host, tally, self.sink.done_unrecorded)
+        frontier = PartitionedFrontier(
+            self.spec, self._outbox, politeness, budget, host_budget, tally
+        )
         self.frontier = frontier
         # A split host's robots.txt is fetched by one process and sent to the others.
         store = self.sink if self.spec.split else None

@@ -24,7 +24,7 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.frontier.politeness import SharedSlot, first_limit
 from crawler.procs.channel import Channel
-from crawler.procs.wire import ChildSpec, owner
+from crawler.procs.wire import ChildSpec, owner, share
 from crawler.web.urls import host_of, normalize
 
 # How long the parent waits for a child whose channel ended to be reaped.
@@ -73,8 +73,9 @@ class Children:
             slot = context.Array("d", initial)
         self._shared = (counter, slot)
         for index in range(self.count):
-            share = concurrency_share(config.concurrency, index, self.count)
-            own = dataclasses.replace(config, concurrency=share)
+            own = dataclasses.replace(
+                config, concurrency=share(config.concurrency, index, self.count)
+            )
             self._spawn(context, ChildSpec(own, index, self.count, self.split), counter, slot)
 
     def _spawn(
@@ -192,9 +193,3 @@ class Children:
             async with asyncio.timeout(seconds):
                 await self._reaped[index].wait()
         return self._reaped[index].is_set()
-
-
-def concurrency_share(total: int, index: int, count: int) -> int:
-    """--concurrency is the total: process ``index`` of ``count`` takes its share of it
-    (at least one request)."""
-    return max(1, total // count + (index < total % count))

@@ -103,8 +103,8 @@ class ProcessFront:
         self.tally = Tally()
         self._journal = Journal(config, self.tally) if config.output_dir is not None else None
         self._children = Children(config.processes)
-        self._counts: list[dict[str, int]] = [{} for _ in range(config.processes)]
-        self._base: dict[str, int] = {}
+        self._counts: list[dict[str, Any]] = [{} for _ in range(config.processes)]
+        self._base: dict[str, Any] = {}
         self._messages: asyncio.Queue[tuple[int, list[tuple[Any, ...]]]] = asyncio.Queue(
             maxsize=BACKLOG_BATCHES
         )
@@ -135,7 +135,7 @@ class ProcessFront:
         if self._journal is not None:
             restored = self._journal.start()
             settings = restored.settings
-        self._base = {name: getattr(self.tally, name) for name in CHILD_COUNTS}
+        self._base = self.tally.counters()
         deadline = None
         self.tally.start()
         try:
@@ -228,10 +228,10 @@ class ProcessFront:
             # (output/state.py's invariant 1); the owner's "taken" report counts them.
             self._journal_added(unpack_entries(message[1]))
             self._children.route(message[1])
-        elif kind == "sitemap":
+        elif kind == "done":
             self._queued -= 1
             if self._journal is not None:
-                self._journal.sitemap_done(message[1])
+                self._journal.done_unrecorded(message[1])
         elif kind == "robots":
             # A split host's robots.txt, fetched by one child: the others take it.
             for other in self._children.live():
@@ -282,11 +282,9 @@ class ProcessFront:
                 await self._on_record(Item(record.url, item))
             await self._on_record(record)
 
-    def _absorb(self, index: int, counts: dict[str, int]) -> None:
+    def _absorb(self, index: int, counts: dict[str, Any]) -> None:
         self._counts[index] = counts
-        for name in CHILD_COUNTS:
-            total = sum(child.get(name, 0) for child in self._counts)
-            setattr(self.tally, name, self._base.get(name, 0) + total)
+        self.tally.absorb(CHILD_COUNTS, self._base, self._counts)
 
     def _fail(self, reason: str, detail: str = "") -> None:
         log.error("%s", f"{detail}{reason}")

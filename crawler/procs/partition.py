@@ -18,7 +18,7 @@ from typing import Any
 
 from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.politeness import Politeness
-from crawler.frontier.protocol import Lease, PageBudget
+from crawler.frontier.protocol import HostBudget, Lease, PageBudget
 from crawler.output.spill import TempSpill
 from crawler.procs.channel import Channel
 from crawler.procs.wire import CHILD_COUNTS, ChildSpec, owner, pack_entries
@@ -88,6 +88,7 @@ class PartitionedFrontier:
         outbox: Outbox,
         politeness: Politeness,
         budget: PageBudget,
+        host_budget: HostBudget,
         tally: Tally,
     ) -> None:
         self._spec = spec
@@ -97,7 +98,12 @@ class PartitionedFrontier:
         # its own, so a process's memory stays bounded as one crawl's does.
         self.spill = TempSpill()
         self._memory = MemoryFrontier(
-            politeness, budget=budget, spill=self.spill, on_idle=self._idle, on_added=self._added
+            politeness,
+            budget=budget,
+            host_budget=host_budget,
+            spill=self.spill,
+            on_idle=self._idle,
+            on_added=self._added,
         )
         self.consumed = 0
         self._taking = False
@@ -173,7 +179,9 @@ class PartitionedFrontier:
             self._idle()
 
     def counters(self) -> dict[str, int]:
-        return {name: getattr(self._tally, name) for name in CHILD_COUNTS}
+        counts: dict[str, Any] = {name: getattr(self._tally, name) for name in CHILD_COUNTS}
+        counts["budget_hosts"] = sorted(self._tally.budget_hosts)
+        return counts
 
     def _split(self, entries: Iterable[Entry]) -> tuple[list[Entry], list[Entry]]:
         """The entries this process owns, and the others, which it routes to their

@@ -30,6 +30,7 @@ CHILD_COUNTS = (
     "excluded_links",
     "sitemaps",
     "sitemap_urls",
+    "budget_skipped",
 )
 
 
@@ -77,3 +78,10 @@ def unpack_record(message: tuple[Any, ...]) -> tuple[PageRecord, Completion]:
     record = PageRecord(*message[1])
     items = tuple(json.loads(line) for line in message[2])
     return record, Completion(record.url, record, items, *message[3])
+
+
+def share(total: int, index: int, count: int) -> int:
+    """Process ``index``'s share of ``total`` among ``count`` (at least one): of
+    --concurrency, which is the total; of --max-pages-per-host when one host's pages
+    are split between the processes."""
+    return max(1, total // count + (index < total % count))

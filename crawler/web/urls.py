@@ -215,6 +215,27 @@ def domain_key(domain: str) -> str | None:
     return host_of(url) if url is not None else None
 
 
+# A domain (its IDNA form) or an IPv4 address: dot-separated labels of letters, digits,
+# hyphens (not at either end) and underscores (found in the wild).
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_DOMAIN = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}")
+
+
+def domain_problem(domain: str) -> str | None:
+    """Why an --allow-domain value names no domain (its subdomains come with it) or
+    IPv4 address, in words that say what to write; None when it does."""
+    key = domain_key(domain)
+    if key is not None and _DOMAIN.fullmatch(key):
+        return None
+    if domain.strip() == "*":
+        hint = ": to follow links to any host, use --span-hosts"
+    elif domain.strip().startswith(("*.", ".")):
+        hint = f": write {domain.strip().lstrip('*.')!r} (its subdomains come with it)"
+    else:
+        hint = ""
+    return f"not a domain name: {domain!r}{hint}"
+
+
 def host_key(url: str) -> str:
     """The network location of a normalised URL (host and port): one politeness slot."""
     start = url.find("://") + 3
