@@ -188,3 +188,19 @@ async def test_one_host_split_between_processes_keeps_its_budget(
     assert _pages_asked(a) == 5 and _pages_asked(b) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["budget_skipped"] == 21 - 5 and stats["finished"]
+
+
+async def test_an_incremental_pass_has_each_hosts_budget_again(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    a, b = await _two_hosts(serve)
+    flags = ("-o", "out", "-q", "--span-hosts", "--max-pages-per-host", "5")
+    code, _, err = await run_cli("crawl", a.url + "/", *flags, cwd=tmp_path)
+    assert code == 0, err
+
+    code, _, err = await run_cli("crawl", *flags, "--incremental", cwd=tmp_path)
+
+    assert code == 0, err
+    assert _pages_asked(a) == _pages_asked(b) == 10
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["pages"] == 10 and stats["finished"]
