@@ -8,6 +8,7 @@ import gzip
 import itertools
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
@@ -229,3 +230,39 @@ async def test_robots_txt_redirects_are_followed(serve: SiteFactory, tmp_path: P
     records = by_path(site.url, tmp_path)
     assert records["/secret"]["error"] == "robots"
     assert site.count("/secret") == 0 and site.count("/elsewhere/robots.txt") == 1
+
+
+async def test_the_gap_is_kept_between_requests_as_they_leave(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request held up between its lease and its send (a queue, a busy loop: here a
+    sleep) must not leave right before or after the next one: the gap is kept between
+    the requests as they are sent (robots.txt's included), measured where the fetcher
+    sends them, which is what the crawler controls."""
+    from crawler.net import fetcher
+
+    real = fetcher.Fetcher._request
+    sent: list[tuple[float, str]] = []
+
+    async def stalled(self: fetcher.Fetcher, url: str, *args: object) -> object:
+        sent.append((asyncio.get_running_loop().time(), url))
+        return await real(self, url, *args)  # type: ignore[arg-type]
+
+    async def held_up(self: fetcher.Fetcher, url: str, **kwargs: object) -> object:
+        if url.endswith(("/1", "/3")):
+            await asyncio.sleep(0.45)  # leased, then stalled on its way to the socket
+        return await fetch(self, url, **kwargs)  # type: ignore[arg-type]
+
+    fetch = fetcher.Fetcher.fetch
+    monkeypatch.setattr(fetcher.Fetcher, "_request", stalled)
+    monkeypatch.setattr(fetcher.Fetcher, "fetch", held_up)
+    pages = {f"/{n}": [f"/{m}" for m in range(8)] for n in range(8)}
+    site = await serve(static_site(pages))
+    config = CrawlConfig(seeds=(site.url + "/0",), output_dir=tmp_path, per_host=4, delay=0.3)
+
+    stats = await crawl(config)
+
+    assert stats.finished and stats.pages == 8
+    times = sorted(when for when, _ in sent)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(times) == 10 and min(gaps) >= 0.29, gaps  # robots.txt, sitemap.xml, 8 pages

@@ -4,7 +4,10 @@ A slot is a small data model (after
 Scrapy's downloader Slot); the frontier asks it when a host is ready and tells
 it when a request starts and how it ended. The gap between two request starts
 to one host is max(--delay, robots.txt Crawl-delay, current back-off), and a
-Retry-After pushes the next start out on top of that.
+Retry-After pushes the next start out on top of that. The gap is kept again as
+each request leaves (``send_at``, through ``Politeness.pace``, which the fetcher
+awaits): whatever held a leased request up on its way (a queue, a busy loop), no
+two requests to a host are sent closer than the gap.
 
 A SharedSlot is the same model kept in shared memory, for a host whose URLs
 the multiprocessing front splits between its processes (a single-host crawl):
@@ -14,6 +17,7 @@ clock, so the host's bound and gap hold for all of them together.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import operator
@@ -41,6 +45,8 @@ class HostSlot:
     crawl_delay: float = 0.0
     backoff: float = 0.0
     not_before: float = -math.inf
+    # When the last request left (or will: a moment taken by send_at).
+    last_sent: float = -math.inf
 
     def gap(self) -> float:
         return max(self.delay, self.crawl_delay, self.backoff)
@@ -49,11 +55,18 @@ class HostSlot:
         """The monotonic time the next request may start, inf while the slot is full."""
         if self.in_flight >= self.limit:
             return math.inf
-        return max(self.last_start + self.gap(), self.not_before)
+        return max(max(self.last_start, self.last_sent) + self.gap(), self.not_before)
 
     def start(self, now: float) -> None:
         self.in_flight += 1
         self.last_start = now
+
+    def send_at(self, now: float) -> float:
+        """When a request that is ready to leave at ``now`` may: a gap after the last
+        one left, in the order they come here (the lease's start may have been held up
+        on its way: a queue, a busy loop). That moment is taken."""
+        self.last_sent = max(now, self.last_sent + self.gap())
+        return self.last_sent
 
     def try_start(self, now: float) -> bool:
         """Start a request if the slot allows one at ``now``."""
@@ -80,6 +93,8 @@ class Slot(Protocol):
     def ready_at(self) -> float: ...
 
     def try_start(self, now: float) -> bool: ...
+
+    def send_at(self, now: float) -> float: ...
 
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None: ...
 
@@ -136,6 +151,13 @@ class SharedSlot:
             self._write(slot)
             return True
 
+    def send_at(self, now: float) -> float:
+        with self._lock:
+            slot = self._read()
+            at = slot.send_at(now)
+            self._write(slot)
+        return at
+
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None:
         with self._lock:
             slot = self._read()
@@ -184,6 +206,14 @@ class Politeness:
 
     def robots_known(self, host: str, crawl_delay: float) -> None:
         self.slot(host).robots_known(self._per_host, crawl_delay)
+
+    async def pace(self, host: str) -> None:
+        """Wait until a request to ``host`` may leave (HostSlot.send_at): the gap is
+        kept between the requests as they are sent, not as they were leased."""
+        now = time.monotonic()
+        wait = self.slot(host).send_at(now) - now
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 def first_limit(per_host: int, *, robots_first: bool) -> int:

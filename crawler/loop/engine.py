@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError
@@ -110,7 +110,10 @@ class Engine:
                 deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
             self.tally.start()
             try:
-                async with fetcher_for(self.config, given, recorder, cookies, through) as fetcher:
+                pace = opened.politeness.pace
+                async with fetcher_for(
+                    self.config, given, recorder, cookies, through, pace
+                ) as fetcher:
                     visitor = self._visitor(opened, fetcher, extractor)
                     if opened.seeds:
                         await opened.frontier.add(opened.seeds)
@@ -248,6 +251,7 @@ def fetcher_for(
     recorder: Callable[[Response], None] | None,
     cookies: CookieJar,
     through: dict[str, str | None],
+    pace: Callable[[str], Awaitable[None]] | None = None,
 ) -> Fetcher:
     """The crawl's fetcher: ``config`` as the run settled it, ``given`` as it was given
     (its seeds keep their user:pass@, which the state's do not)."""
@@ -267,6 +271,7 @@ def fetcher_for(
         recorder=recorder,
         identity=identity,
         cookies=cookies,
+        pace=pace,
     )
 
 

@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -35,6 +35,7 @@ from crawler.net.identity import CookieJar, Identity
 from crawler.net.lookups import Lookups, SystemResolver
 from crawler.records import TOO_LARGE
 from crawler.web.parser import HTML_TYPES
+from crawler.web.urls import host_key
 
 # An unread body up to this size is drained so the connection can be reused.
 _DRAIN_BYTES = 64 * 1024
@@ -160,8 +161,11 @@ class Fetcher:
         recorder: Callable[[Response], None] | None = None,
         identity: Identity | None = None,
         cookies: aiohttp.abc.AbstractCookieJar | None = None,
+        pace: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._addresses = addresses
+        # Waits, before each request, until its host's politeness gap allows it to leave.
+        self._pace = pace
         self._identity = identity or Identity(())
         self._cookies = cookies
         self._recorder = recorder
@@ -245,6 +249,8 @@ class Fetcher:
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
+            if self._pace is not None:
+                await self._pace(host_key(url))
             deadline = self._deadlines.start(self._timeout)
             try:
                 wanted = _Wanted(method, read, any_type, max_bytes, proxy)
