@@ -95,7 +95,7 @@ class HostBudget:
         self._tally = tally
         self._on_skip = on_skip
         self._started: dict[str, int] = {}
-        for host in started:
+        for host in started if limit is not None else ():  # a resume's pages: read if counted
             self.start(host)
 
     def skips(self, host: str, entry: Entry) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from crawler.output.files import open_nofollow
+from crawler.output.files import broken_line, open_nofollow
 from crawler.records import RESULTS, BrokenLink, LinkCheck, Referrer
 
 CHECKS_FILE = "checks.jsonl"
@@ -33,30 +33,15 @@ class ChecksFile:
         for check in checks:
             lines.append(json.dumps(check.as_dict(), ensure_ascii=False) + "\n")
             if check.is_failing():
-                pages = list(dict.fromkeys(referrer.page for referrer in check.referrers))
-                link = {"url": check.url, "status": check.status, "error": check.error}
-                line = {**link, "referrers": pages, "referrer_count": len(pages)}
-                broken.append(json.dumps(line, ensure_ascii=False) + "\n")
+                pages = tuple(dict.fromkeys(referrer.page for referrer in check.referrers))
+                link = BrokenLink(check.url, check.status, check.error, pages, len(pages))
+                broken.append(broken_line(link))
         self._checks.writelines(lines)
         self._broken.writelines(broken)
 
     def close(self) -> None:
         self._checks.close()
         self._broken.close()
-
-
-def read_broken(directory: Path) -> Iterator[BrokenLink]:
-    """broken.jsonl's lines, one at a time."""
-    with (directory / BROKEN_FILE).open("rb") as lines:
-        for line in lines:
-            link = orjson.loads(line)
-            yield BrokenLink(
-                link["url"],
-                link["status"],
-                link["error"],
-                tuple(link["referrers"]),
-                link["referrer_count"],
-            )
 
 
 def read_checks(directory: Path) -> Iterator[LinkCheck]:

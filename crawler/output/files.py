@@ -361,13 +361,17 @@ class Output:
         self._pages = self._items = None
         if not self.checked:
             with open_nofollow(self.directory / "broken.jsonl", "w", encoding="utf-8") as file:
-                for link in self.broken_links():
-                    file.write(json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n")
+                file.writelines(map(broken_line, self.broken_links()))
         stats_path = self.directory / "stats.json"
         write_file(stats_path, json.dumps(dataclasses.asdict(stats), indent=2) + "\n")
 
     def release(self) -> None:
         self._lock.release()
+
+
+def broken_line(link: BrokenLink) -> str:
+    """broken.jsonl's line for ``link``."""
+    return json.dumps(dataclasses.asdict(link), ensure_ascii=False) + "\n"
 
 
 def _cut_torn_line(path: Path) -> int:

@@ -32,10 +32,11 @@ from typing import Any, Protocol
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, NothingToDo, OutputFailed
-from crawler.output.checks_file import ChecksFile, read_broken
+from crawler.output.checks_file import ChecksFile
 from crawler.output.files import Output, WriteGuard
 from crawler.output.lines import record_from_line
 from crawler.output.passes import keep_previous
+from crawler.output.report import broken_links
 from crawler.output.report_html import write_report
 from crawler.output.state import CrawlState, saved_html, unfinished_message
 from crawler.records import (
@@ -306,7 +307,7 @@ class Journal:
                 broken: Iterable[BrokenLink] = self.output.broken_links()
                 if self._checks is not None:
                     self._checks.close()
-                    broken = read_broken(self.output.directory)
+                    broken = map(_broken_link, broken_links(self.output.directory))
                 if self._state is not None:
                     for link in broken:  # a row each, a batch at a time (there may be many)
                         self._state.broken(link)
@@ -325,6 +326,12 @@ class Journal:
                     self._state.close()
                 self._state = None
             self.output.release()
+
+
+def _broken_link(line: dict[str, Any]) -> BrokenLink:
+    """A line of broken.jsonl (output/report.broken_links) as the state keeps it."""
+    referrers = tuple(line["referrers"])
+    return BrokenLink(line["url"], line["status"], line["error"], referrers, line["referrer_count"])
 
 
 def _as_json(settings: Settings) -> dict[str, Any]:
