@@ -31,6 +31,7 @@ from crawler.check_formats import FORMATS, Results, render
 from crawler.config import CrawlConfig, build_config
 from crawler.errors import ConfigError, CrawlerError, NothingToDo, OutputFailed
 from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
+from crawler.heap import release_freed
 from crawler.logs import setup_logging
 from crawler.output.checks_file import counts_line, read_checks
 from crawler.output.files import OutputLock
@@ -221,6 +222,7 @@ def run_check(args: argparse.Namespace) -> int:
     # The crawl's objects (its ledger among them) are held in cycles until a collection:
     # freed before the report reads the results back.
     gc.collect()
+    release_freed()
     _report_checks(checks, stats, job, report, report_format)
     # The text report ends with the summary line; any other report is a file's content.
     summary = not job.quiet and (report is not None or report_format != "text")

@@ -18,7 +18,7 @@ import crawler
 
 PACKAGE = Path(crawler.__file__).parent
 # The top level: the vocabulary (every layer may use it) and the two faces.
-VOCABULARY = {"errors", "records", "stats", "config", "extract", "escapes", "offload"}
+VOCABULARY = {"errors", "records", "stats", "config", "extract", "escapes", "offload", "heap"}
 RANKS = {
     "demo": 0,
     "web": 0,

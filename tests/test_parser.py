@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crawler.loop.parsing import page_refs
 from crawler.web import parser
 from crawler.web.parser import decode_html, header_directives, parse_html
-from crawler.web.refs import PageAnchors, PageRefs, Ref
+from crawler.web.refs import PageAnchors, Ref
 
 URL = "http://a.org/dir/page"
 
@@ -133,7 +134,7 @@ def test_a_big_page_streamed_reads_as_its_tree_does(pieces: list[str], charset: 
     body = ("<html><head></head><body>" + "".join(pieces) + "é</body></html>").encode(
         charset or "utf-8"
     )
-    for refs in (PageRefs, PageAnchors, None):
+    for refs in (page_refs, PageAnchors, None):
         whole = parse_html(body, URL, charset, refs=refs)
         with pytest.MonkeyPatch.context() as patched:
             patched.setattr(parser, "STREAM_BYTES", 0)
@@ -153,6 +154,6 @@ def test_a_big_page_of_many_links_is_read_whole() -> None:
     links = "".join(f"<a href='/p/{n}'>{n}</a>\n" for n in range(40_000))
     body = f"<html><head><title>big</title></head><body>{links}<a href='/last'></a></body></html>".encode()
     assert len(body) >= parser.STREAM_BYTES
-    page = parse_html(body, URL, None, refs=PageRefs)
+    page = parse_html(body, URL, None, refs=page_refs)
     assert page.title == "big" and len(page.links) == 40_001 and page.links[-1] == "/last"
     assert page.refs[-1] == Ref("/last", 40_001, "link")

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from crawler.loop.parsing import page_refs
 from crawler.web.parser import STREAM_BYTES, parse_html
-from crawler.web.refs import PageAnchors, PageRefs, Ref, css_refs, refresh_target, srcset_urls
+from crawler.web.refs import (
+    PageAnchors,
+    Ref,
+    Refs,
+    css_refs,
+    refresh_target,
+    srcset_urls,
+)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +80,7 @@ def test_every_kind_of_requisite_with_its_line() -> None:
 <div style="background-image: url('d.png')" id="d1"></div>
 <blockquote cite="source.html">quoted</blockquote>
 </body></html>"""
-    page = parse_html(html, "http://h/", None, refs=PageRefs)
+    page = parse_html(html, "http://h/", None, refs=page_refs)
     found = {(ref.written, ref.kind, ref.line) for ref in page.refs}
     assert found == {
         ("s.css", "stylesheet", 2),
@@ -112,7 +120,7 @@ def test_without_a_reader_nothing_more_is_read() -> None:
 
 def test_anchors_alone_are_those_of_every_link_read() -> None:
     html = b'<body id="top"><a name="n1"></a><h2 id="s1"><a href="x" id="">x</a></h2></body>'
-    everything = parse_html(html, "http://h/", None, refs=PageRefs)
+    everything = parse_html(html, "http://h/", None, refs=page_refs)
     alone = parse_html(html, "http://h/", None, refs=PageAnchors)
     assert sorted(alone.anchors.split("\0")) == sorted(everything.anchors.split("\0"))
     assert alone.refs == ()
@@ -163,8 +171,49 @@ def test_the_line_is_where_the_tag_starts(big: bool) -> None:
     padding = "<p>x</p>\n" * (STREAM_BYTES // 9 + 1) if big else ""
     body = (page + padding + "</body></html>").encode()
     lines = {
-        ref.written: ref.line for ref in parse_html(body, "http://h/", None, refs=PageRefs).refs
+        ref.written: ref.line for ref in parse_html(body, "http://h/", None, refs=page_refs).refs
     }
     assert lines["/multi"] == 2 and lines["/same"] == 4 and lines["/pic.png"] == 5
     assert lines["/site.css"] == 10
     assert lines["/q?a=1&b=2"] in (8, 9)  # an escaped value: where lxml says, at worst
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_lines_past_65535_are_where_the_tags_start(streamed: bool) -> None:
+    """libxml2 says 65,535 for every element past that line: the tags are found in order."""
+    tail = (
+        '<a href="/last">x</a>\n<img\n src="/i.png">\n'  # 70,002-70,004
+        '<form action="/f">\n<input type="image" src="/b.png">\n</form>\n'  # 70,005-70,007
+        '<form action="/f">\n<input type="image" src="/b.png">\n</form>\n'  # 70,008-70,010
+        '<p style="background: url(/s.png)">x</p><style>\na{b:url(/t.png)}</style>\n'  # 70,011
+        '<a href="/last">again</a>\n'  # 70,013
+    )
+    padding = "<!--" + "x" * STREAM_BYTES + "-->" if streamed else ""
+    body = ("<html><body>\n" + "<br>\n" * 70_000 + tail + padding + "</body></html>").encode()
+    assert (len(body) >= STREAM_BYTES) == streamed
+    refs = parse_html(body, "http://h/", None, refs=page_refs).refs
+    assert sorted((ref.line, ref.written, ref.kind) for ref in refs) == [
+        (70_002, "/last", "link"),
+        (70_003, "/i.png", "image"),
+        (70_005, "/f", "form"),
+        (70_006, "/b.png", "image"),
+        (70_008, "/f", "form"),
+        (70_009, "/b.png", "image"),
+        (70_011, "/s.png", "css"),
+        (70_012, "/t.png", "css"),
+        (70_013, "/last", "link"),
+    ]
+
+
+def test_refs_are_kept_in_columns_and_read_once_in_batches() -> None:
+    refs = Refs()
+    refs.extend([Ref("/a", 1, "link"), Ref("/b", 2, "image")])
+    refs.add("/c", 3, "link")
+    assert len(refs) == 3 and refs[1] == Ref("/b", 2, "image")
+    assert refs[1:] == [Ref("/b", 2, "image"), Ref("/c", 3, "link")]
+    assert list(refs) == [Ref("/a", 1, "link"), Ref("/b", 2, "image"), Ref("/c", 3, "link")]
+    assert list(refs.drain(2)) == [
+        [Ref("/a", 1, "link"), Ref("/b", 2, "image")],
+        [Ref("/c", 3, "link")],
+    ]
+    assert len(refs) == 0 and list(refs.drain(2)) == []

@@ -20,16 +20,20 @@ from crawler.net.fetcher import Response
 from crawler.offload import in_thread
 from crawler.web.parser import ParsedPage, RefsReader, header_directives, parse_html
 from crawler.web.refs import PageRefs
+from crawler.web.tag_lines import TagStarts
 
 BIG_PAGE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A parsed page and the links of it the crawl follows (none when nofollow)."""
+    """A parsed page and the links of it the crawl follows (none when nofollow). The
+    page's links as written are let go of once judged (a page of 600,000 links holds
+    them twice else): ``links`` counts them."""
 
     page: ParsedPage
     follow: list[str]
+    links: int
 
 
 class ParseStage:
@@ -39,20 +43,25 @@ class ParseStage:
         self._gate = gate
         self._honour_nofollow = honour_nofollow
         # crawler check: every link and requisite with its line, and the anchors.
-        self._refs = PageRefs if refs else None
+        self._refs = page_refs if refs else None
 
     async def parse(self, response: Response) -> Parsed:
         if len(response.body) < BIG_PAGE_BYTES:
             page, links = self._parse(response)
         else:
             page, links = await in_thread(self._parse, response)
-        return Parsed(page, self._gate.count(links))
+        return Parsed(replace(page, links=()), self._gate.count(links), len(page.links))
 
     def _parse(self, response: Response) -> tuple[ParsedPage, Sorted]:
         page = parse_response(response, honour_nofollow=self._honour_nofollow, refs=self._refs)
         if page.nofollow:
             return page, Sorted([])
         return page, self._gate.sort(page.links, page.base, own=response.url)
+
+
+def page_refs(body: bytes, streamed: bool) -> PageRefs:
+    """crawler check's reader of a page: its refs, each at the line where its tag starts."""
+    return PageRefs(TagStarts(body, streamed).line)
 
 
 def parse_response(

@@ -21,11 +21,11 @@ from typing import Any
 
 from crawler.extract import Item
 from crawler.frontier.protocol import Lease
+from crawler.loop.parsing import Parsed
 from crawler.net.fetcher import Response
 from crawler.output.journal import Sink
 from crawler.records import Completion, Entry, LinkCheck, PageRecord, Validators
 from crawler.stats import Tally
-from crawler.web.parser import ParsedPage
 
 RecordSink = Callable[[PageRecord | Item | LinkCheck], Awaitable[None]]
 # after_ack(lease, counters, then): the record's counters go with the lease's ack,
@@ -107,7 +107,7 @@ def build_record(
     entry: Entry,
     response: Response | None,
     *,
-    parsed: ParsedPage | None = None,
+    parsed: Parsed | None = None,
     elapsed_ms: int = 0,
     error: str | None = None,
 ) -> PageRecord:
@@ -119,14 +119,14 @@ def build_record(
         depth=entry.depth,
         referrer=entry.referrer,
         content_type=response.content_type if response is not None else None,
-        title=parsed.title if parsed is not None else None,
-        links=len(parsed.links) if parsed is not None else 0,
+        title=parsed.page.title if parsed is not None else None,
+        links=parsed.links if parsed is not None else 0,
         bytes=len(response.body) if response is not None else 0,
         elapsed_ms=elapsed_ms,
         fetched_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
         error=error or (response.error if response is not None else None),
         redirects=len(entry.hops),
-        noindex=parsed is not None and parsed.noindex,
+        noindex=parsed is not None and parsed.page.noindex,
         kind=entry.kind,
     )
 

@@ -26,10 +26,11 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.extract import Extractor, Item, Page, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome, queue_links
+from crawler.heap import release_freed
 from crawler.loop.checks import Checker
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
 from crawler.loop.hosts import HOST_DOWN, HostKnowledge
-from crawler.loop.parsing import Parsed, ParseStage
+from crawler.loop.parsing import BIG_PAGE_BYTES, Parsed, ParseStage
 from crawler.loop.recording import Recorder, build_record, change, conditional, content_hash
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
@@ -154,6 +155,8 @@ class Visitor:
             await self._recorder.emit(*await self._checker.answered(entry, response, elapsed_ms))
         else:
             await self._page(entry, response, validators, elapsed_ms)
+            if len(response.body) >= BIG_PAGE_BYTES:
+                release_freed()  # what its links cost while they were read
         return Outcome(status=status)
 
     async def _page(
@@ -177,8 +180,7 @@ class Visitor:
                 refs = await self._checker.page(parsed.page, url, entry.depth, links)
             if self._sink is not None:
                 await self._sink.save_html(response.url, response.body)
-        page = parsed.page if parsed is not None else None
-        record = build_record(entry, response, parsed=page, elapsed_ms=elapsed_ms, error=error)
+        record = build_record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms, error=error)
         completion = None
         if self._sink is not None:  # what state.sqlite keeps; nothing without an output
             hashed = content_hash(response.body)

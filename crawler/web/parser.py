@@ -16,7 +16,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urljoin
@@ -26,16 +26,18 @@ from lxml import etree
 
 class ElementReader(Protocol):
     """What crawler check reads of a page besides (refs.PageRefs): shown each element
-    in document order (a big page's, as each ends), then asked for its links with
-    their lines and its anchors; given by the caller, so parsing stays one module's job."""
+    in document order (a big page's, as each ends) with the value of its link
+    attribute when the parser read one, then asked for its links with their lines
+    and its anchors; given by the caller, so parsing stays one module's job."""
 
-    def element(self, element: etree._Element) -> None: ...
+    def element(self, element: etree._Element, link: str | None) -> None: ...
 
-    def result(self) -> tuple[list[Any], str]: ...
+    def result(self) -> tuple[Sequence[Any], str]: ...
 
 
 # Made with the page's bytes (where a tag starts is read from them).
-RefsReader = Callable[[bytes], ElementReader]
+# Made from the page and whether it is streamed (its elements shown as each ends).
+RefsReader = Callable[[bytes, bool], ElementReader]
 # A page this big is parsed as a stream, each element dropped once read: its tree
 # would cost about 14 times its size (a 10 MB page of 225,000 links: 139 MB).
 STREAM_BYTES = 512 * 1024
@@ -44,6 +46,7 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 MAX_TITLE_CHARS = 1000
 _LINK_ATTRIBUTES = {"a": "href", "area": "href", "frame": "src", "iframe": "src"}
 _PAGE_TAGS = ("a", "area", "frame", "iframe", "base", "meta", "title")
+_PAGE_TAG_SET = frozenset(_PAGE_TAGS)
 # recover: browsers parse anything; no_network: never fetch a DTD or entity;
 # collect_ids: no table of ids, which nothing here looks up (5% of the parse).
 _OPTIONS: dict[str, Any] = {
@@ -85,7 +88,7 @@ class ParsedPage:
     noindex: bool
     # crawler check only (parse_html's ``refs``): every link and requisite with its
     # line, nofollow or not (refs.Ref), and the page's anchors.
-    refs: tuple[Any, ...] = ()
+    refs: Sequence[Any] = ()
     anchors: str = ""
 
 
@@ -177,6 +180,7 @@ def _stream(body: bytes, header_charset: str | None) -> Iterator[etree._Element]
     text, utf8 = _decoded(body, header_charset)
     if not utf8:
         body = _XML_DECLARATION.sub("", text, count=1).encode("utf-8", "surrogatepass")
+    del text  # not held while the stream is read: the page's size again, or 4 times it
     events = etree.iterparse(io.BytesIO(body), events=("end",), encoding="utf-8", **_OPTIONS)
     try:
         for _, element in events:
@@ -201,16 +205,20 @@ def parse_html(
     refs: RefsReader | None = None,
 ) -> ParsedPage:
     """Parse one page (with ``refs``: what crawler check reads too). Never raises on any bytes."""
-    reader = refs(body) if refs is not None else None
-    elements = _elements(body, header_charset, reader)
+    reader = refs(body, len(body) >= STREAM_BYTES) if refs is not None else None
+    elements = _elements(body, header_charset, every=reader is not None)
     if elements is None:
         return ParsedPage(None, url, (), False, False)
     title, base, directives, links = None, None, set(), []
     for element in elements:
         tag = element.tag
         attribute = _LINK_ATTRIBUTES.get(tag)
+        value = element.get(attribute) if attribute is not None else None
+        if reader is not None:  # its link as this very string: a big page's are many
+            reader.element(element, value)
+        if tag not in _PAGE_TAG_SET:
+            continue
         if attribute is not None:  # most elements: links
-            value = element.get(attribute)
             if not value:
                 continue
             rel = element.get("rel")
@@ -227,42 +235,30 @@ def parse_html(
             if base is None and href:
                 base = _join_base(url, href)
     nofollow = honour_nofollow and "nofollow" in directives
-    found, anchors = reader.result() if reader is not None else ([], "")
+    found, anchors = reader.result() if reader is not None else ((), "")
     return ParsedPage(
         title,
         base or url,
         () if nofollow else tuple(links),
         nofollow,
         "noindex" in directives,
-        tuple(found),
+        found,
         anchors,
     )
 
 
 def _elements(
-    body: bytes, header_charset: str | None, reader: ElementReader | None
+    body: bytes, header_charset: str | None, *, every: bool
 ) -> Iterable[etree._Element] | None:
-    """The elements parse_html reads (each element shown to ``reader`` too): from the
-    whole tree, or from the stream of a big page; None if nothing parses."""
+    """The elements parse_html reads (``every`` one, for a reader): from the whole
+    tree, or from the stream of a big page; None if nothing parses."""
     if len(body) >= STREAM_BYTES:
-        return _read(_stream(body, header_charset), reader)
+        return _stream(body, header_charset)
     root = _tree(body, header_charset)
     if root is None:
         return None
-    if reader is not None:
-        for element in root.iter():
-            reader.element(element)
-    elements: Iterable[etree._Element] = root.iter(*_PAGE_TAGS)
+    elements: Iterable[etree._Element] = root.iter() if every else root.iter(*_PAGE_TAGS)
     return elements
-
-
-def _read(elements: Iterator[etree._Element], reader: ElementReader | None) -> Iterator[Any]:
-    """The elements parse_html reads, each shown to ``reader`` on the way."""
-    for element in elements:
-        if reader is not None:
-            reader.element(element)
-        if element.tag in _PAGE_TAGS:
-            yield element
 
 
 def _join_base(url: str, href: str) -> str:

@@ -22,10 +22,11 @@ its ``<style>``).
 
 from __future__ import annotations
 
-import bisect
 import re
 from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from lxml import etree
 
@@ -85,6 +86,65 @@ class Ref:
     written: str
     line: int
     kind: str
+
+
+class Refs(Sequence[Ref]):
+    """A page's refs in columns (text, line, kind code): about 13 bytes a link besides
+    its text, where a Ref object and its line number cost 90; a page of 600,000 links
+    holds them once, and makes Ref objects only for the slice it reads."""
+
+    def __init__(self) -> None:
+        self._written: list[str] = []
+        self._lines = array("I")
+        self._kinds = bytearray()
+        self._names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def add(self, written: str, line: int, kind: str) -> None:
+        code = self._codes.get(kind)
+        if code is None:
+            code = self._codes[kind] = len(self._names)
+            self._names.append(kind)
+        self._written.append(written)
+        self._lines.append(line)
+        self._kinds.append(code)
+
+    def extend(self, refs: Iterable[Ref]) -> None:
+        for ref in refs:
+            self.add(ref.written, ref.line, ref.kind)
+
+    def __len__(self) -> int:
+        return len(self._written)
+
+    @overload
+    def __getitem__(self, index: int) -> Ref: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Ref]: ...
+
+    def __getitem__(self, index: int | slice) -> Ref | list[Ref]:
+        names = self._names
+        if isinstance(index, slice):
+            return [
+                Ref(written, line, names[kind])
+                for written, line, kind in zip(
+                    self._written[index], self._lines[index], self._kinds[index], strict=True
+                )
+            ]
+        return Ref(self._written[index], self._lines[index], names[self._kinds[index]])
+
+    def __iter__(self) -> Iterator[Ref]:
+        names = self._names
+        for written, line, kind in zip(self._written, self._lines, self._kinds, strict=True):
+            yield Ref(written, line, names[kind])
+
+    def drain(self, size: int) -> Iterator[list[Ref]]:
+        """The refs ``size`` at a time, each batch gone from the columns as it is handed
+        out: a page of 600,000 links lets go of its text as its links are read."""
+        while self._written:
+            batch = self[:size]
+            del self._written[:size], self._lines[:size], self._kinds[:size]
+            yield batch
 
 
 def srcset_urls(value: str) -> list[str]:
@@ -169,16 +229,24 @@ def refresh_target(content: str) -> str | None:
     return target or None
 
 
+def _lxml_line(element: etree._Element) -> int:
+    return element.sourceline or 0
+
+
 class PageRefs:
     """Every link and requisite of a page, in document order, and its anchors (the ids
-    and ``a`` names, each between NULs: ``"\\0top\\0s1\\0"``): parser.ElementReader."""
+    and ``a`` names, each between NULs: ``"\\0top\\0s1\\0"``): parser.ElementReader.
+    ``line`` says where an element is (tag_lines.TagStarts: where its tag starts;
+    else where lxml says, where its start tag ends)."""
 
-    def __init__(self, source: bytes = b"") -> None:
-        self._refs: list[Ref] = []
+    def __init__(self, line: Callable[[etree._Element], int] = _lxml_line) -> None:
+        self._refs = Refs()
         self._anchors = ["\0"]
-        self._starts = TagStarts(source)
+        self._line = line
 
-    def element(self, element: etree._Element) -> None:
+    def element(self, element: etree._Element, link: str | None = None) -> None:
+        """``link``: the element's href (``a``, ``area``) or src (``frame``, ``iframe``)
+        as the parser read it, kept as that very string rather than read again."""
         if not isinstance(element.tag, str):
             return  # a processing instruction or an entity
         anchor = element.get("id")
@@ -189,13 +257,13 @@ class PageRefs:
         styled = bool(style) and "url(" in str(style).lower()
         if not tag and not styled:
             return
-        line = self._starts.line(element)
+        line = self._line(element)
         if tag:
-            _element_refs(element, line, self._refs, self._anchors)
+            _element_refs(element, line, link, self._refs, self._anchors)
         if styled:
-            self._refs += css_refs(str(style), line)
+            self._refs.extend(css_refs(str(style), line))
 
-    def result(self) -> tuple[list[Ref], str]:
+    def result(self) -> tuple[Refs, str]:
         return self._refs, "".join(self._anchors)
 
 
@@ -203,10 +271,10 @@ class PageAnchors:
     """Only a page's anchors (for an offsite page read for its ids: its links are not
     checked), in ``PageRefs``' form."""
 
-    def __init__(self, _: bytes = b"") -> None:
+    def __init__(self, _: bytes = b"", __: bool = False) -> None:
         self._anchors: list[str] = []
 
-    def element(self, element: etree._Element) -> None:
+    def element(self, element: etree._Element, link: str | None = None) -> None:
         if not isinstance(element.tag, str):
             return
         anchor = element.get("id")
@@ -215,65 +283,19 @@ class PageAnchors:
         if element.tag == "a" and element.get("name"):
             self._anchors.append(str(element.get("name")))
 
-    def result(self) -> tuple[list[Ref], str]:
-        return [], "".join(f"\0{anchor}" for anchor in self._anchors) + "\0"
+    def result(self) -> tuple[tuple[Ref, ...], str]:
+        return (), "".join(f"\0{anchor}" for anchor in self._anchors) + "\0"
 
 
-class TagStarts:
-    """The line where an element's tag starts. lxml gives the line where the start tag
-    ends (``<a`` on line 3, ``href=...>`` on line 5: 5); people read the first. From
-    the end of that line, the ``<tag`` before it whose text holds one of the element's
-    attribute values is the element's; none within a few tags: lxml's line."""
-
-    _LOOK_BACK = 16
-
-    def __init__(self, source: bytes) -> None:
-        self._source = source
-        # Where each line ends (8 bytes a line), made on the first element past line 1.
-        self._line_ends: array[int] | None = None
-
-    def line(self, element: etree._Element) -> int:
-        reported = element.sourceline or 0
-        source = self._source
-        if not source or reported < 2:
-            return reported
-        if self._line_ends is None:
-            self._line_ends = array("Q", (match.start() for match in re.finditer(b"\n", source)))
-        ends = self._line_ends
-        end = ends[reported - 1] if reported - 1 < len(ends) else len(source)
-        start = self._start(element, end)
-        if start is None:
-            return reported
-        return reported - (bisect.bisect_left(ends, end) - bisect.bisect_left(ends, start))
-
-    def _start(self, element: etree._Element, end: int) -> int | None:
-        """The offset of the element's ``<tag``, searching back from ``end``."""
-        source, tag = self._source, str(element.tag).encode("ascii", "replace").lower()
-        values = [value.encode() for value in element.values() if value and "&" not in value]
-        if not values:
-            return None
-        position = end
-        for _ in range(self._LOOK_BACK):
-            position = source.rfind(b"<", 0, position)
-            if position == -1:
-                return None
-            name = source[position + 1 : position + 1 + len(tag)].lower()
-            after = source[position + 1 + len(tag) : position + 2 + len(tag)]
-            if name == tag and (after.isspace() or after in (b">", b"/")):
-                closing = source.find(b">", position)
-                text = source[position : closing if closing != -1 else end]
-                if any(value in text for value in values):
-                    return position
-        return None
-
-
-def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: list[str]) -> None:
+def _element_refs(
+    element: etree._Element, line: int, link: str | None, refs: Refs, anchors: list[str]
+) -> None:
     tag = element.tag
     get = element.get
     if tag in ("a", "area"):
         if tag == "a" and get("name"):
             anchors.append(str(get("name")) + "\0")
-        _add(refs, get("href"), line, "link")
+        _add(refs, get("href") if link is None else link, line, "link")
     elif tag == "link":
         rels = str(get("rel", "")).lower().split()
         if not _ORIGIN_RELS.intersection(rels):
@@ -287,7 +309,7 @@ def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: 
         if str(get("http-equiv", "")).lower() == "refresh":
             _add(refs, refresh_target(str(get("content", ""))), line, "refresh")
     elif tag == "style":
-        refs += css_refs(element.text or "", line)
+        refs.extend(css_refs(element.text or "", line))
     elif tag == "object":
         _add(refs, get("data"), line, "object")
     elif tag == "form":
@@ -307,7 +329,7 @@ def _element_refs(element: etree._Element, line: int, refs: list[Ref], anchors: 
         for url in srcset_urls(str(get("srcset", ""))):
             _add(refs, url, line, kind)
     else:
-        _add(refs, get("src"), line, _SRC_KINDS[tag])
+        _add(refs, get("src") if link is None else link, line, _SRC_KINDS[tag])
         if tag == "img":
             for url in srcset_urls(str(get("srcset", ""))):
                 _add(refs, url, line, "image")
@@ -325,6 +347,6 @@ def _submits_with_get(element: etree._Element) -> bool:
     return str(method).strip().lower() == "get"
 
 
-def _add(refs: list[Ref], value: str | None, line: int, kind: str) -> None:
-    if value and value.strip():
-        refs.append(Ref(value.strip(), line, kind))
+def _add(refs: Refs, value: str | None, line: int, kind: str) -> None:
+    if value and (written := value.strip()):
+        refs.add(written, line, kind)
