@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from crawler.config import CrawlConfig
 from crawler.frontier.protocol import Frontier
 from crawler.loop.gate import LinkGate
-from crawler.loop.linkbook import Found, LinkBook, restore_book, unpack_found
+from crawler.loop.linkbook import Followed, Found, LinkBook, restore_book, unpack_found
 from crawler.loop.parsing import BIG_PAGE_BYTES
 from crawler.loop.recording import RecordSink, build_record
 from crawler.loop.runs import Opened
@@ -38,7 +38,7 @@ from crawler.output.check_cache import RefsPacker, pack_refs
 from crawler.output.journal import Journal, Sink
 from crawler.records import Completion, Entry, PageRecord
 from crawler.web.parser import ParsedPage, decode_html, is_html, parse_html
-from crawler.web.refs import PageAnchors, css_refs
+from crawler.web.refs import PageAnchors, Refs, css_refs
 
 # A HEAD answered 4xx or 5xx is asked again with GET: servers that refuse HEAD say
 # 405 or 501 (RFC 9110 §9.3.2 lets them), and many answer it 400, 403 or 404
@@ -140,14 +140,15 @@ class Checker:
     async def page(self, page: ParsedPage, url: str, depth: int, followed: list[str]) -> bytes:
         """A crawled page's links: noted with its anchors, and queued to be checked
         (but those it ``followed``, queued as pages); packed. A page of many links is
-        resolved and queued BIG_LINK_COUNT at a time: its links are never held three
-        times over (as written, resolved, and as entries)."""
+        resolved and queued BIG_LINK_COUNT at a time, its links as written let go of
+        as they are: they are never held three times over (as written, resolved, and
+        as entries). The page's refs are read once: empty after."""
         self.book.note(url, (), page.anchors)
-        queued = {link: link for link in self._queued(depth, followed)}
+        queued = Followed(self._queued(depth, followed))
         refs, packer = page.refs, RefsPacker()
         big = len(refs) >= BIG_LINK_COUNT
-        for start in range(0, len(refs), BIG_LINK_COUNT):
-            chunk = refs[start : start + BIG_LINK_COUNT]
+        chunks = refs.drain(BIG_LINK_COUNT) if isinstance(refs, Refs) else [list(refs)]
+        for chunk in chunks:
             found = await _off_loop(big, self.book.resolve, chunk, page.base, queued)
             await self._queue(url, found, depth, queued)
             packer.add([link.row() for link in found])
@@ -157,7 +158,7 @@ class Checker:
         """A page that answered 304: its links as the last pass found them."""
         found, anchors = unpack_found(refs)
         self.book.note(url, (), anchors)
-        await self._queue(url, found, depth, frozenset(self._queued(depth, followed)))
+        await self._queue(url, found, depth, Followed(self._queued(depth, followed)))
 
     def _queued(self, depth: int, followed: list[str]) -> list[str]:
         """The links a page at ``depth`` followed that the Visitor queued as pages (none

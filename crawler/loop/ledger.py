@@ -2,8 +2,9 @@
 
 A URL gets an id (its place in the ledger), and what is known of it is kept
 in columns by id (arrays of small numbers; kinds, categories and errors by
-their code in a small vocabulary), not as an object each: a page of 225,000
-links costs its URLs and about 40 bytes a link more (480 bytes as objects).
+their code in a small vocabulary, 16 bits), not as an object each: a link
+costs its URL, its place in a dict and 25 bytes of columns (480 bytes as
+objects). Where a record ended is kept only when that is not the URL itself.
 """
 
 from __future__ import annotations
@@ -45,17 +46,20 @@ class Ledger:
         # Its first referrer (page id, line; _NONE: none yet), and what links there.
         self._first_page = array("I")
         self._first_line = array("I")
-        self._kind = array("I")
-        self._category = array("I")
+        # Codes (the words' places in _names) and statuses: 16 bits.
+        self._kind = array("H")
+        self._category = array("H")
         # Its other referrers, page id and line pairs.
         self._more: dict[int, array[int]] = {}
         # Its record (kind 0: none yet), the page that led to it (a page id or _NONE).
-        self._status = array("I")
-        self._error = array("I")
-        self._redirects = array("I")
-        self._record_kind = array("I")
+        self._status = array("H")
+        self._error = array("H")
+        self._redirects = array("H")
+        self._record_kind = array("H")
         self._referrer = array("I")
+        # Where it ended: a URL of its own only when that is another (1: itself).
         self._final: dict[int, str] = {}
+        self._final_itself = bytearray()
         self._unchanged: set[int] = set()
 
     def page_id(self, page: str) -> int:
@@ -79,14 +83,16 @@ class Ledger:
 
     def record(self, record: PageRecord) -> None:
         record_id = self._id(record.url)
-        self._status[record_id] = record.status or 0
+        self._status[record_id] = min(record.status or 0, 0xFFFF)
         self._error[record_id] = self._code(record.error)
-        self._redirects[record_id] = record.redirects
+        self._redirects[record_id] = min(record.redirects, 0xFFFF)
         self._record_kind[record_id] = self._code(record.kind)
         referrer = record.referrer
         self._referrer[record_id] = _NONE if referrer is None else self.page_id(referrer)
-        if record.final_url is not None:
-            self._final[record_id] = record.final_url
+        final = record.final_url
+        self._final_itself[record_id] = final == record.url
+        if final is not None and final != record.url:
+            self._final[record_id] = final
         else:
             self._final.pop(record_id, None)
         if record.status == 304 and record.change == "unchanged":
@@ -109,7 +115,7 @@ class Ledger:
         return record_id, Result(
             self._status[record_id] or None,
             self._names[self._error[record_id]],
-            self._final.get(record_id),
+            key if self._final_itself[record_id] else self._final.get(record_id),
             self._redirects[record_id],
             self._names[self._record_kind[record_id]] or "link",
             None if referrer == _NONE else self._pages[referrer],
@@ -157,4 +163,5 @@ class Ledger:
             column.append(0)
         self._redirects.append(0)
         self._record_kind.append(0)
+        self._final_itself.append(0)
         return new

@@ -8,7 +8,6 @@ machine is the shared frontier's ``stable_fingerprint``.
 from __future__ import annotations
 
 import bisect
-import itertools
 from array import array
 from collections.abc import Iterable
 
@@ -64,8 +63,20 @@ class SeenSet:
     def add(self, key: int) -> None:
         self._recent.add(key)
         if len(self._recent) >= self.MERGE_AT:
-            self._sorted = array("q", sorted(itertools.chain(self._sorted, self._recent)))
-            self._recent = set()
+            self._merge()
+
+    def _merge(self) -> None:
+        """The recent keys merged into the sorted array: the runs between them copied
+        whole, so the array's keys never become Python ints (sorting them all as a
+        list cost 36 bytes a key for a moment: 22 MB at 600,000 URLs)."""
+        old, merged, start = self._sorted, array("q"), 0
+        for key in sorted(self._recent):
+            end = bisect.bisect_left(old, key, start)
+            merged += old[start:end]
+            merged.append(key)
+            start = end
+        merged += old[start:]
+        self._sorted, self._recent = merged, set()
 
     def update(self, keys: Iterable[int]) -> None:
         for key in keys:
