@@ -27,7 +27,7 @@ from junitparser import Failure, JUnitXml, Skipped
 from markdown_it import MarkdownIt
 
 from conftest import SiteFactory, static_site, until
-from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord
+from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord, check_formats
 from crawler.check_formats import Results, render
 from crawler.net import fetcher
 from crawler.records import Referrer
@@ -533,3 +533,47 @@ async def test_a_sitemap_or_a_stylesheet_given_as_a_start_url_is_read(
     ):
         crawled = [record.url async for record in crawl if isinstance(record, PageRecord)]
     assert crawled == [site.url + "/b"]
+
+
+def test_the_text_report_groups_many_failing_links_by_page_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows are grouped by page as they were met, each page's in order, however the
+    results interleave pages (and past the spool's in-memory size: on disk)."""
+    monkeypatch.setattr(check_formats, "_IN_MEMORY", 1024)
+    checks = [
+        LinkCheck(
+            f"https://h/{n}",
+            "broken" if n % 3 else "timeout",
+            "link",
+            404 if n % 3 else None,
+            None if n % 3 else "timeout",
+            None,
+            (Referrer(f"https://h/page{n % 2}", n + 1), Referrer("https://h/all", 7))
+            if n % 5
+            else (),
+        )
+        for n in range(400)
+    ]
+    checks.insert(1, LinkCheck("https://h/fine", "ok", "link", 200, None, None, ()))
+    text = "".join(render(Results.of(checks), "text", 3)).splitlines()
+    pages = [line for line in text if line and not line.startswith(" ")][:-1]
+    assert pages == ["(seed URLs)", "https://h/page1", "https://h/all", "https://h/page0"]
+    rows: dict[str, list[str]] = {}
+    page = ""
+    for line in text[:-1]:
+        if line and not line.startswith(" "):
+            page = line
+        elif line:
+            rows.setdefault(page, []).append(line)
+    expected = {
+        name: [
+            f"  {'404' if n % 3 else 'timeout':<7}  https://h/{n}  (line {line}, link)"
+            for n in range(400)
+            if (n % 5 == 0) == (name == "(seed URLs)")
+            and (name in ("(seed URLs)", "https://h/all") or name == f"https://h/page{n % 2}")
+            for line in [0 if name == "(seed URLs)" else 7 if name.endswith("all") else n + 1]
+        ]
+        for name in pages
+    }
+    assert rows == expected
