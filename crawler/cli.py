@@ -31,7 +31,7 @@ from crawler.check_formats import FORMATS, Results, render
 from crawler.config import CrawlConfig, build_config
 from crawler.errors import ConfigError, CrawlerError, NothingToDo, OutputFailed
 from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
-from crawler.heap import release_freed
+from crawler.heap import for_big_blocks, release_freed
 from crawler.logs import setup_logging
 from crawler.output.checks_file import counts_line, read_checks
 from crawler.output.files import OutputLock
@@ -363,6 +363,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for_big_blocks()
     commands = {"crawl": run_crawl, "check": run_check, "demo": run_demo, "report": run_report}
     try:
         return commands[args.command](args)
