@@ -171,11 +171,16 @@ def _settled(args: argparse.Namespace) -> tuple[CrawlConfig, dict[str, Any]]:
         config = settle_update(build_config(values))
     except ConfigError as error:
         raise settings.named(error) from None
-    if not config.seeds and not (config.resume or config.incremental or config.frontier):
+    given = config.seeds or config.input_file is not None
+    if not given and not (config.resume or config.incremental or config.frontier):
         there = f" ({config.output_dir} holds no crawl to continue)" if values.get("update") else ""
-        raise ConfigError(f"no seed URLs: give at least one URL{there}")
+        raise ConfigError(f"no seed URLs: give at least one URL or --input-file{there}")
     mode = "resume" if config.resume else "incremental" if config.incremental else "new crawl"
-    seeds = " ".join(map(redact_url, config.seeds)) or "(from the saved state)"
+    seeds = " ".join(map(redact_url, config.seeds))
+    if config.input_file is not None:
+        listed = "standard input" if str(config.input_file) == "-" else str(config.input_file)
+        seeds = f"{seeds} and the URLs of {listed}" if seeds else f"the URLs of {listed}"
+    seeds = seeds or "(from the saved state)"
     log.info("%s into %s: %s", mode, config.output_dir, seeds)
     return config, values
 

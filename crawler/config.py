@@ -12,14 +12,15 @@ import difflib
 import math
 import os
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.web.urls import domain_problem, normalize, redact_url
+from crawler.values import accepted_statuses, duration, proxy_url
+from crawler.web.urls import domain_problem, normalize
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
@@ -32,7 +33,16 @@ CLI_KEYS = frozenset({"quiet", "verbose", "log_file", "fail_on_broken", "report_
 class CrawlConfig:
     """Every setting of one crawl. ``output_dir=None`` writes no files."""
 
+    # The seeds: a list is checked at once; any other iterable (a generator, an open
+    # file) is read lazily as the crawl starts (``seed_stream``), like --input-file.
     seeds: tuple[str, ...] = ()
+    # More seeds, one URL a line ("-": standard input), read a batch at a time into
+    # the frontier; blank lines and "#" comments skipped, a bad line counted.
+    input_file: Path | None = None
+    # Library only: the iterable of seeds read lazily (set from a ``seeds`` that is no
+    # list), and the hosts the streamed seeds named (the run sets it: they are in scope).
+    seed_stream: Iterable[str] | None = field(default=None, compare=False, repr=False)
+    seed_hosts: tuple[str, ...] = field(default=(), repr=False)
     output_dir: Path | None = None
     max_pages: int | None = None
     # Pages started on one host, at most (its other URLs are skipped, counted).
@@ -109,6 +119,7 @@ class CrawlConfig:
         _check_ranges(self)
         for seed in self.seeds:
             _check_seed(seed)
+        _check_seed_list(self)
         for domain in self.allow_domain:
             if (problem := domain_problem(domain)) is not None:
                 raise ConfigError(f"allow_domain: {problem}", setting="allow_domain")
@@ -135,8 +146,8 @@ class CrawlConfig:
             )
 
 
-_LISTS = ("seeds", "allow_domain", "allow", "deny", "header", "exclude", "include")
-_PATHS = ("output_dir", "warc", "cookies")
+_LISTS = ("seeds", "seed_hosts", "allow_domain", "allow", "deny", "header", "exclude", "include")
+_PATHS = ("output_dir", "warc", "cookies", "input_file")
 # Headers the crawler sets itself (or that would break its requests).
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -154,24 +165,16 @@ def _check_requests(config: CrawlConfig) -> None:
         object.__setattr__(config, "proxy", proxy_url(config.proxy, "proxy"))
 
 
-def proxy_url(value: str, name: str) -> str:
-    """A proxy URL as curl takes one: without a scheme it is http://. Only HTTP proxies
-    are supported: another scheme (socks5://) is refused, never ignored (the requests
-    would go direct)."""
-    text = value.strip()
-    if "://" not in text:
-        text = "http://" + text
-    scheme = text.partition("://")[0].lower()
-    if scheme != "http" or not text.partition("://")[2].strip("/"):
-        raise ConfigError(
-            f"{name}: only http:// proxies are supported, not {redact_url(value)!r}", setting=name
-        )
-    return text
-
-
 def _coerce(config: CrawlConfig) -> None:
     """Any sequence for a list, any str or path-like for a path (the library's
     callers pass lists and strings); kept as tuples and Paths."""
+    if not isinstance(config.seeds, (str, bytes, Collection)) and isinstance(
+        config.seeds, Iterable
+    ):
+        if config.seed_stream is not None:
+            raise ConfigError("seeds: one iterable read lazily, not two", setting="seeds")
+        object.__setattr__(config, "seed_stream", config.seeds)
+        object.__setattr__(config, "seeds", ())
     for name in _LISTS:
         value = getattr(config, name)
         if isinstance(value, (str, bytes)):
@@ -186,42 +189,23 @@ def _coerce(config: CrawlConfig) -> None:
         object.__setattr__(config, "cache_age", duration(config.cache_age, "cache_age"))
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def duration(value: str, setting: str) -> float:
-    """Seconds from "90", "90s", "30m", "12h", "1d" or "2w"."""
-    text = value.strip().lower()
-    scale = _UNITS.get(text[-1:])
-    number = text[:-1] if scale is not None else text
-    try:
-        seconds = float(number) * (scale or 1)
-        if not math.isfinite(seconds):
-            raise ValueError(value)
-    except ValueError:
+def _check_seed_list(config: CrawlConfig) -> None:
+    path = config.input_file
+    readable = path is None or str(path) == "-" or (path.is_file() and os.access(path, os.R_OK))
+    if path is not None and not readable:
+        what = "is not a file" if path.exists() and not path.is_file() else "cannot be read"
+        what = what if path.exists() else "does not exist"
+        raise ConfigError(f"input_file: {path} {what}", setting="input_file")
+    if path is None and config.seed_stream is None:
+        return
+    if config.frontier is not None:
         raise ConfigError(
-            f"{setting} wants seconds or a duration like 30m, 12h, 1d, not {value!r}",
-            setting=setting,
-        ) from None
-    return seconds
-
-
-def accepted_statuses(accept: str) -> frozenset[int]:
-    """The statuses of ``--accept``: codes and ranges, "200..299,403"."""
-    statuses: set[int] = set()
-    for part in accept.replace(" ", "").split(","):
-        low, dots, high = part.partition("..")
-        try:
-            first, last = int(low), int(high if dots else low)
-        except ValueError:
-            first = last = 0
-        if not 100 <= first <= last <= 599:
-            raise ConfigError(
-                f"accept wants status codes and ranges like 200..299,403, not {accept!r}",
-                setting="accept",
-            )
-        statuses.update(range(first, last + 1))
-    return frozenset(statuses)
+            "a seed list (--input-file) does not work with --frontier yet: a shared"
+            " crawl is created with its seeds as URLs",
+            setting="input_file",
+        )
+    if config.processes > 1 and config.output_dir is None:
+        raise ConfigError("a seed list with processes needs an output folder", "input_file")
 
 
 def _check_seed(seed: str) -> None:
@@ -326,7 +310,7 @@ _FILE_NAMES = {"output_dir": "output"}
 CONFIG_KEYS = (
     frozenset(_FILE_NAMES.get(item.name, item.name) for item in dataclasses.fields(CrawlConfig))
     | CLI_KEYS
-) - {"link_filter", "check", "report_format", "report"}
+) - {"link_filter", "check", "report_format", "report", "seed_stream", "seed_hosts"}
 # [check] takes every [crawl] key (for crawler check only), and its report's: in
 # [check], format is the report's (text, json, ...), not the pages file's.
 CHECK_KEYS = CONFIG_KEYS | {"report"}

@@ -40,6 +40,7 @@ EXAMPLES = """examples:
   crawler crawl https://example.org/ --max-pages 1000 -o example
   crawler crawl https://example.org/ -o example --update --quiet --fail-on-broken
   crawler crawl -o example --resume
+  crawler crawl -i sites.txt --span-hosts --max-pages-per-host 50 -o broad
   crawler report example --broken
   crawler demo
 """
@@ -120,6 +121,12 @@ def _switch(parser: argparse.ArgumentParser, *names: str, help: str) -> None:
 def _crawl_flags(parser: argparse.ArgumentParser, command: str = "crawl") -> None:
     flag = parser.add_argument
     flag("urls", nargs="*", metavar="URL", help="seed URLs (http or https)")
+    flag(
+        "-i",
+        "--input-file",
+        metavar="FILE",
+        help="more seed URLs, one a line ('-': standard input; # comments)",
+    )
     flag(
         "--config",
         type=Path,

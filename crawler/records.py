@@ -252,6 +252,8 @@ class CrawlStats:
     # The URLs the crawl was given, and those of them that got no answer below 400.
     seeds: int = 0
     seeds_failed: int = 0
+    # Lines of the seed list (--input-file) that were no http(s) URL, skipped.
+    seeds_skipped: int = 0
     broken: int = 0
     redirects: int = 0
     retries: int = 0

@@ -36,6 +36,7 @@ _COUNTS = (
     "checked",
     "seeds",
     "seeds_failed",
+    "seeds_skipped",
     "budget_skipped",
 )
 
@@ -66,6 +67,8 @@ class Tally:
         self.checked = 0
         self.seeds = 0
         self.seeds_failed = 0
+        # Lines of a seed list (--input-file) that are no http(s) URL.
+        self.seeds_skipped = 0
         # --max-pages-per-host: the pages skipped, and the hosts (host:port) that hit it.
         self.budget_skipped = 0
         self.budget_hosts: set[str] = set()

@@ -115,6 +115,8 @@ def summary_table(
         rows.append(("extractor failures", stats["error_counts"].get("extractor-failed", 0)))
     if stats.get("excluded_links"):
         rows.append(("links not followed (--allow/--deny)", stats["excluded_links"]))
+    if stats.get("seeds_skipped"):
+        rows.append(("seed list lines skipped (not URLs)", stats["seeds_skipped"]))
     if stats.get("budget_skipped"):
         hosts = stats.get("budget_hosts", [])
         named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3:,} more" if len(hosts) > 3 else "")

@@ -18,7 +18,8 @@ import crawler
 
 PACKAGE = Path(crawler.__file__).parent
 # The top level: the vocabulary (every layer may use it) and the two faces.
-VOCABULARY = {"errors", "records", "stats", "config", "extract", "escapes", "offload", "heap"}
+VOCABULARY = {"errors", "records", "stats", "config", "values", "extract", "escapes"}
+VOCABULARY |= {"offload", "heap"}
 RANKS = {
     "demo": 0,
     "web": 0,

@@ -80,6 +80,9 @@ class Engine:
             loop = asyncio.get_running_loop()
             self._grace = loop.call_later(STOP_GRACE_SECONDS, self._cancel_workers)
 
+    def stopping(self) -> bool:
+        return self._stopping
+
     def _cancel_workers(self) -> None:
         for worker in self._workers:
             worker.cancel()
@@ -101,7 +104,7 @@ class Engine:
             through = proxies(self.config.proxy)
             recorder = self._warc(files)
             given = self.config  # its seeds keep their user:pass@ (the state's do not)
-            opened = self._opened = await self._run.open(self.tally)
+            opened = self._opened = await self._run.open(self.tally, self.stopping)
             self.config = opened.config
             if self._stopping:
                 opened.frontier.close()
@@ -266,7 +269,10 @@ def fetcher_for(
         timeout=config.timeout,
         user_agent=config.user_agent,
         addresses=AddressPolicy(
-            config.seeds, allow_private=config.allow_private, trusted=identity.proxy_endpoints
+            config.seeds,
+            allow_private=config.allow_private,
+            trusted=identity.proxy_endpoints,
+            seed_hosts=config.seed_hosts,
         ),
         recorder=recorder,
         identity=identity,

@@ -47,7 +47,9 @@ class LinkGate:
     """Whether a URL is followed, for one crawl (its settled config)."""
 
     def __init__(self, config: CrawlConfig, tally: Tally) -> None:
-        self.scope = Scope.of(config.seeds, config.allow_domain, config.span_hosts)
+        self.scope = Scope.of(
+            config.seeds, config.allow_domain, config.span_hosts, config.seed_hosts
+        )
         link_filter = config.link_filter
         if config.check and config.exclude:
             # crawler check's --exclude: never requested, not even as a page to crawl.

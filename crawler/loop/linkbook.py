@@ -32,12 +32,13 @@ from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from crawler.config import CrawlConfig, accepted_statuses
+from crawler.config import CrawlConfig
 from crawler.extract import CheckRules
 from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
 from crawler.loop.ledger import Ledger, Result
 from crawler.output.check_cache import unpack_refs
 from crawler.records import BROKEN_ERRORS, TOO_LARGE, Entry, LinkCheck, PageRecord
+from crawler.values import accepted_statuses
 from crawler.web.refs import NAVIGATION, Ref
 from crawler.web.urls import normalize, resolver
 

@@ -21,6 +21,7 @@ and, in procs/child.py, one process of the multiprocessing front.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from crawler.frontier.politeness import Politeness, SharedSlot
 from crawler.frontier.protocol import Frontier, HostBudget
 from crawler.loop.hosts import RobotsStore
 from crawler.loop.recording import AfterAck, Recorder
+from crawler.loop.seeding import has_seed_list, read_seed_list, with_seed_hosts
 from crawler.output.journal import Journal, Sink
 from crawler.output.spill import TempSpill
 from crawler.records import CrawlStats, Entry, seed_entry
@@ -52,7 +54,7 @@ class Opened:
 
 
 class Run(Protocol):
-    async def open(self, tally: Tally) -> Opened: ...
+    async def open(self, tally: Tally, stopping: Callable[[], bool]) -> Opened: ...
 
     def started(self, recorder: Recorder) -> None: ...
 
@@ -87,7 +89,7 @@ class LocalRun:
         self._journal: Journal | None = None
         self._temp_spill = TempSpill()
 
-    async def open(self, tally: Tally) -> Opened:
+    async def open(self, tally: Tally, stopping: Callable[[], bool]) -> Opened:
         config = self._config
         journal = restored = None
         if config.output_dir is not None:
@@ -117,6 +119,12 @@ class LocalRun:
             frontier.restore(restored.seen, restored.pending, tally.pages)
         else:
             opened.seeds = seed_entries(config)
+        if has_seed_list(config):
+            listed = await read_seed_list(config, frontier.add, stopping)
+            tally.seeds_skipped += listed.skipped
+            opened.config = config = with_seed_hosts(config, listed.hosts)
+            if journal is not None:
+                journal.settle(config)
         return opened
 
     def started(self, recorder: Recorder) -> None:

@@ -9,6 +9,8 @@ frontier are Redis's, so the final stats are the whole crawl's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from crawler.config import CrawlConfig
 from crawler.errors import FrontierUnavailable
 from crawler.frontier.shared import SharedFrontier
@@ -28,7 +30,7 @@ class SharedRun:
         self._frontier: SharedFrontier | None = None
         self._journal: SharedJournal | None = None
 
-    async def open(self, tally: Tally) -> Opened:
+    async def open(self, tally: Tally, stopping: Callable[[], bool]) -> Opened:
         assert self._config.frontier is not None
         frontier = self._frontier = SharedFrontier(self._config.frontier, tally)
         try:

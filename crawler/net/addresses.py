@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import socket
 from collections.abc import Iterable
 
@@ -71,14 +72,15 @@ class AddressPolicy:
         *,
         allow_private: bool,
         trusted: Iterable[tuple[str, int]] = (),
+        seed_hosts: Iterable[str] = (),
     ) -> None:
         # The proxy's (host, port), given by the person: any address it resolves to is
         # allowed for a connection to that port, the proxy's.
         self.trusted = frozenset(trusted)
         self.allow_private = allow_private
         allowed = {PUBLIC}
-        for url in filter(None, map(normalize, seeds)):
-            host = host_of(url)
+        hosts = (host_of(url) for url in filter(None, map(normalize, seeds)))
+        for host in itertools.chain(hosts, seed_hosts):
             kind = address_kind(host)
             if kind is None and (host == "localhost" or host.endswith(".localhost")):
                 kind = "loopback"

@@ -42,9 +42,9 @@ from aiohttp.typedefs import LooseCookies
 from publicsuffixlist import PublicSuffixList
 from yarl import URL
 
-from crawler.config import proxy_url
 from crawler.errors import ConfigError
 from crawler.net.addresses import address_kind
+from crawler.values import proxy_url
 from crawler.web.urls import host_of, normalize, origin_of
 
 

@@ -68,12 +68,20 @@ class Settings:
     allow_domain: tuple[str, ...]
     keep_query_order: bool
     span_hosts: bool = False
+    # The hosts a seed list (--input-file) named: in scope as the seeds' hosts are.
+    seed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, config: CrawlConfig) -> Settings:
         # Kept in state.sqlite: a seed's credentials are not (normalising drops them).
         seeds = tuple(redact_url(seed) for seed in config.seeds)
-        return cls(seeds, config.allow_domain, config.keep_query_order, config.span_hosts)
+        return cls(
+            seeds,
+            config.allow_domain,
+            config.keep_query_order,
+            config.span_hosts,
+            config.seed_hosts,
+        )
 
 
 def _refuse_other_seeds(config: CrawlConfig, settings: Settings, folder: Path) -> None:
@@ -127,7 +135,42 @@ class Sink(Protocol):
     async def save_html(self, url: str, body: bytes) -> None: ...
 
 
-class Journal:
+class _CheckJournal:
+    """crawler check's part of the Journal: its cache of working links, and checks.jsonl."""
+
+    _state: CrawlState | None
+    _guard: WriteGuard
+    _checks: ChecksFile | None
+    output: Output
+
+    def flush(self) -> None: ...
+
+    def cached_check(self, url: str, max_age: float) -> PageRecord | None:
+        """crawler check: a working link's record younger than ``max_age`` seconds."""
+        assert self._state is not None
+        with self._guard:
+            return self._state.checks.cached(url, max_age)
+
+    def checked_so_far(self) -> tuple[list[tuple[str, bytes]], list[PageRecord]]:
+        """crawler check, resumed: the links of the pages done and the records of this pass."""
+        assert self._state is not None
+        self.flush()
+        with self._guard:
+            pages = list(self._state.checks.pages())
+            records = [record_from_line(line) for line in self._state.records_after(0)]
+        return pages, records
+
+    def write_checks(self, checks: Iterable[LinkCheck]) -> None:
+        """A batch of checks.jsonl (the first creates it); broken.jsonl is made of their
+        failing results, at finish."""
+        with self._guard:
+            if self._checks is None:
+                self._checks = ChecksFile(self.output.directory)
+                self.output.checked = True
+            self._checks.write(checks)
+
+
+class Journal(_CheckJournal):
     """Owns the Output and the CrawlState of one run; every write goes through here."""
 
     def __init__(self, config: CrawlConfig, tally: Tally) -> None:
@@ -196,9 +239,17 @@ class Journal:
             state.start_generation()
             self.output.open_pages(append=False)
             self._open_items(append=False)
-        return Restored(
-            settings, state.seen(), state.pending_count(), state.pages_done(), state.has_urls()
-        )
+        return _restored(state, settings)
+
+    def settle(self, config: CrawlConfig) -> Restored:
+        """Keep the crawl's settings as the run settled them (a seed list's hosts);
+        what the state holds now, to start the frontier from."""
+        assert self._state is not None
+        settings = Settings.of(config)
+        with self._guard:
+            self._state.set_meta("settings", _as_json(settings))
+        self.flush()
+        return _restored(self._state, settings)
 
     def _open_items(self, *, append: bool) -> int:
         """items.jsonl exists only for crawls with an extractor."""
@@ -250,30 +301,6 @@ class Journal:
     def validators(self, url: str) -> Validators | None:
         assert self._state is not None
         return self._state.validators(url)
-
-    def cached_check(self, url: str, max_age: float) -> PageRecord | None:
-        """crawler check: a working link's record younger than ``max_age`` seconds."""
-        assert self._state is not None
-        with self._guard:
-            return self._state.checks.cached(url, max_age)
-
-    def checked_so_far(self) -> tuple[list[tuple[str, bytes]], list[PageRecord]]:
-        """crawler check, resumed: the links of the pages done and the records of this pass."""
-        assert self._state is not None
-        self.flush()
-        with self._guard:
-            pages = list(self._state.checks.pages())
-            records = [record_from_line(line) for line in self._state.records_after(0)]
-        return pages, records
-
-    def write_checks(self, checks: Iterable[LinkCheck]) -> None:
-        """A batch of checks.jsonl (the first creates it); broken.jsonl is made of their
-        failing results, at finish."""
-        with self._guard:
-            if self._checks is None:
-                self._checks = ChecksFile(self.output.directory)
-                self.output.checked = True
-            self._checks.write(checks)
 
     def _schedule_flush(self) -> None:
         assert self._state is not None
@@ -328,6 +355,12 @@ class Journal:
             self.output.release()
 
 
+def _restored(state: CrawlState, settings: Settings) -> Restored:
+    return Restored(
+        settings, state.seen(), state.pending_count(), state.pages_done(), state.has_urls()
+    )
+
+
 def _broken_link(line: dict[str, Any]) -> BrokenLink:
     """A line of broken.jsonl (output/report.broken_links) as the state keeps it."""
     referrers = tuple(line["referrers"])
@@ -340,6 +373,7 @@ def _as_json(settings: Settings) -> dict[str, Any]:
         "allow_domain": list(settings.allow_domain),
         "keep_query_order": settings.keep_query_order,
         "span_hosts": settings.span_hosts,
+        "seed_hosts": list(settings.seed_hosts),
     }
 
 
@@ -351,4 +385,5 @@ def _from_json(value: Any) -> dict[str, Any]:
         "allow_domain": tuple(value.get("allow_domain", ())),
         "keep_query_order": bool(value.get("keep_query_order", False)),
         "span_hosts": bool(value.get("span_hosts", False)),
+        "seed_hosts": tuple(value.get("seed_hosts", ())),
     }

@@ -174,7 +174,11 @@ _REQUISITE_KINDS = frozenset(
 def _checks(directory: Path, summary: Summary) -> None:
     """checks.jsonl read one line at a time: counts whole, LISTED rows a section."""
     settings = summary.crawl
-    scope = Scope.of(settings.get("seeds", ()), settings.get("allow_domain", ()))
+    scope = Scope.of(
+        settings.get("seeds", ()),
+        settings.get("allow_domain", ()),
+        seed_hosts=settings.get("seed_hosts", ()),
+    )
     with (directory / "checks.jsonl").open(encoding="utf-8") as file:
         for line in file:
             if not line.strip():

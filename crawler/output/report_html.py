@@ -86,7 +86,12 @@ def link(url: str) -> str:
 
 def _what(summary: Summary) -> str:
     stats, crawl = summary.stats, summary.crawl
-    rows = [("Seeds", "<br>".join(link(seed) for seed in crawl.get("seeds", [])) or "unknown")]
+    seeds = [link(seed) for seed in crawl.get("seeds", [])]
+    if listed := crawl.get("seed_hosts", []):
+        named = ", ".join(map(html.escape, listed[:10]))
+        more = f" and {len(listed) - 10:,} more" if len(listed) > 10 else ""
+        seeds.append(f"a seed list (--input-file) of URLs on {len(listed):,} hosts: {named}{more}")
+    rows = [("Seeds", "<br>".join(seeds) or "unknown")]
     if crawl.get("allow_domain"):
         rows.append(("Also in scope", html.escape(", ".join(crawl["allow_domain"]))))
     if crawl.get("span_hosts"):
@@ -102,6 +107,8 @@ def _what(summary: Summary) -> str:
     rows.append(("State", state))
     if stats.get("queued"):
         rows.append(("Still queued", f"{stats['queued']:,}"))
+    if stats.get("seeds_skipped"):
+        rows.append(("Seed list", f"{stats['seeds_skipped']:,} lines skipped: not http(s) URLs"))
     if stats.get("budget_skipped"):
         hosts = ", ".join(map(html.escape, stats.get("budget_hosts", [])))
         skipped = f"{stats['budget_skipped']:,} pages skipped on these hosts: {hosts}"

@@ -15,6 +15,7 @@ import contextlib
 import signal
 import socket
 import traceback
+from collections.abc import Callable
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
 from crawler.frontier.politeness import SharedSlot
@@ -113,7 +114,7 @@ class ChildRun:
         # Set once the engine takes entries: the parent's messages wait for it.
         self.ready = asyncio.Event()
 
-    async def open(self, tally: Tally) -> Opened:
+    async def open(self, tally: Tally, stopping: Callable[[], bool]) -> Opened:
         config = self.spec.config
         politeness = politeness_for(config, self._shared_slot)
         budget = SharedBudget(config.max_pages, self._counter)

@@ -65,6 +65,7 @@ class Children:
         context = multiprocessing.get_context("spawn")
         counter = context.Value("q", pages_done)
         hosts = {host_of(url) for url in map(normalize, config.seeds) if url is not None}
+        hosts.update(config.seed_hosts)
         self.split = len(hosts) == 1 and not config.allow_domain and not config.span_hosts
         slot = None
         if self.split:

@@ -57,11 +57,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, CrawlerError
 from crawler.extract import Item
+from crawler.loop.seeding import has_seed_list, read_into_journal
 from crawler.output.journal import Journal, Restored, Settings
 from crawler.procs.children import Children
 from crawler.procs.wire import (
@@ -131,21 +133,16 @@ class ProcessFront:
         return self.tally.snapshot(max(self._queued, 0), 0)
 
     async def run(self) -> CrawlStats:
-        settings, restored = Settings.of(self.config), None
-        if self._journal is not None:
-            restored = self._journal.start()
-            settings = restored.settings
+        config, restored = await _settled(
+            self.config, self._journal, self.tally, lambda: self._stopping
+        )
         self._base = self.tally.counters()
         deadline = None
         self.tally.start()
         try:
-            # The children's config is settled here, once: the crawl's saved settings.
-            config = dataclasses.replace(
-                self.config, **dataclasses.asdict(settings), resume=False, max_time=None
-            )
             self._children.start(config, pages_done=self.tally.pages)
             await self._children.open()
-            self._hand_out(settings, restored)
+            self._hand_out(config, restored)
             if self._stopping:  # stopped while the children were starting
                 self._send_stop()
             if self.config.max_time is not None:
@@ -182,7 +179,7 @@ class ProcessFront:
             for task in (*readers, consumer):
                 task.cancel()
 
-    def _hand_out(self, settings: Settings, restored: Restored | None) -> None:
+    def _hand_out(self, config: CrawlConfig, restored: Restored | None) -> None:
         """The seeds, or a resumed crawl's seen set and pending entries, to their owners."""
         count = self._children.count
         if restored is not None and restored.carries_on():
@@ -197,7 +194,7 @@ class ProcessFront:
             for index in range(count):
                 self._children.send(index, ("restore", seen[index], pack_entries(pending[index])))
             return
-        seeds = [seed_entry(url) for url in filter(None, map(normalize, settings.seeds))]
+        seeds = [seed_entry(url) for url in filter(None, map(normalize, config.seeds))]
         self._journal_added(seeds)  # as every entry the parent routes
         self._children.route(pack_entries(seeds))
         self._children.flush_routes(stopping=self._stopping)
@@ -290,3 +287,19 @@ class ProcessFront:
         log.error("%s", f"{detail}{reason}")
         self._failure = self._failure or reason
         self.stop()
+
+
+async def _settled(
+    given: CrawlConfig, journal: Journal | None, tally: Tally, stopping: Callable[[], bool]
+) -> tuple[CrawlConfig, Restored | None]:
+    """The children's config, settled here once (the crawl's saved settings, its seed
+    list read into the state), and what the state holds to start from."""
+    settings, restored = Settings.of(given), None
+    if journal is not None:
+        restored = journal.start()
+        settings = restored.settings
+    config = dataclasses.replace(given, **dataclasses.asdict(settings), resume=False, max_time=None)
+    if has_seed_list(config):
+        assert journal is not None  # config.py: with processes, a list needs a folder
+        config, restored = await read_into_journal(config, journal, restored, tally, stopping)
+    return config, restored

@@ -320,12 +320,17 @@ class Scope:
 
     @classmethod
     def of(
-        cls, seeds: Iterable[str], allow_domain: Iterable[str], span_hosts: bool = False
+        cls,
+        seeds: Iterable[str],
+        allow_domain: Iterable[str],
+        span_hosts: bool = False,
+        seed_hosts: Iterable[str] = (),
     ) -> Scope:
-        """A crawl's scope: its seeds' hosts, and the --allow-domain domains."""
+        """A crawl's scope: its seeds' hosts (``seed_hosts``: a seed list's), and the
+        --allow-domain domains."""
         urls = (url for url in map(normalize, seeds) if url is not None)
         domains = frozenset(filter(None, map(domain_key, allow_domain)))
-        return cls(frozenset(map(host_of, urls)), domains, span_hosts)
+        return cls(frozenset((*map(host_of, urls), *seed_hosts)), domains, span_hosts)
 
     def allows(self, host: str) -> bool:
         return self.every_host or self.names(host)

@@ -1,0 +1,63 @@
+"""Values of settings as people write them: durations ("12h"), status ranges
+("200..299,403") and proxy URLs ("host:port"), each checked into what the crawl uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+from crawler.errors import ConfigError
+from crawler.web.urls import redact_url
+
+
+def proxy_url(value: str, name: str) -> str:
+    """A proxy URL as curl takes one: without a scheme it is http://. Only HTTP proxies
+    are supported: another scheme (socks5://) is refused, never ignored (the requests
+    would go direct)."""
+    text = value.strip()
+    if "://" not in text:
+        text = "http://" + text
+    scheme = text.partition("://")[0].lower()
+    if scheme != "http" or not text.partition("://")[2].strip("/"):
+        raise ConfigError(
+            f"{name}: only http:// proxies are supported, not {redact_url(value)!r}", setting=name
+        )
+    return text
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(value: str, setting: str) -> float:
+    """Seconds from "90", "90s", "30m", "12h", "1d" or "2w"."""
+    text = value.strip().lower()
+    scale = _UNITS.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        seconds = float(number) * (scale or 1)
+        if not math.isfinite(seconds):
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(
+            f"{setting} wants seconds or a duration like 30m, 12h, 1d, not {value!r}",
+            setting=setting,
+        ) from None
+    return seconds
+
+
+def accepted_statuses(accept: str) -> frozenset[int]:
+    """The statuses of ``--accept``: codes and ranges, "200..299,403"."""
+    statuses: set[int] = set()
+    for part in accept.replace(" ", "").split(","):
+        low, dots, high = part.partition("..")
+        try:
+            first, last = int(low), int(high if dots else low)
+        except ValueError:
+            first = last = 0
+        if not 100 <= first <= last <= 599:
+            raise ConfigError(
+                f"accept wants status codes and ranges like 200..299,403, not {accept!r}",
+                setting="accept",
+            )
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
