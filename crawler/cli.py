@@ -33,6 +33,7 @@ from crawler.errors import ConfigError, CrawlerError, NothingToDo, OutputFailed
 from crawler.flags import DEFAULT_OUTPUT, build_parser, settings_from
 from crawler.heap import for_big_blocks, release_freed
 from crawler.logs import setup_logging
+from crawler.net.pool import raise_file_limit
 from crawler.output.checks_file import counts_line, read_checks
 from crawler.output.files import OutputLock
 from crawler.output.passes import broken_changes, settle_update
@@ -369,6 +370,7 @@ def run_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for_big_blocks()
+    raise_file_limit()
     commands = {"crawl": run_crawl, "check": run_check, "demo": run_demo, "report": run_report}
     try:
         return commands[args.command](args)

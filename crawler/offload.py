@@ -1,5 +1,5 @@
 """Blocking work off the event loop (a big page's parse, a sitemap, thousands of links
-to judge, a name lookup), on threads that a stopping crawl can leave behind.
+to judge, a seed list), on threads that a stopping crawl can leave behind.
 
 ``asyncio.to_thread`` uses the loop's default executor, whose threads the
 interpreter joins at exit (and ``asyncio.run`` waits for): one page that takes

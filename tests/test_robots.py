@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from crawler.web import sitemaps
-from crawler.web.robots import MAX_ROBOTS_BYTES, policy_from
+from crawler.web.robots import MAX_ROBOTS_BYTES, SHARED_BODY_BYTES, policy_from
 from crawler.web.sitemaps import MAX_SITEMAP_URLS, parse_sitemap
 
 UA = "crawler/0.1 (test)"
@@ -47,6 +47,17 @@ def test_status_semantics(
     policy = policy_from(status, b"User-agent: *\nDisallow: /\n", UA, failure)
     assert policy.allows("http://a.org/x") is allows
     assert policy.refuse_all == reason
+
+
+def test_hosts_that_serve_the_same_small_robots_txt_share_its_policy() -> None:
+    """A broad crawl meets the same few robots.txt on thousands of hosts: one parsed
+    policy (about 1 KB) each, not one a host (benchmarks/hosts_memory.py)."""
+    assert policy_from(200, bytes(RULES), UA) is policy_from(200, bytes(RULES), UA)
+    assert policy_from(200, RULES, UA) is not policy_from(200, RULES + b"\n# another", UA)
+    assert policy_from(200, RULES, UA) is not policy_from(200, RULES, "another-agent")
+    big = RULES + b"#" * SHARED_BODY_BYTES
+    assert policy_from(200, big, UA) is not policy_from(200, big, UA)  # never kept
+    assert policy_from(404, b"", UA) is policy_from(410, b"x", UA)
 
 
 def test_garbage_and_huge_bodies() -> None:

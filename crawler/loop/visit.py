@@ -41,7 +41,9 @@ from crawler.web.parser import is_html
 # First wait before retrying a failed URL; it doubles with each attempt.
 RETRY_DELAY = 0.5
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-RETRY_ERRORS = frozenset({"timeout", "connection", "connection-reset", "connection-refused"})
+RETRY_ERRORS = frozenset(
+    {"timeout", "connection", "connection-reset", "connection-refused", "local-resources"}
+)
 # The error of a record for a URL whose holders kept dying (the shared frontier gave up).
 DEAD_LETTER = "dead-letter"
 # The error of a record for a URL whose visit raised what nothing expected (a bug).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import re
 import socket
 import ssl
@@ -27,12 +28,14 @@ from typing import Any
 import aiohttp
 import brotli
 from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import AsyncResolver
 from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress, address_kind
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
-from crawler.net.lookups import Lookups, SystemResolver
+from crawler.net.lookups import Lookups
+from crawler.net.pool import BoundedPool, idle_bound
 from crawler.records import TOO_LARGE
 from crawler.web.parser import HTML_TYPES
 from crawler.web.urls import host_key
@@ -84,6 +87,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+# A connect that failed for want of this machine's resources, not because of the host.
+_OUT_OF_RESOURCES = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+
+
 def failure_reason(error: BaseException) -> str:
     """The one place that names network failures; order matters (subclasses first)."""
     if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError):
@@ -97,6 +106,8 @@ def failure_reason(error: BaseException) -> str:
     if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
         return "tls"
     if isinstance(error, aiohttp.ClientConnectorError):
+        if error.os_error.errno in _OUT_OF_RESOURCES:
+            return "local-resources"  # this machine's: no file, port or buffer was left
         return "connection-refused"
     if isinstance(
         error,
@@ -139,13 +150,20 @@ def _location(value: str | None) -> str | None:
 
 # Headers read from one response before it is refused as bad-response.
 MAX_HEADERS = 1024
+# Seconds an idle connection waits for its host's next request. A site's pages follow
+# each other far sooner; a broad crawl leaves thousands of hosts behind, and each kept
+# connection holds a socket and ~3 KB (benchmarks/hosts_memory.py). A host whose pages
+# are further apart (--delay, Crawl-delay) connects again for each: one handshake.
+KEEP_ALIVE = 3.0
+
 # The error of a URL whose host may not be connected to (net/addresses.py).
 PRIVATE_ADDRESS = "private-address"
 
 
 def resolver() -> AbstractResolver:
-    """The resolver under the lookups' memory and the address guard (tests swap this one)."""
-    return SystemResolver()
+    """The resolver under the lookups' memory and the address guard (tests swap this one):
+    c-ares's, through aiodns (net/lookups.py)."""
+    return AsyncResolver()
 
 
 class Fetcher:
@@ -179,10 +197,12 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         self._lookups = Lookups(resolver())
-        connector = aiohttp.TCPConnector(
+        connector = BoundedPool(
+            idle=idle_bound(self._concurrency),
             limit=self._concurrency,
             limit_per_host=0,
-            ttl_dns_cache=300,
+            use_dns_cache=False,  # the lookups keep answers, bounded (aiohttp's would not be)
+            keepalive_timeout=KEEP_ALIVE,
             family=socket.AF_UNSPEC,
             resolver=GuardedResolver(self._addresses, self._lookups),
         )

@@ -6,6 +6,7 @@ No I/O: the crawl fetches
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from protego import Protego
@@ -61,6 +62,7 @@ class RobotsPolicy:
         return tuple(self.rules.sitemaps) if self.rules is not None else ()
 
 
+@functools.cache
 def allow_all(user_agent: str) -> RobotsPolicy:
     return RobotsPolicy(user_agent)
 
@@ -87,6 +89,20 @@ def policy_from(
         # §2.3.1.2: past five redirects the file "MAY be assumed unavailable",
         # and unavailable (§2.3.1.3) means no restrictions.
         return allow_all(user_agent)
+    body = body[:MAX_ROBOTS_BYTES]
+    if len(body) <= SHARED_BODY_BYTES:
+        return _shared_policy(body, user_agent)
+    return _parsed(body, user_agent)
+
+
+def _parsed(body: bytes, user_agent: str) -> RobotsPolicy:
     # Garbage bytes are decoded leniently; protego skips lines it cannot read.
-    text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
+    text = body.decode("utf-8", errors="replace")
     return RobotsPolicy(user_agent, rules=Protego.parse(text))
+
+
+# Hosts that serve the same robots.txt share one policy: a parsed robots.txt costs
+# about 1 KB, and a broad crawl meets the same few (a CMS's default, an empty one)
+# on thousands of hosts. Small ones only, so the kept bodies stay small.
+SHARED_BODY_BYTES = 4096
+_shared_policy = functools.lru_cache(maxsize=256)(_parsed)
