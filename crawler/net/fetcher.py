@@ -15,7 +15,6 @@ import asyncio
 import email.utils
 import errno
 import re
-import socket
 import ssl
 import time
 import zlib
@@ -35,7 +34,7 @@ from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
 from crawler.net.lookups import Lookups
-from crawler.net.pool import BoundedPool, idle_bound
+from crawler.net.pool import pool_for
 from crawler.records import TOO_LARGE
 from crawler.web.parser import HTML_TYPES
 from crawler.web.urls import host_key
@@ -150,12 +149,6 @@ def _location(value: str | None) -> str | None:
 
 # Headers read from one response before it is refused as bad-response.
 MAX_HEADERS = 1024
-# Seconds an idle connection waits for its host's next request. A site's pages follow
-# each other far sooner; a broad crawl leaves thousands of hosts behind, and each kept
-# connection holds a socket and ~3 KB (benchmarks/hosts_memory.py). A host whose pages
-# are further apart (--delay, Crawl-delay) connects again for each: one handshake.
-KEEP_ALIVE = 3.0
-
 # The error of a URL whose host may not be connected to (net/addresses.py).
 PRIVATE_ADDRESS = "private-address"
 
@@ -197,15 +190,7 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         self._lookups = Lookups(resolver())
-        connector = BoundedPool(
-            idle=idle_bound(self._concurrency),
-            limit=self._concurrency,
-            limit_per_host=0,
-            use_dns_cache=False,  # the lookups keep answers, bounded (aiohttp's would not be)
-            keepalive_timeout=KEEP_ALIVE,
-            family=socket.AF_UNSPEC,
-            resolver=GuardedResolver(self._addresses, self._lookups),
-        )
+        connector = pool_for(self._concurrency, GuardedResolver(self._addresses, self._lookups))
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={

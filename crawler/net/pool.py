@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import socket
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.client_reqrep import ConnectionKey
 
@@ -28,6 +30,25 @@ from crawler.errors import ConfigError
 RESERVE = 64
 # Idle connections kept at most (about 8 KB each), whatever the file limit allows.
 IDLE_MAX = 1024
+# Seconds an idle connection waits for its host's next request. A site's pages follow
+# each other far sooner; a broad crawl leaves thousands of hosts behind, and each kept
+# connection holds a socket and ~3 KB (benchmarks/hosts_memory.py). A host whose pages
+# are further apart (--delay, Crawl-delay) connects again for each: one handshake.
+KEEP_ALIVE = 3.0
+
+
+def pool_for(concurrency: int, resolver: AbstractResolver) -> BoundedPool:
+    """The crawl's one pool: ``concurrency`` requests in flight, any number a host (the
+    politeness slots bound those), names from ``resolver`` (which keeps the answers)."""
+    return BoundedPool(
+        idle=idle_bound(concurrency),
+        limit=concurrency,
+        limit_per_host=0,
+        use_dns_cache=False,  # the lookups keep answers, bounded (aiohttp's would not be)
+        keepalive_timeout=KEEP_ALIVE,
+        family=socket.AF_UNSPEC,
+        resolver=resolver,
+    )
 
 
 def raise_file_limit() -> None:
