@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import itertools
+import time
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from conftest import Handler, SiteFactory, html_page, read_jsonl, static_site
+from conftest import Handler, RedisServer, SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
 
 
@@ -266,3 +267,55 @@ async def test_the_gap_is_kept_between_requests_as_they_leave(
     times = sorted(when for when, _ in sent)
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(times) == 10 and min(gaps) >= 0.29, gaps  # robots.txt, sitemap.xml, 8 pages
+
+
+async def test_the_gap_is_kept_between_members_requests_as_they_leave(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two members of a shared crawl: every request of one member is held up after its
+    lease, and the other leases the host a gap later. The late request must not leave
+    right beside the other's: it moves the host's next start in Redis, and waits a gap
+    after a lease another member took meanwhile (before: gaps down to 0.13 s)."""
+    from crawler.loop.engine import Engine
+    from crawler.net import fetcher
+
+    real = fetcher.Fetcher._request
+    sent: list[tuple[float, str]] = []
+
+    async def stalled(self: fetcher.Fetcher, url: str, *args: object) -> object:
+        sent.append((time.monotonic(), url))
+        return await real(self, url, *args)  # type: ignore[arg-type]
+
+    members: list[fetcher.Fetcher] = []
+
+    async def held_up(self: fetcher.Fetcher, url: str, **kwargs: object) -> object:
+        if self not in members:
+            members.append(self)
+        if self is members[0] and not url.endswith("/robots.txt"):
+            await asyncio.sleep(0.45)  # leased, then stalled on its way to the socket
+        return await fetch(self, url, **kwargs)  # type: ignore[arg-type]
+
+    fetch = fetcher.Fetcher.fetch
+    monkeypatch.setattr(fetcher.Fetcher, "_request", stalled)
+    monkeypatch.setattr(fetcher.Fetcher, "fetch", held_up)
+    pages = {f"/{n}": [f"/{m}" for m in range(8)] for n in range(8)}
+    site = await serve(static_site(pages))
+    configs = [
+        CrawlConfig(
+            seeds=(site.url + "/0",),
+            output_dir=tmp_path / name,
+            frontier=redis_server.url,
+            per_host=4,
+            delay=0.3,
+            no_sitemaps=True,
+        )
+        for name in ("a", "b")
+    ]
+
+    first, second = await asyncio.gather(*(Engine(config).run() for config in configs))
+    assert second.finished
+
+    assert first.finished and first.pages == 8
+    times = sorted(when for when, _ in sent)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(times) == 9 and min(gaps) >= 0.29, gaps  # robots.txt and 8 pages

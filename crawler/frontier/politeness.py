@@ -90,6 +90,8 @@ class HostSlot:
 
 
 class Slot(Protocol):
+    def gap(self) -> float: ...
+
     def ready_at(self) -> float: ...
 
     def try_start(self, now: float) -> bool: ...
@@ -150,6 +152,10 @@ class SharedSlot:
                 return False
             self._write(slot)
             return True
+
+    def gap(self) -> float:
+        with self._lock:
+            return self._read().gap()
 
     def send_at(self, now: float) -> float:
         with self._lock:

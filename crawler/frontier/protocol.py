@@ -33,6 +33,9 @@ class Lease:
     # The frontier gave up on the entry (the processes that leased it kept dying):
     # no request is made, its record says so, and its ack changes nothing.
     given_up: bool = False
+    # The shared frontier's clock (Redis's TIME, ms) when it was leased: the moment its
+    # request should leave (0 in memory).
+    leased_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

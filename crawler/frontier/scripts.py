@@ -315,6 +315,29 @@ return 1
 )
 
 
+# ARGV: common (5), host, the Redis time (ms) of the lease whose request leaves late.
+# The host's next start counts from now, not from that lease; if another member has
+# leased the host since, this request waits until a gap after that one. Returns the
+# ms to wait.
+_SENT = (
+    "#!lua flags=allow-oom\n"
+    + _COMMON
+    + """
+local h, leased = ARGV[6], tonumber(ARGV[7])
+local s = redis.call('HMGET', P .. 'h:' .. h, 'last', 'gap', 'bo')
+local last = tonumber(s[1] or '0')
+local at = now
+if last > leased then
+  local gap = math.max(tonumber(s[2] or delay_ms), tonumber(s[3] or '0'))
+  if gap > 0 then gap = gap + MARGIN end
+  at = math.max(now, last + gap)
+end
+redis.call('HSET', P .. 'h:' .. h, 'last', at)
+schedule(h)
+return at - now
+""".replace("MARGIN", str(GAP_MARGIN_MS))
+)
+
 # ARGV: common (5), lease ms, then the tickets this member holds.
 _HEARTBEAT = (
     "#!lua flags=allow-oom\n"
@@ -336,4 +359,5 @@ SCRIPTS = {
     "reclaim": _RECLAIM,
     "robots": _ROBOTS,
     "heartbeat": _HEARTBEAT,
+    "sent": _SENT,
 }

@@ -16,7 +16,10 @@ The design (docs/architecture.md has its origins) and its choices:
   the host's robots.txt is known, so exactly one member fetches it (no lock
   key), and ``save_robots`` stores it and raises the limit to --per-host.
   A gap gets scripts.GAP_MARGIN_MS more: requests leave from different machines a
-  few ms after their leases, and the server must still see the whole gap.
+  few ms after their leases, and the server must still see the whole gap. A
+  request that leaves later than that (a busy loop, a slow connect) tells Redis
+  (SENT, ``keep_gap``): the host's next start counts from it, and if another
+  member leased the host meanwhile, it waits a gap after that lease.
 - LEASE takes up to n entries per call, several from one host when its gap
   allows (the engine asks for as many as it has idle workers). ACK carries
   continuations (retries, redirect hops, the entry deferred by robots.txt):
@@ -70,6 +73,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -112,6 +117,11 @@ MAX_ATTEMPTS = 3
 POLL_SECONDS = 0.05
 # A chore still running this long after it was cancelled is cancelled again.
 RECANCEL_SECONDS = 1.0
+# A request leaving this much after its lease moves its host's next start in Redis
+# (half the gap's margin, scripts.GAP_MARGIN_MS: a later send would eat into it).
+SEND_TOLERANCE_MS = 10
+# The largest clock offset seen is trusted this long, then the latest replaces it.
+CLOCK_REFRESH_SECONDS = 30.0
 
 
 class SharedFrontier:
@@ -147,6 +157,7 @@ class SharedFrontier:
         self.created = False
         self.crawl_id = ""
         self._chores: list[asyncio.Task[None]] = []
+        self._clock = RedisClock()
 
     # Opening and closing.
 
@@ -228,7 +239,8 @@ class SharedFrontier:
             result = await self._commit.now(("lease", [*self._common, limit, self._lease_ms]))
             _refuse_lost(result, self.url)
             now, done, due, self._pending = (int(value) for value in result[:4])
-            if leases := _leases(result[5:]):
+            self._clock.heard(now)
+            if leases := _leases(result[5:], now):
                 self._held.update((lease.ticket, lease) for lease in leases if not lease.given_up)
                 for lease in (lease for lease in leases if lease.given_up):  # unreadable
                     self._commit.ack(ack_args(lease.ticket, None, None, None, 0.0))
@@ -263,6 +275,24 @@ class SharedFrontier:
         if not lease.given_up:  # a given-up lease is out of Redis, in its dead list
             self._held.pop(lease.ticket, None)
             self._commit.ack(ack_args(lease.ticket, status, retry_after, entry, delay))
+
+    async def keep_gap(self, lease: Lease, gap: float) -> None:
+        """The request of ``lease`` leaves now: if that is later than its lease by more
+        than SEND_TOLERANCE_MS (a busy loop, a slow connect), the host's next start is
+        counted from now in Redis, and if another member leased the host meanwhile this
+        one waits a gap after it. Each member keeps the gap among its own requests
+        (Politeness.pace); this keeps it between members' requests as they are sent."""
+        if gap <= 0 or not lease.leased_ms:
+            return
+        if self._clock.redis_ms() - lease.leased_ms <= SEND_TOLERANCE_MS:
+            return
+        try:
+            wait_ms = await self._link.eval("sent", [*self._common, lease.host, lease.leased_ms])
+        except FrontierUnavailable as error:
+            self._fail(error)  # lease() raises it; this request may go
+            return
+        if int(wait_ms) > 0:
+            await asyncio.sleep(int(wait_ms) / 1000)
 
     def after_ack(self, lease: Lease, counts: dict[str, Any], then: Callable[[], None]) -> None:
         """A record of ``lease``'s visit: its counters go with the ack, and ``then`` is
@@ -339,7 +369,7 @@ def _refuse_lost(result: list[Any], url: str) -> None:
         )
 
 
-def _leases(values: list[Any]) -> list[Lease]:
+def _leases(values: list[Any], now: int) -> list[Lease]:
     """LEASE's (ticket, host, item) triples as leases; an item this crawler cannot read
     (written by hand, or by a bug) is a given-up lease: a dead-letter record, never
     the end of every member that leases it."""
@@ -350,7 +380,7 @@ def _leases(values: list[Any]) -> list[Lease]:
         if entry is None:
             leases.append(Lease(_unreadable(item, host), host, int(ticket), given_up=True))
         else:
-            leases.append(Lease(entry, host, int(ticket)))
+            leases.append(Lease(entry, host, int(ticket), leased_ms=now))
     return leases
 
 
@@ -366,3 +396,22 @@ def _unreadable(item: str, host: str) -> Entry:
     """The stand-in of an entry that cannot be read: its record names the host (the
     fragment says what it is: no request is ever made for it)."""
     return Entry(f"http://{host}/#unreadable-frontier-entry", 0, None, "page")
+
+
+class RedisClock:
+    """Redis's clock (TIME, ms) as this member reads it between round trips: the local
+    monotonic clock plus an offset, the largest seen lately (a reply that came back
+    late makes Redis's time look earlier than it is, never later)."""
+
+    def __init__(self) -> None:
+        self._offset = -math.inf
+        self._taken = -math.inf
+
+    def heard(self, redis_ms: int) -> None:
+        local = time.monotonic()
+        offset = redis_ms / 1000 - local
+        if offset > self._offset or local - self._taken > CLOCK_REFRESH_SECONDS:
+            self._offset, self._taken = offset, local
+
+    def redis_ms(self) -> float:
+        return (time.monotonic() + self._offset) * 1000

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 from crawler.config import CrawlConfig
 from crawler.errors import FrontierUnavailable
+from crawler.frontier.politeness import Politeness
 from crawler.frontier.shared import SharedFrontier
-from crawler.loop.recording import Recorder
-from crawler.loop.runs import Opened, politeness_for
+from crawler.loop.recording import CURRENT_LEASE, Recorder
+from crawler.loop.runs import Opened
 from crawler.output.shared_journal import SharedJournal
 from crawler.records import CrawlStats
 from crawler.stats import Tally
@@ -44,7 +45,7 @@ class SharedRun:
         return Opened(
             config,
             frontier,
-            politeness_for(config),
+            MemberPoliteness(config, frontier),
             sink=self._journal,
             robots_store=frontier.robots,
             after_ack=frontier.after_ack,
@@ -68,3 +69,23 @@ class SharedRun:
             if self._journal is not None:
                 self._journal.finish(stats)
         return stats
+
+
+class MemberPoliteness(Politeness):
+    """A member's slots: the gap kept among its own requests as they are sent, and, for
+    a request that leaves late after its lease, between members too (Redis's clock)."""
+
+    def __init__(self, config: CrawlConfig, frontier: SharedFrontier) -> None:
+        super().__init__(
+            config.per_host,
+            config.delay,
+            robots_first=True,
+            backoff_cap=config.max_retry_after,
+        )
+        self._frontier = frontier
+
+    async def pace(self, host: str) -> None:
+        await super().pace(host)
+        lease = CURRENT_LEASE.get()
+        if lease is not None and lease.host == host:
+            await self._frontier.keep_gap(lease, self.slot(host).gap())
