@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -233,6 +234,36 @@ async def test_robots_txt_redirects_are_followed(serve: SiteFactory, tmp_path: P
     assert site.count("/secret") == 0 and site.count("/elsewhere/robots.txt") == 1
 
 
+def _held_sends(
+    monkeypatch: pytest.MonkeyPatch, held: Callable[[object, str], bool]
+) -> list[float]:
+    """Requests for which ``held(fetcher, url)`` are held up 0.45 s between their lease
+    and their send (a queue, a busy loop); returns the list the send times of every
+    request go into, as the fetcher sends them: what the crawler controls."""
+    from crawler.net import fetcher
+
+    real, fetch = fetcher.Fetcher._request, fetcher.Fetcher.fetch
+    sent: list[float] = []
+
+    async def sending(self: fetcher.Fetcher, url: str, *args: object) -> object:
+        sent.append(time.monotonic())
+        return await real(self, url, *args)  # type: ignore[arg-type]
+
+    async def held_up(self: fetcher.Fetcher, url: str, **kwargs: object) -> object:
+        if held(self, url):
+            await asyncio.sleep(0.45)
+        return await fetch(self, url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fetcher.Fetcher, "_request", sending)
+    monkeypatch.setattr(fetcher.Fetcher, "fetch", held_up)
+    return sent
+
+
+def _gaps(sent: list[float]) -> list[float]:
+    times = sorted(sent)
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
 async def test_the_gap_is_kept_between_requests_as_they_leave(
     serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,23 +271,7 @@ async def test_the_gap_is_kept_between_requests_as_they_leave(
     sleep) must not leave right before or after the next one: the gap is kept between
     the requests as they are sent (robots.txt's included), measured where the fetcher
     sends them, which is what the crawler controls."""
-    from crawler.net import fetcher
-
-    real = fetcher.Fetcher._request
-    sent: list[tuple[float, str]] = []
-
-    async def stalled(self: fetcher.Fetcher, url: str, *args: object) -> object:
-        sent.append((asyncio.get_running_loop().time(), url))
-        return await real(self, url, *args)  # type: ignore[arg-type]
-
-    async def held_up(self: fetcher.Fetcher, url: str, **kwargs: object) -> object:
-        if url.endswith(("/1", "/3")):
-            await asyncio.sleep(0.45)  # leased, then stalled on its way to the socket
-        return await fetch(self, url, **kwargs)  # type: ignore[arg-type]
-
-    fetch = fetcher.Fetcher.fetch
-    monkeypatch.setattr(fetcher.Fetcher, "_request", stalled)
-    monkeypatch.setattr(fetcher.Fetcher, "fetch", held_up)
+    sent = _held_sends(monkeypatch, lambda _, url: url.endswith(("/1", "/3")))
     pages = {f"/{n}": [f"/{m}" for m in range(8)] for n in range(8)}
     site = await serve(static_site(pages))
     config = CrawlConfig(seeds=(site.url + "/0",), output_dir=tmp_path, per_host=4, delay=0.3)
@@ -264,9 +279,8 @@ async def test_the_gap_is_kept_between_requests_as_they_leave(
     stats = await crawl(config)
 
     assert stats.finished and stats.pages == 8
-    times = sorted(when for when, _ in sent)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert len(times) == 10 and min(gaps) >= 0.29, gaps  # robots.txt, sitemap.xml, 8 pages
+    gaps = _gaps(sent)
+    assert len(sent) == 10 and min(gaps) >= 0.29, gaps  # robots.txt, sitemap.xml, 8 pages
 
 
 async def test_the_gap_is_kept_between_members_requests_as_they_leave(
@@ -277,27 +291,15 @@ async def test_the_gap_is_kept_between_members_requests_as_they_leave(
     right beside the other's: it moves the host's next start in Redis, and waits a gap
     after a lease another member took meanwhile (before: gaps down to 0.13 s)."""
     from crawler.loop.engine import Engine
-    from crawler.net import fetcher
 
-    real = fetcher.Fetcher._request
-    sent: list[tuple[float, str]] = []
+    members: list[object] = []
 
-    async def stalled(self: fetcher.Fetcher, url: str, *args: object) -> object:
-        sent.append((time.monotonic(), url))
-        return await real(self, url, *args)  # type: ignore[arg-type]
+    def held(fetcher: object, url: str) -> bool:
+        if fetcher not in members:
+            members.append(fetcher)
+        return fetcher is members[0] and not url.endswith("/robots.txt")
 
-    members: list[fetcher.Fetcher] = []
-
-    async def held_up(self: fetcher.Fetcher, url: str, **kwargs: object) -> object:
-        if self not in members:
-            members.append(self)
-        if self is members[0] and not url.endswith("/robots.txt"):
-            await asyncio.sleep(0.45)  # leased, then stalled on its way to the socket
-        return await fetch(self, url, **kwargs)  # type: ignore[arg-type]
-
-    fetch = fetcher.Fetcher.fetch
-    monkeypatch.setattr(fetcher.Fetcher, "_request", stalled)
-    monkeypatch.setattr(fetcher.Fetcher, "fetch", held_up)
+    sent = _held_sends(monkeypatch, held)
     pages = {f"/{n}": [f"/{m}" for m in range(8)] for n in range(8)}
     site = await serve(static_site(pages))
     configs = [
@@ -316,6 +318,5 @@ async def test_the_gap_is_kept_between_members_requests_as_they_leave(
     assert second.finished
 
     assert first.finished and first.pages == 8
-    times = sorted(when for when, _ in sent)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert len(times) == 9 and min(gaps) >= 0.29, gaps  # robots.txt and 8 pages
+    gaps = _gaps(sent)
+    assert len(sent) == 9 and min(gaps) >= 0.29, gaps  # robots.txt and 8 pages

@@ -18,7 +18,7 @@ The design (docs/architecture.md has its origins) and its choices:
   A gap gets scripts.GAP_MARGIN_MS more: requests leave from different machines a
   few ms after their leases, and the server must still see the whole gap. A
   request that leaves later than that (a busy loop, a slow connect) tells Redis
-  (SENT, ``keep_gap``): the host's next start counts from it, and if another
+  (SENT, redis_gap.py): the host's next start counts from it, and if another
   member leased the host meanwhile, it waits a gap after that lease.
 - LEASE takes up to n entries per call, several from one host when its gap
   allows (the engine asks for as many as it has idle workers). ACK carries
@@ -73,8 +73,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -97,6 +95,7 @@ from crawler.frontier.redis_crawl import (
     read_frontier_counts,
     read_stats,
 )
+from crawler.frontier.redis_gap import MemberGap
 from crawler.frontier.redis_link import OUTAGE_SECONDS, RedisLink
 from crawler.frontier.scripts import LOST
 from crawler.records import CrawlStats, Entry
@@ -117,11 +116,6 @@ MAX_ATTEMPTS = 3
 POLL_SECONDS = 0.05
 # A chore still running this long after it was cancelled is cancelled again.
 RECANCEL_SECONDS = 1.0
-# A request leaving this much after its lease moves its host's next start in Redis
-# (half the gap's margin, scripts.GAP_MARGIN_MS: a later send would eat into it).
-SEND_TOLERANCE_MS = 10
-# The largest clock offset seen is trusted this long, then the latest replaces it.
-CLOCK_REFRESH_SECONDS = 30.0
 
 
 class SharedFrontier:
@@ -157,7 +151,7 @@ class SharedFrontier:
         self.created = False
         self.crawl_id = ""
         self._chores: list[asyncio.Task[None]] = []
-        self._clock = RedisClock()
+        self.gap = MemberGap(self._link, lambda: self._common, self._fail)
 
     # Opening and closing.
 
@@ -173,8 +167,10 @@ class SharedFrontier:
         self._common = common_args(joined.config)
         self._commit.backoff_cap_ms = int(joined.config.max_retry_after * 1000)
         self._chores = [
-            asyncio.create_task(self._every(HEARTBEAT_SECONDS, self._heartbeat), name="heartbeat"),
-            asyncio.create_task(self._every(RECLAIM_SECONDS, self.reclaim), name="reclaim"),
+            asyncio.create_task(
+                _every(HEARTBEAT_SECONDS, self._heartbeat, self._fail), name="heartbeat"
+            ),
+            asyncio.create_task(_every(RECLAIM_SECONDS, self.reclaim, self._fail), name="reclaim"),
         ]
         return joined.config
 
@@ -239,7 +235,7 @@ class SharedFrontier:
             result = await self._commit.now(("lease", [*self._common, limit, self._lease_ms]))
             _refuse_lost(result, self.url)
             now, done, due, self._pending = (int(value) for value in result[:4])
-            self._clock.heard(now)
+            self.gap.clock.heard(now)
             if leases := _leases(result[5:], now):
                 self._held.update((lease.ticket, lease) for lease in leases if not lease.given_up)
                 for lease in (lease for lease in leases if lease.given_up):  # unreadable
@@ -276,24 +272,6 @@ class SharedFrontier:
             self._held.pop(lease.ticket, None)
             self._commit.ack(ack_args(lease.ticket, status, retry_after, entry, delay))
 
-    async def keep_gap(self, lease: Lease, gap: float) -> None:
-        """The request of ``lease`` leaves now: if that is later than its lease by more
-        than SEND_TOLERANCE_MS (a busy loop, a slow connect), the host's next start is
-        counted from now in Redis, and if another member leased the host meanwhile this
-        one waits a gap after it. Each member keeps the gap among its own requests
-        (Politeness.pace); this keeps it between members' requests as they are sent."""
-        if gap <= 0 or not lease.leased_ms:
-            return
-        if self._clock.redis_ms() - lease.leased_ms <= SEND_TOLERANCE_MS:
-            return
-        try:
-            wait_ms = await self._link.eval("sent", [*self._common, lease.host, lease.leased_ms])
-        except FrontierUnavailable as error:
-            self._fail(error)  # lease() raises it; this request may go
-            return
-        if int(wait_ms) > 0:
-            await asyncio.sleep(int(wait_ms) / 1000)
-
     def after_ack(self, lease: Lease, counts: dict[str, Any], then: Callable[[], None]) -> None:
         """A record of ``lease``'s visit: its counters go with the ack, and ``then`` is
         called once it holds; neither if it is stale (see redis_commit.py)."""
@@ -313,14 +291,6 @@ class SharedFrontier:
         return await read_stats(self._link, finished=self._done)
 
     # Chores: keep this member's leases alive, take back dead members' leases.
-
-    async def _every(self, seconds: float, chore: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await chore()
-            except Exception as error:
-                self._fail(error)
 
     def _fail(self, error: Exception) -> None:
         """A background failure (Redis gone for good) stops the member: lease() raises it."""
@@ -369,6 +339,18 @@ def _refuse_lost(result: list[Any], url: str) -> None:
         )
 
 
+async def _every(
+    seconds: float, chore: Callable[[], Awaitable[None]], fail: Callable[[Exception], None]
+) -> None:
+    """A member's chore, every ``seconds``; a failure (Redis gone for good) stops it."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await chore()
+        except Exception as error:
+            fail(error)
+
+
 def _leases(values: list[Any], now: int) -> list[Lease]:
     """LEASE's (ticket, host, item) triples as leases; an item this crawler cannot read
     (written by hand, or by a bug) is a given-up lease: a dead-letter record, never
@@ -396,22 +378,3 @@ def _unreadable(item: str, host: str) -> Entry:
     """The stand-in of an entry that cannot be read: its record names the host (the
     fragment says what it is: no request is ever made for it)."""
     return Entry(f"http://{host}/#unreadable-frontier-entry", 0, None, "page")
-
-
-class RedisClock:
-    """Redis's clock (TIME, ms) as this member reads it between round trips: the local
-    monotonic clock plus an offset, the largest seen lately (a reply that came back
-    late makes Redis's time look earlier than it is, never later)."""
-
-    def __init__(self) -> None:
-        self._offset = -math.inf
-        self._taken = -math.inf
-
-    def heard(self, redis_ms: int) -> None:
-        local = time.monotonic()
-        offset = redis_ms / 1000 - local
-        if offset > self._offset or local - self._taken > CLOCK_REFRESH_SECONDS:
-            self._offset, self._taken = offset, local
-
-    def redis_ms(self) -> float:
-        return (time.monotonic() + self._offset) * 1000

@@ -88,4 +88,4 @@ class MemberPoliteness(Politeness):
         await super().pace(host)
         lease = CURRENT_LEASE.get()
         if lease is not None and lease.host == host:
-            await self._frontier.keep_gap(lease, self.slot(host).gap())
+            await self._frontier.gap.keep(lease, self.slot(host).gap())
