@@ -15,6 +15,7 @@ from aiohttp import web
 
 from conftest import Handler, RedisServer, SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
+from crawler.frontier.politeness import HostSlot
 
 
 def robots_route(text: str, status: int = 200) -> dict[str, Handler]:
@@ -320,3 +321,15 @@ async def test_the_gap_is_kept_between_members_requests_as_they_leave(
     assert first.finished and first.pages == 8
     gaps = _gaps(sent)
     assert len(sent) == 9 and min(gaps) >= 0.29, gaps  # robots.txt and 8 pages
+
+
+def test_a_request_that_leaves_late_moves_the_next_one() -> None:
+    """The gap counts from when a request leaves, as Politeness.pace takes it: a request
+    whose timer fired late (a busy loop) pushes the next one back too, where a moment
+    reserved ahead would have let the next one leave right behind it."""
+    slot = HostSlot(limit=2, delay=0.3)
+    assert slot.send_wait(10.0) == 0  # leaves
+    assert slot.send_wait(10.1) == pytest.approx(0.2)  # the second waits for 10.3...
+    assert slot.send_wait(10.45) == 0  # ...its wake-up came late: it leaves at 10.45
+    assert slot.send_wait(10.6) == pytest.approx(0.15)  # a third: not before 10.75
+    assert slot.send_wait(10.75) == 0

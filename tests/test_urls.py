@@ -6,7 +6,17 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from crawler.web.urls import Scope, domain_key, host_of, is_trap, normalize, owner_of, resolver
+from crawler.web.urls import (
+    Scope,
+    _normalize_absolute,
+    _plain_absolute,
+    domain_key,
+    host_of,
+    is_trap,
+    normalize,
+    owner_of,
+    resolver,
+)
 
 
 @pytest.mark.parametrize(
@@ -188,6 +198,24 @@ def test_normalize_is_idempotent_on_url_like_text(text: str) -> None:
     if url is not None:
         assert normalize(url) == url
         assert host_of(url) == host_of(normalize(url) or "")
+
+
+@given(
+    st.from_regex(
+        r"https?://[a-zA-Z0-9.\-]{1,12}(:[0-9]{0,6})?(/[a-zA-Z0-9._~!$&'()*+,;=:@/%?#-]{0,20})?",
+        fullmatch=True,
+    )
+)
+@example("http://127.0.0.1:12000/p/0.html")
+@example("http://0177.0.0.1/")
+@example("http://a.org:80/x")
+@example("http://xn--a.org/")
+def test_the_plain_absolute_shortcut_is_the_full_parse(text: str) -> None:
+    """An absolute URL the shortcut takes (most of a broad crawl's links) comes out as
+    the full parse (ada, then the crawl's rules) makes it."""
+    plain = _plain_absolute(text)
+    if plain is not None:
+        assert plain == _normalize_absolute(text, True) == _normalize_absolute(text, False)
 
 
 BASES = st.sampled_from(

@@ -5,9 +5,9 @@ Scrapy's downloader Slot); the frontier asks it when a host is ready and tells
 it when a request starts and how it ended. The gap between two request starts
 to one host is max(--delay, robots.txt Crawl-delay, current back-off), and a
 Retry-After pushes the next start out on top of that. The gap is kept again as
-each request leaves (``send_at``, through ``Politeness.pace``, which the fetcher
-awaits): whatever held a leased request up on its way (a queue, a busy loop), no
-two requests to a host are sent closer than the gap.
+each request leaves (``send_wait``, through ``Politeness.pace``, which the fetcher
+awaits): whatever held a leased request up on its way (a queue, a busy loop, a
+timer that fired late), no two requests to a host are sent closer than the gap.
 
 A SharedSlot is the same model kept in shared memory, for a host whose URLs
 the multiprocessing front splits between its processes (a single-host crawl):
@@ -45,7 +45,7 @@ class HostSlot:
     crawl_delay: float = 0.0
     backoff: float = 0.0
     not_before: float = -math.inf
-    # When the last request left (or will: a moment taken by send_at).
+    # When the last request left (Politeness.pace).
     last_sent: float = -math.inf
 
     def gap(self) -> float:
@@ -61,12 +61,16 @@ class HostSlot:
         self.in_flight += 1
         self.last_start = now
 
-    def send_at(self, now: float) -> float:
-        """When a request that is ready to leave at ``now`` may: a gap after the last
-        one left, in the order they come here (the lease's start may have been held up
-        on its way: a queue, a busy loop). That moment is taken."""
-        self.last_sent = max(now, self.last_sent + self.gap())
-        return self.last_sent
+    def send_wait(self, now: float) -> float:
+        """0 if a request may leave at ``now`` (a gap after the last one left), and it
+        is taken as sent; else how long to wait before asking again. The moment taken
+        is when it leaves, not when it was leased or meant to leave: a request held up
+        on its way (a queue, a busy loop, a wake-up late) moves the next one too."""
+        wait = self.last_sent + self.gap() - now
+        if wait > 0:
+            return wait
+        self.last_sent = now
+        return 0.0
 
     def try_start(self, now: float) -> bool:
         """Start a request if the slot allows one at ``now``."""
@@ -96,7 +100,7 @@ class Slot(Protocol):
 
     def try_start(self, now: float) -> bool: ...
 
-    def send_at(self, now: float) -> float: ...
+    def send_wait(self, now: float) -> float: ...
 
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None: ...
 
@@ -157,12 +161,13 @@ class SharedSlot:
         with self._lock:
             return self._read().gap()
 
-    def send_at(self, now: float) -> float:
+    def send_wait(self, now: float) -> float:
         with self._lock:
             slot = self._read()
-            at = slot.send_at(now)
-            self._write(slot)
-        return at
+            wait = slot.send_wait(now)
+            if not wait:
+                self._write(slot)
+        return wait
 
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None:
         with self._lock:
@@ -214,12 +219,14 @@ class Politeness:
         self.slot(host).robots_known(self._per_host, crawl_delay)
 
     async def pace(self, host: str) -> None:
-        """Wait until a request to ``host`` may leave (HostSlot.send_at): the gap is
+        """Wait until a request to ``host`` may leave (HostSlot.send_wait): the gap is
         kept between the requests as they are sent, not as they were leased."""
-        now = time.monotonic()
-        wait = self.slot(host).send_at(now) - now
-        if wait > 0:
-            await asyncio.sleep(wait)
+        slot = self.slot(host)
+        while True:
+            wait = slot.send_wait(time.monotonic())
+            if not wait:
+                return
+            await asyncio.sleep(wait)  # then ask again: another may have left meanwhile
 
 
 def first_limit(per_host: int, *, robots_first: bool) -> int:

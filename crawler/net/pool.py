@@ -7,8 +7,8 @@ then its pages once every other new host's robots.txt is in), and held a socket
 for each: past ``ulimit -n``, connects failed with EMFILE, which read as the
 hosts refusing (with 1024 files, 2 of every 3 pages of a 3,000-host crawl were
 recorded connection-refused, and their hosts marked down). Here at most ``idle``
-are kept, the ones idle longest closed first; with the requests in flight they
-stay within the limit, less ``RESERVE`` for the crawl's files.
+are kept (the ones last used are closed first: see ``_trim``); with the requests
+in flight they stay within the limit, less ``RESERVE`` for the crawl's files.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ from crawler.errors import ConfigError
 # Files a crawl keeps open besides its sockets: state.sqlite and its journal, the
 # output files, a WARC, pipes to the front's processes, the resolver's sockets.
 RESERVE = 64
-# Idle connections kept at most (about 8 KB each), whatever the file limit allows.
-IDLE_MAX = 1024
+# Idle connections kept at most (about 6 KB each), whatever the file limit allows. A
+# broad crawl keeps one to each host it is crawling, used again a gap later: with
+# 1,024 kept and the oldest closed first, at 2,000 hosts and --delay 0.5 nearly every
+# request connected again (benchmarks/broad.py: 0.84 CPU ms a page, against 0.59).
+IDLE_MAX = 4096
 # Seconds an idle connection waits for its host's next request. A site's pages follow
 # each other far sooner; a broad crawl leaves thousands of hosts behind, and each kept
 # connection holds a socket and ~3 KB (benchmarks/hosts_memory.py). A host whose pages
@@ -102,14 +105,16 @@ class BoundedPool(aiohttp.TCPConnector):
                 self._trim()
 
     def _trim(self) -> None:
-        """Close the connections idle longest, down to three quarters of the bound (the
-        next count comes a quarter of the bound of additions later)."""
+        """Close the connections idle the shortest time, down to three quarters of the
+        bound (the next count comes a quarter of the bound of additions later). A crawl
+        asks each host again a gap after its last request: the connections idle longest
+        are the next to be used (aiohttp closes those idle past KEEP_ALIVE itself)."""
         idle = [
             (used, key, protocol) for key, queue in self._conns.items() for protocol, used in queue
         ]
         excess = len(idle) - (self._idle_bound - self._idle_bound // 4)
         if excess > 0:
-            idle.sort(key=lambda item: item[0])
+            idle.sort(key=lambda item: item[0], reverse=True)
             closing = {id(protocol) for _, _, protocol in idle[:excess]}
             for _, _, protocol in idle[:excess]:
                 protocol.close()

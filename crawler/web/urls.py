@@ -59,7 +59,35 @@ def normalize(url: str, base: str | None = None, *, sort_query: bool = True) -> 
             url = join_url(base, url)
         except ValueError:
             return None
+    if (plain := _plain_absolute(url)) is not None:
+        return plain
     return _normalize_absolute(url, sort_query)
+
+
+# An absolute URL no rule of normalize() changes, but for its fragment: a lowercase
+# name (no "xn--": IDNA checks those) or a canonical IPv4 address, a port with no
+# leading zero, a path of characters every parser keeps, no query. A broad crawl's
+# links are mostly such URLs, each seen once: the cache in front of the full parse
+# rarely knows them.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_ABSOLUTE = re.compile(
+    r"(?P<origin>(?P<scheme>https?)://"
+    rf"(?:(?:[a-z0-9-]+\.)*[a-z-][a-z0-9-]*|(?:{_OCTET}\.){{3}}{_OCTET})"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?)"
+    r"(?P<path>/[A-Za-z0-9._~!$&'()*+,;=:@/-]*)?(?:#.*)?",
+    re.DOTALL,
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _plain_absolute(url: str) -> str | None:
+    match = _PLAIN_ABSOLUTE.fullmatch(url)
+    if match is None or "xn--" in url or "/." in url.partition("#")[0]:
+        return None
+    port = match["port"]
+    if port is not None and (int(port) > 65535 or port == _DEFAULT_PORTS[match["scheme"]]):
+        return None
+    return match["origin"] + (match["path"] or "/")
 
 
 # A relative link made only of characters every parser leaves as they are (no
