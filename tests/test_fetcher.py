@@ -191,3 +191,31 @@ async def test_a_page_with_many_headers_is_a_page(serve: SiteFactory, fetcher: F
 
     assert response.status == 200 and response.error is None
     assert b"href" in response.body
+
+
+async def test_a_request_is_paced_and_then_told_sent_once_its_connection_is_ready(
+    serve: SiteFactory,
+) -> None:
+    """The pacer hears of each request twice: pace() before it, sent() when aiohttp has
+    its connection (made or kept) and writes it, so the gap counts from the write."""
+
+    async def answer(_: web.Request) -> web.Response:
+        return web.Response(text="x")
+
+    site = await serve({"/{path:.*}": answer})
+    heard: list[tuple[str, str]] = []
+
+    class Pacer:
+        async def pace(self, host: str) -> None:
+            heard.append(("pace", host))
+
+        def sent(self, host: str) -> None:
+            heard.append(("sent", host))
+
+    host = site.url.removeprefix("http://")
+    async with Fetcher(
+        concurrency=1, timeout=5, user_agent="t", addresses=LOOPBACK, pacer=Pacer()
+    ) as fetcher:
+        for path in ("/a", "/b"):  # a new connection, then the same one kept
+            assert (await fetcher.fetch(site.url + path, max_bytes=100)).status == 200
+    assert heard == [("pace", host), ("sent", host)] * 2

@@ -333,3 +333,15 @@ def test_a_request_that_leaves_late_moves_the_next_one() -> None:
     assert slot.send_wait(10.45) == 0  # ...its wake-up came late: it leaves at 10.45
     assert slot.send_wait(10.6) == pytest.approx(0.15)  # a third: not before 10.75
     assert slot.send_wait(10.75) == 0
+
+
+def test_a_request_whose_connection_came_late_moves_the_next_one() -> None:
+    """Politeness.sent, when aiohttp has the request's connection: a connect (or a busy
+    loop) between pace() and the write pushes the next request back by as much."""
+    slot = HostSlot(limit=2, delay=0.5)
+    assert slot.send_wait(10.0) == 0
+    slot.sent(10.08)  # its connection was made 80 ms later: it leaves now
+    assert slot.send_wait(10.5) == pytest.approx(0.08)
+    assert slot.send_wait(10.58) == 0
+    slot.sent(10.58)  # a kept connection: no change
+    assert slot.send_wait(11.0) == pytest.approx(0.08)

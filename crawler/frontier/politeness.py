@@ -72,6 +72,11 @@ class HostSlot:
         self.last_sent = now
         return 0.0
 
+    def sent(self, now: float) -> None:
+        """The request that ``send_wait`` let go leaves only now (its connection was
+        made, or the loop was busy): the next one counts from now."""
+        self.last_sent = max(self.last_sent, now)
+
     def try_start(self, now: float) -> bool:
         """Start a request if the slot allows one at ``now``."""
         if self.ready_at() > now:
@@ -101,6 +106,8 @@ class Slot(Protocol):
     def try_start(self, now: float) -> bool: ...
 
     def send_wait(self, now: float) -> float: ...
+
+    def sent(self, now: float) -> None: ...
 
     def finish(self, now: float, status: int | None, retry_after: float | None) -> None: ...
 
@@ -161,6 +168,12 @@ class SharedSlot:
         with self._lock:
             return self._read().gap()
 
+    def sent(self, now: float) -> None:
+        with self._lock:
+            slot = self._read()
+            slot.sent(now)
+            self._write(slot)
+
     def send_wait(self, now: float) -> float:
         with self._lock:
             slot = self._read()
@@ -217,6 +230,9 @@ class Politeness:
 
     def robots_known(self, host: str, crawl_delay: float) -> None:
         self.slot(host).robots_known(self._per_host, crawl_delay)
+
+    def sent(self, host: str) -> None:
+        self.slot(host).sent(time.monotonic())
 
     async def pace(self, host: str) -> None:
         """Wait until a request to ``host`` may leave (HostSlot.send_wait): the gap is

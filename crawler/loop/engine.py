@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError
@@ -42,7 +42,7 @@ from crawler.loop.recording import CURRENT_LEASE, Recorder, RecordSink
 from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
 from crawler.net.addresses import AddressPolicy
-from crawler.net.fetcher import Fetcher, Response
+from crawler.net.fetcher import Fetcher, Pacer, Response
 from crawler.net.identity import CookieJar, Identity, cookie_jar, proxies
 from crawler.records import CrawlStats
 from crawler.stats import Tally
@@ -113,9 +113,9 @@ class Engine:
                 deadline = asyncio.get_running_loop().call_later(self.config.max_time, self.stop)
             self.tally.start()
             try:
-                pace = opened.politeness.pace
+                pacer = opened.politeness
                 async with fetcher_for(
-                    self.config, given, recorder, cookies, through, pace
+                    self.config, given, recorder, cookies, through, pacer
                 ) as fetcher:
                     visitor = self._visitor(opened, fetcher, extractor)
                     if opened.seeds:
@@ -254,7 +254,7 @@ def fetcher_for(
     recorder: Callable[[Response], None] | None,
     cookies: CookieJar,
     through: dict[str, str | None],
-    pace: Callable[[str], Awaitable[None]] | None = None,
+    pacer: Pacer | None = None,
 ) -> Fetcher:
     """The crawl's fetcher: ``config`` as the run settled it, ``given`` as it was given
     (its seeds keep their user:pass@, which the state's do not)."""
@@ -277,7 +277,7 @@ def fetcher_for(
         recorder=recorder,
         identity=identity,
         cookies=cookies,
-        pace=pace,
+        pacer=pacer,
     )
 
 

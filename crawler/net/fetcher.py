@@ -17,31 +17,28 @@ import errno
 import re
 import ssl
 import time
-import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any
+from types import SimpleNamespace, TracebackType
+from typing import Protocol
 
 import aiohttp
-import brotli
 from aiohttp.abc import AbstractResolver
 from aiohttp.resolver import AsyncResolver
 from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress, address_kind
+from crawler.net.bodies import BadEncoding, read_capped
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
 from crawler.net.lookups import Lookups
 from crawler.net.pool import pool_for
-from crawler.records import TOO_LARGE
 from crawler.web.parser import HTML_TYPES
 from crawler.web.urls import host_key
 
 # An unread body up to this size is drained so the connection can be reused.
 _DRAIN_BYTES = 64 * 1024
-_CHUNK_BYTES = 64 * 1024
 _ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 
 
@@ -159,6 +156,17 @@ def resolver() -> AbstractResolver:
     return AsyncResolver()
 
 
+class Pacer(Protocol):
+    """The politeness gap as requests leave (frontier/politeness.py): ``pace`` waits
+    until a request to the host may go; ``sent`` moves the host's last request to
+    now, when its connection is ready and its bytes are about to be written (a new
+    connection or a busy loop may have held it up since ``pace``)."""
+
+    async def pace(self, host: str) -> None: ...
+
+    def sent(self, host: str) -> None: ...
+
+
 class Fetcher:
     """Owns the crawl's single ClientSession; use as an async context manager."""
 
@@ -172,11 +180,11 @@ class Fetcher:
         recorder: Callable[[Response], None] | None = None,
         identity: Identity | None = None,
         cookies: aiohttp.abc.AbstractCookieJar | None = None,
-        pace: Callable[[str], Awaitable[None]] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._addresses = addresses
         # Waits, before each request, until its host's politeness gap allows it to leave.
-        self._pace = pace
+        self._pacer = pacer
         self._identity = identity or Identity(())
         self._cookies = cookies
         self._recorder = recorder
@@ -191,8 +199,12 @@ class Fetcher:
     async def __aenter__(self) -> Fetcher:
         self._lookups = Lookups(resolver())
         connector = pool_for(self._concurrency, GuardedResolver(self._addresses, self._lookups))
+        traces = []
+        if self._pacer is not None:
+            traces.append(_sent_trace(self._pacer))
         self._session = aiohttp.ClientSession(
             connector=connector,
+            trace_configs=traces,
             headers={
                 "User-Agent": self._user_agent,
                 "Accept": _ACCEPT,
@@ -201,7 +213,7 @@ class Fetcher:
             timeout=aiohttp.ClientTimeout(total=None),
             # Cookies the sites set are kept for the crawl (identity.py).
             cookie_jar=self._cookies or CookieJar(),
-            # _Decoder undoes Content-Encoding, bounded by --max-bytes.
+            # bodies.Decoder undoes Content-Encoding, bounded by --max-bytes.
             auto_decompress=False,
             raise_for_status=False,
             # aiohttp's default (128) fails a page with many Set-Cookie headers, which
@@ -254,8 +266,8 @@ class Fetcher:
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
-            if self._pace is not None:
-                await self._pace(host_key(url))
+            if self._pacer is not None:
+                await self._pacer.pace(host_key(url))
             deadline = self._deadlines.start(self._timeout)
             try:
                 wanted = _Wanted(method, read, any_type, max_bytes, proxy)
@@ -285,6 +297,7 @@ class Fetcher:
             allow_redirects=False,
             headers=headers,
             proxy=want.proxy,
+            trace_request_ctx=host_key(url) if self._pacer is not None else None,
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = (
@@ -296,10 +309,10 @@ class Fetcher:
             if want.method == "HEAD":
                 complete = True
             elif wanted:
-                body, error = await _read_capped(answer, want.max_bytes)
+                body, error = await read_capped(answer, want.max_bytes)
                 complete = error is None
             elif (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
-                body, error = await _read_capped(answer, _DRAIN_BYTES)
+                body, error = await read_capped(answer, _DRAIN_BYTES)
                 complete, error = error is None, None
             return Response(
                 url,
@@ -339,59 +352,19 @@ class _Wanted:
     proxy: str | None
 
 
-class BadEncoding(ValueError):
-    """A Content-Encoding we do not know, or a body that does not decode."""
+def _sent_trace(pacer: Pacer) -> aiohttp.TraceConfig:
+    """Tells ``pacer`` a request leaves when aiohttp has its connection (new or kept):
+    its headers are written in the same step."""
 
+    async def connected(
+        _session: aiohttp.ClientSession, context: SimpleNamespace, _params: object
+    ) -> None:
+        host = context.trace_request_ctx
+        if host is not None:
+            pacer.sent(host)
 
-class _Decoder:
-    """Content-Encoding undone here rather than by aiohttp, so that no call ever
-    produces more than the bytes still allowed: a decompression bomb (a few KB
-    that inflate to GBs) stops at --max-bytes instead of filling memory."""
-
-    def __init__(self, encoding: str | None) -> None:
-        name = (encoding or "identity").strip().lower()
-        self._zlib: Any = None
-        self._brotli: Any = None
-        self._raw_deflate = False
-        if name in ("gzip", "x-gzip", "deflate"):
-            # MAX_WBITS | 32: a gzip or a zlib header, whichever comes (RFC 9110 §8.4.1).
-            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)
-            self._raw_deflate = name == "deflate"
-        elif name == "br":
-            self._brotli = brotli.Decompressor()
-        elif name != "identity":
-            raise BadEncoding(name)
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        """Decoded bytes of ``data``, at most ``room`` of them."""
-        try:
-            if self._zlib is not None:
-                return bytes(self._zlib.decompress(self._zlib.unconsumed_tail + data, room))
-            if self._brotli is not None:
-                return bytes(self._brotli.process(data, output_buffer_limit=room))
-        except zlib.error:
-            if not self._raw_deflate:
-                raise BadEncoding("corrupt body") from None
-            # Some servers send "deflate" without the zlib header: raw DEFLATE.
-            self._zlib, self._raw_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
-            return self.feed(data, room)
-        except brotli.error:
-            raise BadEncoding("corrupt body") from None
-        return data[:room]
-
-
-async def _read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, str | None]:
-    """The decoded body; past ``max_bytes`` its first ``max_bytes`` and "too-large".
-
-    Reading stops there: the rest is never downloaded (the connection is closed).
-    """
-    decoder = _Decoder(answer.headers.get("Content-Encoding"))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in answer.content.iter_chunked(_CHUNK_BYTES):
-        decoded = decoder.feed(chunk, max_bytes + 1 - size)
-        chunks.append(decoded)
-        size += len(decoded)
-        if size > max_bytes:
-            return b"".join(chunks)[:max_bytes], TOO_LARGE
-    return b"".join(chunks), None
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_end.append(connected)
+    trace.on_connection_reuseconn.append(connected)
+    trace.freeze()
+    return trace
