@@ -64,7 +64,7 @@ class SeedList:
         return seed_entry(url, check=check)
 
     def say(self) -> None:
-        log.info("%s: %d seed URLs queued from %d hosts", self.where, self.queued, len(self.hosts))
+        log.info("%s: %d seed URLs read, on %d hosts", self.where, self.queued, len(self.hosts))
         if self.skipped:
             more = f" and {self.skipped - len(self.named)} more" if self.skipped > NAMED else ""
             log.warning(
