@@ -35,7 +35,7 @@ RESERVE = 64
 IDLE_MAX = 4096
 # Seconds an idle connection waits for its host's next request. A site's pages follow
 # each other far sooner; a broad crawl leaves thousands of hosts behind, and each kept
-# connection holds a socket and ~3 KB (benchmarks/hosts_memory.py). A host whose pages
+# connection holds a socket and a few KB (benchmarks/hosts_memory.py). A host whose pages
 # are further apart (--delay, Crawl-delay) connects again for each: one handshake.
 KEEP_ALIVE = 3.0
 
