@@ -191,13 +191,10 @@ def _coerce(config: CrawlConfig) -> None:
 
 def _check_seed_list(config: CrawlConfig) -> None:
     path = config.input_file
-    readable = path is None or str(path) == "-" or (path.is_file() and os.access(path, os.R_OK))
-    if path is not None and not readable:
-        what = "is not a file" if path.exists() and not path.is_file() else "cannot be read"
-        what = what if path.exists() else "does not exist"
-        raise ConfigError(f"input_file: {path} {what}", setting="input_file")
     if path is None and config.seed_stream is None:
         return
+    if path is not None and (problem := _unreadable(path)) is not None:
+        raise ConfigError(f"input_file: {path} {problem}", setting="input_file")
     if config.frontier is not None:
         raise ConfigError(
             "a seed list (--input-file) does not work with --frontier yet: a shared"
@@ -206,6 +203,15 @@ def _check_seed_list(config: CrawlConfig) -> None:
         )
     if config.processes > 1 and config.output_dir is None:
         raise ConfigError("a seed list with processes needs an output folder", "input_file")
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the seed list at ``path`` cannot be read ("-" is standard input)."""
+    if str(path) == "-" or (path.is_file() and os.access(path, os.R_OK)):
+        return None
+    if not path.exists():
+        return "does not exist"
+    return "is not a file" if not path.is_file() else "cannot be read"
 
 
 def _check_seed(seed: str) -> None:

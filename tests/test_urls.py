@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from crawler.web.urls import (
     Scope,
-    _normalize_absolute,
+    _parsed_absolute,
     _plain_absolute,
     domain_key,
     host_of,
@@ -215,7 +215,7 @@ def test_the_plain_absolute_shortcut_is_the_full_parse(text: str) -> None:
     the full parse (ada, then the crawl's rules) makes it."""
     plain = _plain_absolute(text)
     if plain is not None:
-        assert plain == _normalize_absolute(text, True) == _normalize_absolute(text, False)
+        assert plain == _parsed_absolute(text, True) == _parsed_absolute(text, False)
 
 
 BASES = st.sampled_from(

@@ -266,11 +266,13 @@ class Fetcher:
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
+            paced = None
             if self._pacer is not None:
-                await self._pacer.pace(host_key(url))
+                paced = host_key(url)
+                await self._pacer.pace(paced)
             deadline = self._deadlines.start(self._timeout)
             try:
-                wanted = _Wanted(method, read, any_type, max_bytes, proxy)
+                wanted = _Wanted(method, read, any_type, max_bytes, proxy, paced)
                 response = await self._request(url, wanted, headers, started)
             except asyncio.CancelledError:
                 if not deadline.cut():
@@ -297,7 +299,7 @@ class Fetcher:
             allow_redirects=False,
             headers=headers,
             proxy=want.proxy,
-            trace_request_ctx=host_key(url) if self._pacer is not None else None,
+            trace_request_ctx=want.paced,
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = (
@@ -342,14 +344,15 @@ def _failed(url: str, error: BaseException, started: float) -> Response:
 
 @dataclass(frozen=True, slots=True)
 class _Wanted:
-    """What one request asks for: its method, which body to read, how much, and the
-    proxy it goes through."""
+    """What one request asks for: its method, which body to read, how much, the proxy
+    it goes through, and the host its pacer is told of when it leaves."""
 
     method: str
     read: bool
     any_type: bool
     max_bytes: int
     proxy: str | None
+    paced: str | None = None
 
 
 def _sent_trace(pacer: Pacer) -> aiohttp.TraceConfig:

@@ -59,16 +59,14 @@ def normalize(url: str, base: str | None = None, *, sort_query: bool = True) -> 
             url = join_url(base, url)
         except ValueError:
             return None
-    if (plain := _plain_absolute(url)) is not None:
-        return plain
     return _normalize_absolute(url, sort_query)
 
 
 # An absolute URL no rule of normalize() changes, but for its fragment: a lowercase
 # name (no "xn--": IDNA checks those) or a canonical IPv4 address, a port with no
 # leading zero, a path of characters every parser keeps, no query. A broad crawl's
-# links are mostly such URLs, each seen once: the cache in front of the full parse
-# rarely knows them.
+# links are mostly such URLs, each seen once: the cache rarely knows them, and this
+# takes them without the full parse.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _PLAIN_ABSOLUTE = re.compile(
     r"(?P<origin>(?P<scheme>https?)://"
@@ -171,6 +169,12 @@ def link_facts(url: str) -> tuple[str, bool]:
 # crawler's CPU time on the benchmark site before this cache).
 @functools.lru_cache(maxsize=32768)
 def _normalize_absolute(url: str, sort_query: bool) -> str | None:
+    plain = _plain_absolute(url)
+    return plain if plain is not None else _parsed_absolute(url, sort_query)
+
+
+def _parsed_absolute(url: str, sort_query: bool) -> str | None:
+    """The full parse (ada, the WHATWG URL Standard), then the crawl's own rules."""
     try:
         href = normalize_url(url)
     except ValueError:
