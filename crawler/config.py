@@ -19,7 +19,7 @@ from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.values import accepted_statuses, duration, proxy_url
+from crawler.values import accepted_statuses, duration, proxy_url, render_problem
 from crawler.web.urls import domain_problem, normalize
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
@@ -112,6 +112,16 @@ class CrawlConfig:
     # crawler check: read offsite HTML pages for the #fragments linked to (in-scope
     # pages are always read).
     check_fragments: bool = False
+    # Pages that only JavaScript builds, rendered in a headless browser (docs/rendering.md):
+    # "never", "auto" (on evidence) or "always"; with render_allow, only URLs matching.
+    render: str = "never"
+    render_allow: tuple[str, ...] = ()
+    render_tabs: int = 4
+    render_timeout: float = 15.0
+    render_wait: float = 0.25  # settled: no request in flight, no DOM change this long
+    render_scroll: int = 0
+    render_block: tuple[str, ...] = ("image", "media", "font")  # CDP's resource types
+    browser: Path | None = None  # default: Debian's chromium-headless-shell, else chromium
 
     def __post_init__(self) -> None:
         _coerce(self)
@@ -140,14 +150,16 @@ class CrawlConfig:
             raise ConfigError(
                 "crawler check runs in one process: not with --processes or --frontier"
             )
+        _check_render(self)
         if self.format not in FORMATS:
             raise ConfigError(
                 f"format must be one of {', '.join(FORMATS)}, not {self.format!r}", setting="format"
             )
 
 
-_LISTS = ("seeds", "seed_hosts", "allow_domain", "allow", "deny", "header", "exclude", "include")
-_PATHS = ("output_dir", "warc", "cookies", "input_file")
+_LISTS: tuple[str, ...] = ("seeds", "seed_hosts", "allow_domain", "allow", "deny", "header")
+_LISTS += ("exclude", "include", "render_allow", "render_block")
+_PATHS = ("output_dir", "warc", "cookies", "input_file", "browser")
 # Headers the crawler sets itself (or that would break its requests).
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -187,6 +199,14 @@ def _coerce(config: CrawlConfig) -> None:
             object.__setattr__(config, name, Path(value))
     if isinstance(config.cache_age, str):
         object.__setattr__(config, "cache_age", duration(config.cache_age, "cache_age"))
+
+
+def _check_render(config: CrawlConfig) -> None:
+    if problem := render_problem(config.render, config.render_block, config.browser):
+        raise ConfigError(problem[0], setting=problem[1])
+    LinkRules(config.render_allow, (), None)  # a bad pattern is a ConfigError now
+    if config.check and config.render != "never":
+        raise ConfigError("crawler check does not render pages yet: --render is for crawl")
 
 
 def _check_seed_list(config: CrawlConfig) -> None:
@@ -253,8 +273,11 @@ _POSITIVE = (
     "processes",
     "timeout",
     "max_bytes",
+    "render_tabs",
+    "render_timeout",
 )
-_NON_NEGATIVE = ("max_depth", "delay", "retries", "max_retry_after", "max_redirects", "cache_age")
+_NON_NEGATIVE: tuple[str, ...] = ("max_depth", "delay", "retries", "max_retry_after")
+_NON_NEGATIVE += ("max_redirects", "cache_age", "render_wait", "render_scroll")
 
 
 def _check_ranges(config: CrawlConfig) -> None:

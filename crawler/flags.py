@@ -18,9 +18,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
-from crawler.check_formats import FORMATS
 from crawler.config import CrawlConfig, crawl_table, load_toml, read_toml
 from crawler.errors import ConfigError
+from crawler.option_groups import check_flags, render_flags
 
 DEFAULT_OUTPUT = "output"
 OUR_FILE = "crawler.toml"
@@ -164,7 +164,9 @@ def _crawl_flags(parser: argparse.ArgumentParser, command: str = "crawl") -> Non
     _request_flags(parser)
     _run_flags(parser, command)
     if command == "check":
-        _check_flags(parser)
+        check_flags(parser, switch=_switch)
+    else:
+        render_flags(parser)
 
 
 def _request_flags(parser: argparse.ArgumentParser) -> None:
@@ -184,41 +186,6 @@ def _request_flags(parser: argparse.ArgumentParser) -> None:
     flag("--timeout", type=float, metavar="S", help="total deadline for one request")
     flag("--max-bytes", type=int, metavar="N", help="largest response body (decompressed)")
     _switch(parser, "--keep-query-order", help="do not sort query parameters")
-
-
-def _check_flags(parser: argparse.ArgumentParser) -> None:
-    flag = parser.add_argument
-    flag(
-        "--format",
-        dest="report_format",
-        choices=FORMATS,
-        help="the report's format (default: text)",
-    )
-    flag("--report", type=Path, metavar="FILE", help="write the report here, not to stdout")
-    flag(
-        "--accept",
-        metavar="CODES",
-        help="statuses that count as working, codes and ranges: 200..299,403",
-    )
-    flag(
-        "--exclude",
-        action="append",
-        metavar="PATTERN",
-        help="never check URLs matching (glob on the whole URL, or re:REGEX; repeatable)",
-    )
-    flag(
-        "--include",
-        action="append",
-        metavar="PATTERN",
-        help="check URLs matching although an --exclude matches them (repeatable)",
-    )
-    flag(
-        "--cache-age",
-        metavar="AGE",
-        help="reuse a working link's result for this long in later passes (--update): "
-        "seconds, or 30m, 12h, 1d",
-    )
-    _switch(parser, "--check-fragments", help="read offsite pages for the #fragments linked to")
 
 
 def _run_flags(parser: argparse.ArgumentParser, command: str) -> None:
@@ -271,6 +238,8 @@ def _with_defaults(parser: argparse.ArgumentParser) -> None:
         if value in (None, (), False, "") or action.help is None:
             continue
         shown = f"{value:,}" if isinstance(value, int) else value
+        if isinstance(value, tuple):
+            shown = ",".join(value)
         action.help += f" (default: {shown})"
 
 

@@ -69,6 +69,14 @@ class PageRecord:
     # "page" for a page crawled; for a URL only checked (crawler check), what links
     # to it: "link", "image", "script", "stylesheet", ... (CHECK_KINDS' fetch modes).
     kind: str = "page"
+    # --render: None (not rendered), "always", or the evidence auto rendered it on
+    # ("empty-mount", "noscript", "only-scripts"); the render's milliseconds, the
+    # requests the page made, and why a render failed ("timeout", "renderer-crashed",
+    # "browser-crashed": the page's links are then those of its body as fetched).
+    rendered: str | None = None
+    render_ms: int | None = None
+    render_requests: int | None = None
+    render_error: str | None = None
 
     def is_broken(self) -> bool:
         """A 4xx/5xx answer or a network failure: something a link checker reports."""
@@ -267,6 +275,11 @@ class CrawlStats:
     items: int = 0
     # crawler check: URLs requested only to see whether they work (not pages).
     checked: int = 0
+    # --render: pages whose DOM was rendered, pages whose render failed (their body
+    # as fetched was parsed), and times the browser was started again after dying.
+    rendered: int = 0
+    render_failed: int = 0
+    browser_restarts: int = 0
     status_counts: dict[str, int] = field(default_factory=dict)
     error_counts: dict[str, int] = field(default_factory=dict)
     # --max-pages-per-host: pages skipped (no request, no record), hosts that hit it.

@@ -38,6 +38,9 @@ _COUNTS = (
     "seeds_failed",
     "seeds_skipped",
     "budget_skipped",
+    "rendered",
+    "render_failed",
+    "browser_restarts",
 )
 
 
@@ -72,6 +75,9 @@ class Tally:
         # --max-pages-per-host: the pages skipped, and the hosts (host:port) that hit it.
         self.budget_skipped = 0
         self.budget_hosts: set[str] = set()
+        self.rendered = 0
+        self.render_failed = 0
+        self.browser_restarts = 0
         self.status_counts: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self._earlier_duration = 0.0
@@ -101,6 +107,9 @@ class Tally:
             self.redirects += 1
         if record.is_broken():
             self.broken += 1
+        if record.rendered is not None:
+            self.render_failed += record.render_error is not None
+            self.rendered += record.render_error is None
         if record.change is not None:
             setattr(self, record.change, getattr(self, record.change) + 1)
 

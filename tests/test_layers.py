@@ -32,6 +32,7 @@ RANKS = {
     "api": 5,
     "cli": 6,
     "flags": 6,
+    "option_groups": 6,
     "terminal": 6,
     "check_formats": 6,
     "logs": 6,

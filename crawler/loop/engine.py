@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from crawler.config import CrawlConfig
 from crawler.errors import CrawlerError
@@ -37,8 +38,9 @@ from crawler.frontier.protocol import DONE, Lease, Outcome
 from crawler.loop.checks import Checker, open_checker
 from crawler.loop.gate import LinkGate
 from crawler.loop.hosts import HostKnowledge
-from crawler.loop.parsing import ParseStage
+from crawler.loop.parsing import Parser, ParseStage
 from crawler.loop.recording import CURRENT_LEASE, Recorder, RecordSink
+from crawler.loop.rendering import rendering
 from crawler.loop.runs import LocalRun, Opened, Run
 from crawler.loop.visit import Visitor
 from crawler.net.addresses import AddressPolicy
@@ -46,6 +48,9 @@ from crawler.net.fetcher import Fetcher, Pacer, Response
 from crawler.net.identity import CookieJar, Identity, cookie_jar, proxies
 from crawler.records import CrawlStats
 from crawler.stats import Tally
+
+if TYPE_CHECKING:
+    from crawler.net.warc import WarcRecorder
 
 # After stop(), requests in flight get this long before they are cancelled.
 STOP_GRACE_SECONDS = 5.0
@@ -102,7 +107,7 @@ class Engine:
             extractor = load_extractor(extract) if isinstance(extract, str) else extract
             cookies = cookie_jar(self.config.cookies)
             through = proxies(self.config.proxy)
-            recorder = self._warc(files)
+            warc = open_warc(self.config, files)
             given = self.config  # its seeds keep their user:pass@ (the state's do not)
             opened = self._opened = await self._run.open(self.tally, self.stopping)
             self.config = opened.config
@@ -114,10 +119,13 @@ class Engine:
             self.tally.start()
             try:
                 pacer = opened.politeness
-                async with fetcher_for(
-                    self.config, given, recorder, cookies, through, pacer
-                ) as fetcher:
-                    visitor = self._visitor(opened, fetcher, extractor)
+                recorder = warc.record if warc is not None else None
+                conversion = warc.conversion if warc is not None else None
+                async with (
+                    fetcher_for(self.config, given, recorder, cookies, through, pacer) as fetcher,
+                    rendering(self.config, fetcher, self.tally, conversion) as rendered,
+                ):
+                    visitor = self._visitor(opened, fetcher, extractor, rendered)
                     if opened.seeds:
                         await opened.frontier.add(opened.seeds)
                     await self._run_workers(visitor)
@@ -130,20 +138,18 @@ class Engine:
                 stats = await self._run.close(self._final_stats(opened))
         return stats
 
-    def _warc(self, files: contextlib.ExitStack) -> Callable[[Response], None] | None:
-        if self.config.warc is None:
-            return None
-        # Imported here: warcio costs every process's start-up, and few crawls use it.
-        from crawler.net.warc import WarcRecorder
-
-        return files.enter_context(WarcRecorder(self.config.warc)).record
-
     def _final_stats(self, opened: Opened) -> CrawlStats:
         pending, in_flight = opened.frontier.pending(), opened.frontier.in_flight()
         exhausted = pending == 0 and in_flight == 0
         return self.tally.snapshot(pending, in_flight, finished=exhausted)
 
-    def _visitor(self, opened: Opened, fetcher: Fetcher, extractor: Extractor | None) -> Visitor:
+    def _visitor(
+        self,
+        opened: Opened,
+        fetcher: Fetcher,
+        extractor: Extractor | None,
+        rendered: Callable[[ParseStage], Parser],
+    ) -> Visitor:
         config, frontier = opened.config, opened.frontier
         gate = LinkGate(config, self.tally)
         checker = None
@@ -173,7 +179,9 @@ class Engine:
             frontier=frontier,
             gate=gate,
             hosts=hosts,
-            parser=ParseStage(gate, honour_nofollow=not config.ignore_nofollow, refs=config.check),
+            parser=rendered(
+                ParseStage(gate, honour_nofollow=not config.ignore_nofollow, refs=config.check)
+            ),
             recorder=recorder,
             sink=opened.sink,
             extractor=extractor,
@@ -246,6 +254,16 @@ class Engine:
                 await frontier.requeue(
                     lease, outcome.continuation, outcome.status, outcome.retry_after, outcome.delay
                 )
+
+
+def open_warc(config: CrawlConfig, files: contextlib.ExitStack) -> WarcRecorder | None:
+    """The crawl's --warc file, open until ``files`` closes; None without --warc."""
+    if config.warc is None:
+        return None
+    # Imported here: warcio costs every process's start-up, and few crawls use it.
+    from crawler.net.warc import WarcRecorder
+
+    return files.enter_context(WarcRecorder(config.warc))
 
 
 def fetcher_for(

@@ -14,6 +14,7 @@ refused links is done back on the loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from crawler.loop.gate import LinkGate, Sorted
 from crawler.net.fetcher import Response
@@ -26,14 +27,34 @@ BIG_PAGE_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class Rendered:
+    """What a render did to a page (--render), for its record: why it was rendered,
+    in how long, with how many requests, or why the render failed."""
+
+    reason: str
+    elapsed_ms: int
+    requests: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Parsed:
     """A parsed page and the links of it the crawl follows (none when nofollow). The
     page's links as written are let go of once judged (a page of 600,000 links holds
-    them twice else): ``links`` counts them."""
+    them twice else): ``links`` counts them. ``response`` is the answer parsed: the
+    one fetched, or with --render the same with the rendered DOM as its body."""
 
     page: ParsedPage
     follow: list[str]
     links: int
+    response: Response
+    rendered: Rendered | None = None
+
+
+class Parser(Protocol):
+    """The parse stage as the visit sees it: ParseStage, or rendering's in front of it."""
+
+    async def parse(self, response: Response) -> Parsed: ...
 
 
 class ParseStage:
@@ -45,18 +66,22 @@ class ParseStage:
         # crawler check: every link and requisite with its line, and the anchors.
         self._refs = page_refs if refs else None
 
-    async def parse(self, response: Response) -> Parsed:
+    async def parse(self, response: Response, more: tuple[str, ...] = ()) -> Parsed:
+        """The page's links, and ``more`` absolute URLs it leads to (a rendered page's
+        script navigations), judged by the gate."""
         if len(response.body) < BIG_PAGE_BYTES:
-            page, links = self._parse(response)
+            page, links = self._parse(response, more)
         else:
-            page, links = await in_thread(self._parse, response)
-        return Parsed(replace(page, links=()), self._gate.count(links), len(page.links))
+            page, links = await in_thread(self._parse, response, more)
+        written = len(page.links) + len(more)
+        return Parsed(replace(page, links=()), self._gate.count(links), written, response)
 
-    def _parse(self, response: Response) -> tuple[ParsedPage, Sorted]:
+    def _parse(self, response: Response, more: tuple[str, ...]) -> tuple[ParsedPage, Sorted]:
         page = parse_response(response, honour_nofollow=self._honour_nofollow, refs=self._refs)
         if page.nofollow:
             return page, Sorted([])
-        return page, self._gate.sort(page.links, page.base, own=response.url)
+        links = (*page.links, *more) if more else page.links
+        return page, self._gate.sort(links, page.base, own=response.url)
 
 
 def page_refs(body: bytes, streamed: bool) -> PageRefs:

@@ -111,6 +111,7 @@ def build_record(
     elapsed_ms: int = 0,
     error: str | None = None,
 ) -> PageRecord:
+    rendered = parsed.rendered if parsed is not None else None
     return PageRecord(
         url=entry.origin or entry.url,
         # A redirect hop refused before its request still names where it led.
@@ -128,6 +129,10 @@ def build_record(
         redirects=len(entry.hops),
         noindex=parsed is not None and parsed.page.noindex,
         kind=entry.kind,
+        rendered=rendered.reason if rendered is not None else None,
+        render_ms=rendered.elapsed_ms if rendered is not None else None,
+        render_requests=rendered.requests if rendered is not None else None,
+        render_error=rendered.error if rendered is not None else None,
     )
 
 

@@ -30,7 +30,7 @@ from crawler.heap import release_freed
 from crawler.loop.checks import Checker
 from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
 from crawler.loop.hosts import HOST_DOWN, HostKnowledge
-from crawler.loop.parsing import BIG_PAGE_BYTES, Parsed, ParseStage
+from crawler.loop.parsing import BIG_PAGE_BYTES, Parsed, Parser
 from crawler.loop.recording import Recorder, build_record, change, conditional, content_hash
 from crawler.net.fetcher import Fetcher, Response
 from crawler.output.journal import Sink
@@ -65,7 +65,7 @@ class Visitor:
         frontier: Frontier,
         gate: LinkGate,
         hosts: HostKnowledge,
-        parser: ParseStage,
+        parser: Parser,
         recorder: Recorder,
         sink: Sink | None,
         extractor: Extractor | None,
@@ -174,14 +174,14 @@ class Visitor:
             parsed = await self._parser.parse(response)
             links = parsed.follow
             if self._extractor is not None:
-                seen = _seen_page(entry, response, links)
+                seen = _seen_page(entry, parsed.response, links)
                 links, items, error = await extract(self._extractor, seen, self._gate)
             await self._queue_links(entry, response.url, links)
             if self._checker is not None:
                 url = entry.origin or entry.url
                 refs = await self._checker.page(parsed.page, url, entry.depth, links)
             if self._sink is not None:
-                await self._sink.save_html(response.url, response.body)
+                await self._sink.save_html(response.url, parsed.response.body)
         record = build_record(entry, response, parsed=parsed, elapsed_ms=elapsed_ms, error=error)
         completion = None
         if self._sink is not None:  # what state.sqlite keeps; nothing without an output

@@ -253,10 +253,14 @@ class Fetcher:
         headers: dict[str, str] | None = None,
         method: str = "GET",
         read: bool = True,
+        data: bytes | None = None,
+        paced: bool = True,
     ) -> Response:
-        """One request (GET, or HEAD) of ``url``. The body is read for 2xx HTML answers
-        (any 2xx if ``any_type``; none unless ``read``); other bodies only when small
-        (kept, so the connection can be reused).
+        """One request (GET, or HEAD; any method with ``data`` for a rendered page's
+        scripts) of ``url``. The body is read for 2xx HTML answers (any 2xx if
+        ``any_type``; none unless ``read``); other bodies only when small (kept, so
+        the connection can be reused). Unless ``paced`` is false the request waits
+        for its host's politeness gap.
 
         A body cut at ``max_bytes`` comes back with error "too-large" and its prefix.
         """
@@ -266,13 +270,13 @@ class Fetcher:
             return Response(url, None, error=PRIVATE_ADDRESS)
         started = time.monotonic()
         async with self._semaphore:
-            paced = None
-            if self._pacer is not None:
-                paced = host_key(url)
-                await self._pacer.pace(paced)
+            host = None
+            if self._pacer is not None and paced:
+                host = host_key(url)
+                await self._pacer.pace(host)
             deadline = self._deadlines.start(self._timeout)
             try:
-                wanted = _Wanted(method, read, any_type, max_bytes, proxy, paced)
+                wanted = _Wanted(method, read, any_type, max_bytes, proxy, host, data)
                 response = await self._request(url, wanted, headers, started)
             except asyncio.CancelledError:
                 if not deadline.cut():
@@ -299,6 +303,7 @@ class Fetcher:
             allow_redirects=False,
             headers=headers,
             proxy=want.proxy,
+            data=want.data,
             trace_request_ctx=want.paced,
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
@@ -345,7 +350,7 @@ def _failed(url: str, error: BaseException, started: float) -> Response:
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     """What one request asks for: its method, which body to read, how much, the proxy
-    it goes through, and the host its pacer is told of when it leaves."""
+    it goes through, the host its pacer is told of when it leaves, and what it sends."""
 
     method: str
     read: bool
@@ -353,6 +358,7 @@ class _Wanted:
     max_bytes: int
     proxy: str | None
     paced: str | None = None
+    data: bytes | None = None
 
 
 def _sent_trace(pacer: Pacer) -> aiohttp.TraceConfig:

@@ -1,4 +1,5 @@
-"""--warc PATH: every request and response of the crawl as WARC records (warcio).
+"""--warc PATH: every request and response of the crawl as WARC records (warcio),
+and each rendered page's DOM as a conversion record (--render).
 
 One gzip member per record, so the
 file can be appended to by a resumed crawl (a member torn by a kill is cut
@@ -37,6 +38,8 @@ _WARC = b"WARC/"
 # request record by name, their value replaced.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 REDACTED = "[redacted]"
+# Response record ids remembered (a page is rendered right after its fetch).
+_REMEMBERED = 1024
 _PAYLOAD_HEADERS = frozenset({"content-encoding", "transfer-encoding", "content-length"})
 
 
@@ -47,6 +50,8 @@ class WarcRecorder:
         self.path = path
         self._file: IO[bytes] | None = None
         self._writer: WARCWriter | None = None
+        # The record ids of the last responses, for a rendered page's conversion record.
+        self._responses: dict[str, str] = {}
 
     def __enter__(self) -> WarcRecorder:
         """Open the file to append, never through a symlink, and only if it is new or a
@@ -125,6 +130,27 @@ class WarcRecorder:
             warc_headers_dict=warc_headers,
         )
         self._writer.write_request_response_pair(request, answer)
+        assert self._file is not None
+        self._file.flush()
+        self._responses[response.url] = answer.rec_headers.get_header("WARC-Record-ID")
+        if len(self._responses) > _REMEMBERED:
+            del self._responses[next(iter(self._responses))]
+
+    def conversion(self, url: str, html: bytes) -> None:
+        """A page's DOM as its browser rendered it (--render): a conversion record
+        that refers to the response it was rendered from."""
+        if self._writer is None:
+            return
+        refers = self._responses.get(url)
+        record = self._writer.create_warc_record(
+            url,
+            "conversion",
+            payload=io.BytesIO(html),
+            length=len(html),
+            warc_content_type="text/html; charset=utf-8",
+            warc_headers_dict={"WARC-Refers-To": refers} if refers is not None else {},
+        )
+        self._writer.write_record(record)
         assert self._file is not None
         self._file.flush()
 

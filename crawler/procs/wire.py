@@ -31,6 +31,7 @@ CHILD_COUNTS = (
     "sitemaps",
     "sitemap_urls",
     "budget_skipped",
+    "browser_restarts",
 )
 
 

@@ -1,0 +1,153 @@
+"""--render: the parse stage with a headless browser in front of it.
+
+The visit's one door is ``parse()``; with --render it is this stage's, which
+parses the page as fetched, decides, and when it renders, parses the rendered
+DOM instead (net/renderer.py), so nofollow, <base>, meta robots, the gate and
+the extractor see what a browser shows.
+
+Rules:
+1. The page is fetched once, by the crawler: the browser is handed its body.
+2. "auto" costs an ordinary page nothing but a regex (web/appshell.py); a page
+   is rendered on evidence only, and a host whose last ``BARREN`` renders gained
+   no link is rendered one page in ``SAMPLE`` after that, until one gains again.
+3. A failed render keeps the plain parse: the fetch worked, the page is no error;
+   its record says why (``render_error``).
+4. The browser's own requests go through the crawler's fetcher (the address rule,
+   proxy, identity, cookies, WARC), unpaced: they are the page's, as a browser's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from crawler.config import CrawlConfig
+from crawler.extract import LinkRules
+from crawler.loop.parsing import Parsed, Parser, ParseStage, Rendered
+from crawler.net.fetcher import Fetcher, Response
+from crawler.net.renderer import Renderer
+from crawler.net.tab import Answer, Settings
+from crawler.stats import Tally
+from crawler.values import BROWSER_PACKAGE, find_browser
+from crawler.web.appshell import app_shell
+from crawler.web.urls import host_key
+
+log = logging.getLogger(__name__)
+
+BARREN = 5
+SAMPLE = 20
+
+
+class RenderingParse:
+    """The parse stage of a crawl with --render auto or always."""
+
+    def __init__(
+        self,
+        plain: ParseStage,
+        renderer: Renderer,
+        config: CrawlConfig,
+        conversion: Callable[[str, bytes], None] | None,
+    ) -> None:
+        self._plain = plain
+        self._renderer = renderer
+        self._always = config.render == "always"
+        self._only = LinkRules(config.render_allow, (), None)
+        self._conversion = conversion
+        # Per host: renders in a row that gained no link, and pages passed over since.
+        self._barren: dict[str, list[int]] = {}
+
+    async def parse(self, response: Response) -> Parsed:
+        parsed = await self._plain.parse(response)
+        reason = self._reason(response, parsed)
+        if reason is None:
+            return parsed
+        rendering = await self._renderer.render(response.url, _document(response))
+        if rendering is None:  # given up (rules of net/renderer.py)
+            return parsed
+        page, elapsed_ms = rendering.page, rendering.elapsed_ms
+        if page is None:  # rule 3
+            return replace(parsed, rendered=Rendered(reason, elapsed_ms, None, rendering.error))
+        dom = replace(response, body=page.html, charset="utf-8")
+        again = await self._plain.parse(dom, page.urls)
+        if self._conversion is not None:
+            self._conversion(response.url, page.html)
+        self._learn(response.url, gained=not set(again.follow) <= set(parsed.follow))
+        return replace(again, rendered=Rendered(reason, elapsed_ms, page.requests))
+
+    def _reason(self, response: Response, parsed: Parsed) -> str | None:
+        if self._only.active and not self._only.admits(response.url):
+            return None
+        if self._always:
+            return "always"
+        barren = self._barren.get(host_key(response.url))
+        if barren is not None and barren[0] >= BARREN:
+            barren[1] += 1
+            if barren[1] % SAMPLE:
+                return None
+        return app_shell(response.body, len(parsed.follow))
+
+    def _learn(self, url: str, *, gained: bool) -> None:
+        if self._always:
+            return
+        host = host_key(url)
+        if gained:
+            self._barren.pop(host, None)
+        else:
+            self._barren.setdefault(host, [0, 0])[0] += 1
+
+
+def _document(response: Response) -> Answer:
+    assert response.status is not None
+    return (response.status, response.headers, response.body)
+
+
+@contextlib.asynccontextmanager
+async def rendering(
+    config: CrawlConfig,
+    fetcher: Fetcher,
+    tally: Tally,
+    conversion: Callable[[str, bytes], None] | None,
+) -> AsyncIterator[Callable[[ParseStage], Parser]]:
+    """The crawl's renderer, if --render asks for one and a browser is there; yields
+    what puts it in front of the parse stage (nothing, else). The browser is
+    started on the first page that needs it and closed on the way out."""
+    browser = find_browser(config.browser)
+    if config.render == "never" or browser is None:
+        if config.render == "auto":
+            log.warning(
+                "--render auto: no headless browser (apt-get install %s); pages are parsed"
+                " as fetched",
+                BROWSER_PACKAGE,
+            )
+        yield lambda plain: plain
+        return
+
+    async def fetch(method: str, url: str, headers: dict[str, str], data: bytes | None) -> Answer:
+        response = await fetcher.fetch(
+            url,
+            max_bytes=config.max_bytes,
+            any_type=True,
+            headers=headers,
+            method=method,
+            data=data,
+            paced=False,
+        )
+        if response.status is None:
+            return response.error or "connection"
+        return (response.status, response.headers, response.body)
+
+    def restarted() -> None:
+        tally.browser_restarts += 1
+
+    settings = Settings(config.render_wait, config.render_scroll, frozenset(config.render_block))
+    async with Renderer(
+        browser,
+        tabs=config.render_tabs,
+        timeout=config.render_timeout,
+        settings=settings,
+        fetch=fetch,
+        restarted=restarted,
+    ) as renderer:
+        yield lambda plain: RenderingParse(plain, renderer, config, conversion)
