@@ -118,7 +118,7 @@ class CrawlConfig:
     render_allow: tuple[str, ...] = ()
     render_tabs: int = 4
     render_timeout: float = 15.0
-    render_wait: float = 0.25  # settled: no request in flight, no DOM change this long
+    render_wait: float = 0.1  # settled: no request in flight, no DOM change this long
     render_scroll: int = 0
     render_block: tuple[str, ...] = ("image", "media", "font")  # CDP's resource types
     browser: Path | None = None  # default: Debian's chromium-headless-shell, else chromium

@@ -117,6 +117,10 @@ def summary_table(
         rows.append(("links not followed (--allow/--deny)", stats["excluded_links"]))
     if stats.get("seeds_skipped"):
         rows.append(("seed list lines skipped (not URLs)", stats["seeds_skipped"]))
+    if stats.get("rendered") or stats.get("render_failed"):
+        rows.append(("pages rendered (--render)", stats.get("rendered", 0)))
+        rows.append(("  renders failed", stats.get("render_failed", 0)))
+        rows.append(("  browser restarts", stats.get("browser_restarts", 0)))
     if stats.get("budget_skipped"):
         hosts = stats.get("budget_hosts", [])
         named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3:,} more" if len(hosts) > 3 else "")

@@ -10,6 +10,7 @@ and a script that builds the page. What each shows:
 - ``/scroll``: 10 links to /item/N, 10 more each time it is scrolled to the bottom,
   60 in all;
 - ``/jsredirect``: ``location.href = "/redirected"``;
+- ``/surrogate``: a title with a lone surrogate (what no UTF-8 holds);
 - ``/private``: a fetch() of the cloud metadata address (link /leaked if it
   answers, /refused if not), a WebSocket to this server (counted), and a POST
   whose answer names /posted;
@@ -66,6 +67,7 @@ PAGES = {
     "/leaked": [],
     "/jsredirect": [],
     "/scroll": [],
+    "/surrogate": [],
 }
 SCRIPTS = {
     "/router": '<script>history.pushState({}, "", "/route/one");'
@@ -74,6 +76,8 @@ SCRIPTS = {
     " a.href = '/after-timer'; a.textContent = 'later'; document.body.appendChild(a); }, 500);"
     "</script>",
     "/jsredirect": '<script>location.href = "/redirected";</script>',
+    # A lone surrogate in the DOM's text, which no UTF-8 can hold.
+    "/surrogate": '<script>document.title = "half \\ud800 a pair";</script>',
     "/private": """<script>
 const add = (href) => { const a = document.createElement("a"); a.href = href;
   a.textContent = href; document.body.appendChild(a); };

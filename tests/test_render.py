@@ -24,7 +24,9 @@ from conftest import SiteFactory, read_jsonl, reaped, start_cli, static_site, un
 from crawler import CrawlConfig, crawl
 from crawler.errors import ConfigError
 from crawler.net import browser as browser_module
+from crawler.net import renderer as renderer_module
 from crawler.net.browser import Browser
+from crawler.net.tab import Tab
 from crawler.values import find_browser
 from test_cli import assert_one_line_error, run_cli
 
@@ -90,6 +92,8 @@ async def test_always_reaches_every_page_and_link_of_a_single_page_app(
     # rule refused it) nor anything the crawler does not fetch (a WebSocket).
     assert "/leaked" not in pages and site.sockets == 0
     assert site.posts == [b"x=1"]  # the page's POST, with its body, through the fetcher
+    report = (tmp_path / "report.html").read_text()
+    assert "<dt>Rendered</dt><dd>14 pages in a headless browser, 0 renders failed" in report
 
 
 async def test_without_rendering_the_app_is_a_page_without_links(
@@ -332,3 +336,69 @@ def _browsers_under(folder: Path) -> list[str]:
         ["pgrep", "-f", str(folder)], capture_output=True, text=True, check=False
     )
     return found.stdout.split()
+
+
+async def test_a_crashed_tab_is_replaced_and_its_page_rendered_again(
+    spa: tuple[str, SpaSite], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = spa
+    crashed: list[str] = []
+    evaluate = Tab._evaluate
+
+    async def crash_once(self: Tab, expression: str, *, promise: bool = False) -> object:
+        if not crashed:
+            crashed.append(self.target)
+            # The renderer process of this tab dies (CDP's own way to crash it).
+            self._browser.send("Page.crash", None, self._session)
+        return await evaluate(self, expression, promise=promise)
+
+    monkeypatch.setattr(Tab, "_evaluate", crash_once)
+    config = CrawlConfig(seeds=(base + "/about",), output_dir=tmp_path, render="always")
+    stats = await crawl(config)
+
+    pages = by_path(read_jsonl(tmp_path / "pages.jsonl"), base)
+    assert crashed and pages["/about"]["render_error"] is None
+    assert pages["/about"]["links"] == 2 and stats.render_failed == 0
+    assert stats.browser_restarts == 0
+
+
+async def test_the_browser_is_replaced_every_few_pages_without_losing_one(
+    spa: tuple[str, SpaSite],
+    tmp_path: Path,
+    browsers: list[Browser],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, _ = spa
+    monkeypatch.setattr(renderer_module, "RECYCLE_PAGES", 4)
+
+    stats = await crawl(CrawlConfig(seeds=(base + "/",), output_dir=tmp_path, render="always"))
+
+    assert stats.pages == 14 and stats.rendered == 14 and stats.render_failed == 0
+    assert len(browsers) >= 2 and stats.browser_restarts == 0
+    assert all(not browser.alive() for browser in browsers)
+
+
+async def test_each_process_of_the_front_renders_with_a_browser_of_its_own(
+    spa: tuple[str, SpaSite], tmp_path: Path
+) -> None:
+    base, _ = spa
+    config = CrawlConfig(seeds=(base + "/",), output_dir=tmp_path, render="always", processes=2)
+    stats = await crawl(config)
+
+    pages = by_path(read_jsonl(tmp_path / "pages.jsonl"), base)
+    assert {"/after-timer", "/route/two", "/redirected", "/posted", "/team"} <= set(pages)
+    assert stats.pages == 14 and stats.rendered == 14
+
+
+async def test_a_page_whose_script_writes_a_lone_surrogate_is_rendered(
+    spa: tuple[str, SpaSite], tmp_path: Path
+) -> None:
+    base, _ = spa
+    config = CrawlConfig(
+        seeds=(base + "/surrogate",), output_dir=tmp_path, render="always", max_depth=0
+    )
+    stats = await crawl(config)
+
+    (record,) = read_jsonl(tmp_path / "pages.jsonl")
+    assert record["render_error"] is None and str(record["title"]).startswith("half ")
+    assert stats.browser_restarts == 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -76,6 +77,7 @@ class Browser:
         self.pid = pid
         self._profile = profile
         self._writer: asyncio.WriteTransport | None = None
+        self._reader: asyncio.ReadTransport | None = None
         self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._handlers: dict[str, Handler] = {}
         self._next_id = 0
@@ -126,7 +128,9 @@ class Browser:
         self._exit = os.pidfd_open(self.pid)
         loop.add_reader(self._exit, self._ended)
         reading = _Reading(self._received, self._ended)
-        await loop.connect_read_pipe(lambda: reading, os.fdopen(from_browser, "rb", 0))
+        self._reader, _ = await loop.connect_read_pipe(
+            lambda: reading, os.fdopen(from_browser, "rb", 0)
+        )
         writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(to_browser, "wb", 0))
         self._writer = writer
 
@@ -168,7 +172,7 @@ class Browser:
         self._buffer += data
         start = 0
         while (end := self._buffer.find(b"\0", start)) >= 0:
-            self._dispatch(orjson.loads(memoryview(self._buffer)[start:end]))
+            self._dispatch(_message(memoryview(self._buffer)[start:end]))
             start = end + 1
         del self._buffer[:start]
 
@@ -207,8 +211,9 @@ class Browser:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(QUIT_GRACE):
                     await asyncio.shield(self.gone)
-        if self._writer is not None:
-            self._writer.close()
+        for transport in (self._writer, self._reader):
+            if transport is not None:
+                transport.close()
         self._ended()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
@@ -220,6 +225,16 @@ def _reap(pid: int, profile: str) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def _message(data: memoryview) -> dict[str, Any]:
+    """One message of the browser's. A page's text can hold a lone surrogate, which
+    the browser writes as an escape orjson refuses and the json module takes."""
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        message = json.loads(bytes(data))
+    return message if isinstance(message, dict) else {}
 
 
 class _Reading(asyncio.Protocol):

@@ -12,8 +12,9 @@ Rules:
    once more). More than ``MAX_DEATHS`` deaths in a minute: rendering is given
    up with one warning, and every later render answers None (plain).
 3. A tab that timed out is closed, not reused: its page may still be running.
-4. Every ``RECYCLE_PAGES`` pages the browser is replaced once its tabs are idle,
-   so its memory stays flat over a long crawl.
+4. A tab is replaced after ``TAB_PAGES`` pages, and the browser every
+   ``RECYCLE_PAGES`` pages once its tabs are idle, so memory stays flat over a
+   long crawl.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 MAX_DEATHS = 3
 DEATH_WINDOW = 60.0
 RECYCLE_PAGES = 2000
+# Pages a tab renders before it is closed for a new one: a renderer process grows
+# with every page it shows (here 24 to 63 MB over about 90 pages). Measured over
+# 2,000 pages with 8 tabs: peak 787 MB kept, 628 MB at 50 a tab, 498 MB at 25,
+# for the same CPU a page.
+TAB_PAGES = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +142,9 @@ class Renderer:
 
     async def _done_with(self, tab: Tab, healthy: bool) -> None:
         self._rendered += 1
+        tab.pages += 1
         browser = self._browser
-        if healthy and browser is not None and browser.alive():
+        if healthy and browser is not None and browser.alive() and tab.pages < TAB_PAGES:
             self._idle.append(tab)
         else:
             await tab.close()

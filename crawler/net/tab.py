@@ -96,8 +96,7 @@ _WATCH = """(() => {
 _DOM = """(() => {
   const doctype = document.doctype ? "<!DOCTYPE " + document.doctype.name + ">" : "";
   const state = window.__crawler;
-  return {html: doctype + document.documentElement.outerHTML, href: location.href,
-          urls: state ? state.urls : []};
+  return {html: doctype + document.documentElement.outerHTML, urls: state ? state.urls : []};
 })()"""
 # A scroll counts as a change: the page's scroll handlers run a frame later, and
 # settling waits for what they start.
@@ -118,7 +117,6 @@ class Page:
     """What rendering made of a page: its DOM, and the URLs it tried to go to."""
 
     html: bytes
-    url: str
     urls: tuple[str, ...]
     requests: int
 
@@ -141,6 +139,7 @@ class Tab:
         self._session = session
         self._page: _Loading | None = None
         self.crashed = False
+        self.pages = 0
 
     @classmethod
     async def open(cls, browser: Browser) -> Tab:
@@ -179,8 +178,8 @@ class Tab:
             self._page = None
             await page.stop()
         urls = (*page.navigations, *dom["urls"])
-        html = dom["html"].encode("utf-8", "surrogatepass")
-        return Page(html, dom["href"], tuple(dict.fromkeys(urls)), page.requests)
+        html = dom["html"].encode("utf-8", "replace")  # a script's lone surrogates
+        return Page(html, tuple(dict.fromkeys(urls)), page.requests)
 
     async def _settle(self, page: _Loading, wait: float) -> None:
         """Until the DOM, the short timers and the network are all quiet (rule 4)."""
@@ -203,18 +202,25 @@ class Tab:
         return await self._wait(self._browser.call(method, params, self._session))
 
     async def _wait(self, awaitable: Awaitable[_T]) -> _T:
-        """``awaitable``, unless the tab crashes first (TabCrashed)."""
+        """``awaitable``, unless the tab crashes (TabCrashed) or the browser ends
+        (BrowserGone) first: a page's load event, say, never comes from a dead one."""
         if self.crashed:
             raise TabCrashed()
         page = self._page
         if page is None:
             return await awaitable
         waiting = asyncio.ensure_future(awaitable)
-        done, _ = await asyncio.wait((waiting, page.crash), return_when=asyncio.FIRST_COMPLETED)
-        if waiting not in done:
-            waiting.cancel()
-            raise TabCrashed()
-        return waiting.result()
+        ends = (waiting, page.crash, self._browser.gone)
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not waiting.done():
+                waiting.cancel()  # the tab or browser ended first, or the render was cancelled
+        if waiting.done() and not waiting.cancelled():
+            return waiting.result()
+        if self._browser.gone.done():
+            raise BrowserGone()
+        raise TabCrashed()
 
     def _event(self, method: str, params: dict[str, Any]) -> None:
         page = self._page

@@ -109,6 +109,12 @@ def _what(summary: Summary) -> str:
         rows.append(("Still queued", f"{stats['queued']:,}"))
     if stats.get("seeds_skipped"):
         rows.append(("Seed list", f"{stats['seeds_skipped']:,} lines skipped: not http(s) URLs"))
+    if stats.get("rendered") or stats.get("render_failed"):
+        rendered = f"{stats.get('rendered', 0):,} pages in a headless browser"
+        rendered += f", {stats.get('render_failed', 0):,} renders failed (parsed as fetched)"
+        rows.append(
+            ("Rendered", f"{rendered}; browser restarts: {stats.get('browser_restarts', 0)}")
+        )
     if stats.get("budget_skipped"):
         hosts = ", ".join(map(html.escape, stats.get("budget_hosts", [])))
         skipped = f"{stats['budget_skipped']:,} pages skipped on these hosts: {hosts}"
