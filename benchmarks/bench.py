@@ -6,6 +6,7 @@
     python3 benchmarks/bench.py --page-kb 200 2000 --pages 2000   # large pages
     python3 benchmarks/bench.py --hosts 4 --processes 1 2         # several loopback hosts
     python3 benchmarks/bench.py --hosts 16 --redis-workers 1 2 4 --no-scrapy   # shared frontier
+    python3 benchmarks/bench.py --no-scrapy --ours-flags "--render auto"   # auto costs nothing?
 
 What it does: generates a deterministic site (sites.py: realistic pages by
 default, with relative links, navigation, fragments and offsite links; pages,
@@ -178,12 +179,16 @@ def run_ours(seeds: list[str], work: Path, processes: int, extra: list[str]) -> 
     command += ["--no-sitemaps", "--timeout", "60", *extra]
     if processes > 1:
         command += ["--processes", str(processes)]
-    name = f"crawler --processes {processes}"
+    name = " ".join(["crawler", f"--processes {processes}", *extra])
 
     def count() -> int:
         return sum(1 for _ in (out / "pages.jsonl").open())
 
-    return measured(name, command, work, count)
+    run = measured(name, command, work, count)
+    if "--render" in extra:
+        stats = json.loads((out / "stats.json").read_text())
+        print(f"  {name}: {stats['rendered']} pages rendered", flush=True)
+    return run
 
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:
@@ -314,6 +319,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1])
     parser.add_argument("--no-scrapy", action="store_true", help="measure only our crawler")
     parser.add_argument("--redis-workers", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--ours-flags",
+        action="append",
+        default=[],
+        help="also run ours with these flags, in turn with the plain run ('--render auto')",
+    )
     args = parser.parse_args()
 
     port = free_port()
@@ -339,11 +350,13 @@ def main() -> None:
                 runs.append(run_ceiling(work))
                 print(f"run {number + 1}: ceiling: {runs[-1].pages_per_s:.1f} pages/s", flush=True)
                 for processes in args.processes:
-                    runs.append(run_ours(seeds, work, processes, []))
-                    print(
-                        f"run {number + 1}: {runs[-1].name}: {runs[-1].pages_per_s:.1f} pages/s",
-                        flush=True,
-                    )
+                    for extra in ([], *(flags.split() for flags in args.ours_flags)):
+                        runs.append(run_ours(seeds, work, processes, extra))
+                        print(
+                            f"run {number + 1}: {runs[-1].name}: {runs[-1].pages_per_s:.1f}"
+                            " pages/s",
+                            flush=True,
+                        )
                 for workers in args.redis_workers:
                     assert redis is not None
                     runs.append(run_shared(seeds, work, workers, redis, redis_port))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from crawler.loop.parsing import page_refs
 from crawler.web import parser
+from crawler.web.appshell import app_shell
 from crawler.web.parser import decode_html, header_directives, parse_html
 from crawler.web.refs import PageAnchors, Ref
 
@@ -157,3 +158,24 @@ def test_a_big_page_of_many_links_is_read_whole() -> None:
     page = parse_html(body, URL, None, refs=page_refs)
     assert page.title == "big" and len(page.links) == 40_001 and page.links[-1] == "/last"
     assert page.refs[-1] == Ref("/last", 40_001, "link")
+
+
+@pytest.mark.parametrize(
+    ("body", "links", "reason"),
+    [
+        (b'<div id="root"></div><script src="/app.js"></script>', 0, "empty-mount"),
+        (b"<div id=app> </div>" + b"<a href=x>x</a>" * 6, 6, "empty-mount"),
+        (b"<app-root></app-root><script src=main.js></script>", 0, "empty-mount"),
+        (b'<div id="root"><h1>Server-rendered</h1></div>' + b"<a href=x>x</a>" * 6, 6, None),
+        (b"<noscript>You need to enable JavaScript to run this app.</noscript>", 0, "noscript"),
+        (b"<script src=bundle.js></script><p>Loading</p>", 0, "only-scripts"),
+        (b"<p>" + b"Plain words to read. " * 10 + b"</p><a href=a>a</a>", 1, None),
+        # Five links and no mount point: not read again, whatever else it holds.
+        (b"<noscript>enable JavaScript</noscript>" + b"<a href=x>x</a>" * 5, 5, None),
+        (b"<div id=rooted></div><div id=Root></div>" + b"<a href=x>x</a>" * 5, 5, None),
+        (b"", 0, None),
+        (b"\x00\xff\xfe", 0, None),
+    ],
+)
+def test_app_shells_are_told_by_their_evidence(body: bytes, links: int, reason: str | None) -> None:
+    assert app_shell(body, links) == reason

@@ -20,9 +20,18 @@ from aiohttp import web
 from spa_site import SpaSite
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import SiteFactory, read_jsonl, reaped, start_cli, static_site, until
+from conftest import (
+    RedisServer,
+    SiteFactory,
+    read_jsonl,
+    reaped,
+    start_cli,
+    static_site,
+    until,
+)
 from crawler import CrawlConfig, crawl
 from crawler.errors import ConfigError
+from crawler.extract import Page
 from crawler.net import browser as browser_module
 from crawler.net import renderer as renderer_module
 from crawler.net.browser import Browser
@@ -402,3 +411,42 @@ async def test_a_page_whose_script_writes_a_lone_surrogate_is_rendered(
     (record,) = read_jsonl(tmp_path / "pages.jsonl")
     assert record["render_error"] is None and str(record["title"]).startswith("half ")
     assert stats.browser_restarts == 0
+
+
+async def test_the_extractor_and_the_mirror_see_the_rendered_dom(
+    spa: tuple[str, SpaSite], tmp_path: Path
+) -> None:
+    base, _ = spa
+
+    def headings(page: Page) -> list[dict[str, object]]:
+        heading = page.soup.find("h1")
+        return [{"h1": heading.get_text() if heading else None, "follow": len(page.follow)}]
+
+    config = CrawlConfig(
+        seeds=(base + "/about",),
+        output_dir=tmp_path,
+        render="always",
+        max_depth=0,
+        extract=headings,
+        save_html=True,
+    )
+    await crawl(config)
+
+    (item,) = read_jsonl(tmp_path / "items.jsonl")
+    assert item["h1"] == "/about" and item["follow"] == 2
+    (mirrored,) = [path for path in (tmp_path / "html").rglob("*") if path.is_file()]
+    assert b'<a href="/team">/team</a>' in mirrored.read_bytes()
+
+
+async def test_a_member_of_a_shared_crawl_renders_its_own_leases(
+    spa: tuple[str, SpaSite], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    base, _ = spa
+    config = CrawlConfig(
+        seeds=(base + "/",), output_dir=tmp_path, render="always", frontier=redis_server.url
+    )
+    stats = await crawl(config)
+
+    pages = by_path(read_jsonl(tmp_path / "pages.jsonl"), base)
+    assert {"/after-timer", "/route/two", "/redirected", "/posted", "/team"} <= set(pages)
+    assert stats.rendered == stats.pages == 14

@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from crawler.config import CrawlConfig
 from crawler.extract import LinkRules
-from crawler.loop.parsing import Parsed, Parser, ParseStage, Rendered
+from crawler.loop.parsing import BIG_PAGE_BYTES, Parsed, Parser, ParseStage, Rendered
 from crawler.net.fetcher import Fetcher, Response
 from crawler.net.renderer import Renderer
 from crawler.net.tab import Answer, Settings
@@ -81,7 +81,9 @@ class RenderingParse:
             return None
         if self._always:
             return "always"
-        barren = self._barren.get(host_key(response.url))
+        if len(response.body) >= BIG_PAGE_BYTES:
+            return None  # an app shell is small; a big page is read off the loop, once
+        barren = self._barren.get(host_key(response.url)) if self._barren else None
         if barren is not None and barren[0] >= BARREN:
             barren[1] += 1
             if barren[1] % SAMPLE:
@@ -113,8 +115,8 @@ async def rendering(
     """The crawl's renderer, if --render asks for one and a browser is there; yields
     what puts it in front of the parse stage (nothing, else). The browser is
     started on the first page that needs it and closed on the way out."""
-    browser = find_browser(config.browser)
-    if config.render == "never" or browser is None:
+    browser = find_browser(config.browser) if config.render != "never" else None
+    if browser is None:
         if config.render == "auto":
             log.warning(
                 "--render auto: no headless browser (apt-get install %s); pages are parsed"

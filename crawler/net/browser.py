@@ -169,11 +169,13 @@ class Browser:
         return future
 
     def _received(self, data: bytes) -> None:
+        # Only the new bytes are searched for the end of a message: a page's DOM of
+        # megabytes comes in many reads.
+        start, searched = 0, len(self._buffer)
         self._buffer += data
-        start = 0
-        while (end := self._buffer.find(b"\0", start)) >= 0:
+        while (end := self._buffer.find(b"\0", searched)) >= 0:
             self._dispatch(_message(memoryview(self._buffer)[start:end]))
-            start = end + 1
+            start = searched = end + 1
         del self._buffer[:start]
 
     def _dispatch(self, message: dict[str, Any]) -> None:

@@ -3,8 +3,8 @@
 Pure: bytes in, a reason out. Evidence, in the order it is looked for:
 "empty-mount" (an empty element an app mounts in: #root, #app, #__next, #__nuxt,
 <app-root>), "noscript" (a <noscript> asking for JavaScript), "only-scripts"
-(scripts and almost no text). A page with ``FREE_LINKS`` links or more and no
-sign of a mount point is not read again at all: ordinary sites cost a regex.
+(scripts and almost no text). A page with ``FREE_LINKS`` links or more is read
+again only if a mount point's id is in it: ordinary sites cost a regex.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ FREE_LINKS = 5
 # Fewer words than this, with scripts, is a page of scripts only.
 FEW_WORDS = 20
 _MOUNT_IDS = ("root", "app", "__next", "__nuxt", "svelte")
-_SIGNS = re.compile(
-    rb"""id\s*=\s*["']?(?:root|app|__next|__nuxt|svelte)["'\s>]|<app-root|<noscript""",
-    re.IGNORECASE,
-)
+# A mount point's id (ids are case-sensitive): the one sign looked for in a page with
+# links. One regex with a literal start: with re.IGNORECASE and <noscript and
+# <app-root in one pattern it took 208 us of a 10 KB page, a quarter of a crawl's
+# CPU; this takes 12 us.
+_MOUNT_ID = re.compile(rb"""id\s*=\s*["']?(?:root|app|__next|__nuxt|svelte)["'\s>]""")
 _ASKS_FOR_SCRIPT = re.compile(r"javascript|enable js|\bjs\b", re.IGNORECASE)
 _NOT_TEXT = ("script", "style", "noscript", "template")
 
@@ -30,7 +31,7 @@ _NOT_TEXT = ("script", "style", "noscript", "template")
 def app_shell(body: bytes, links: int) -> str | None:
     """Why ``body`` (an HTML page whose parse found ``links`` links) needs its scripts
     run, or None."""
-    if links >= FREE_LINKS and not _SIGNS.search(body):
+    if links >= FREE_LINKS and _MOUNT_ID.search(body) is None:
         return None
     try:
         document = lxml.html.document_fromstring(body)
