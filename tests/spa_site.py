@@ -10,7 +10,8 @@ and a script that builds the page. What each shows:
 - ``/scroll``: 10 links to /item/N, 10 more each time it is scrolled to the bottom,
   60 in all;
 - ``/jsredirect``: ``location.href = "/redirected"``;
-- ``/surrogate``: a title with a lone surrogate (what no UTF-8 holds);
+- ``/surrogate``: a title with a lone surrogate (what no UTF-8 holds), and a
+  link inserted by a timer given as a string;
 - ``/private``: a fetch() of the cloud metadata address (link /leaked if it
   answers, /refused if not), a WebSocket to this server (counted), and a POST
   whose answer names /posted;
@@ -77,7 +78,10 @@ SCRIPTS = {
     "</script>",
     "/jsredirect": '<script>location.href = "/redirected";</script>',
     # A lone surrogate in the DOM's text, which no UTF-8 can hold.
-    "/surrogate": '<script>document.title = "half \\ud800 a pair";</script>',
+    # ... and a timer given as a string of code, as old pages set them.
+    "/surrogate": '<script>document.title = "half \\ud800 a pair";'
+    "setTimeout(\"document.body.appendChild(document.createElement('a')).href = '/strung'\","
+    " 20);</script>",
     "/private": """<script>
 const add = (href) => { const a = document.createElement("a"); a.href = href;
   a.textContent = href; document.body.appendChild(a); };

@@ -399,7 +399,7 @@ async def test_each_process_of_the_front_renders_with_a_browser_of_its_own(
     assert stats.pages == 14 and stats.rendered == 14
 
 
-async def test_a_page_whose_script_writes_a_lone_surrogate_is_rendered(
+async def test_a_lone_surrogate_and_a_timer_of_code_in_a_string_are_rendered(
     spa: tuple[str, SpaSite], tmp_path: Path
 ) -> None:
     base, _ = spa
@@ -410,7 +410,7 @@ async def test_a_page_whose_script_writes_a_lone_surrogate_is_rendered(
 
     (record,) = read_jsonl(tmp_path / "pages.jsonl")
     assert record["render_error"] is None and str(record["title"]).startswith("half ")
-    assert stats.browser_restarts == 0
+    assert stats.browser_restarts == 0 and record["links"] == 1  # the string timer's
 
 
 async def test_the_extractor_and_the_mirror_see_the_rendered_dom(

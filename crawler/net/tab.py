@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from crawler.net.browser import Browser, BrowserGone, CallFailed
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 # A subresource's answer, as the fetcher gives it: (status, headers, body), or the
 # fetcher's short failure reason as a str.
@@ -72,6 +74,7 @@ _WATCH = """(() => {
     };
   }
   window.setTimeout = function (callback, ms, ...rest) {
+    if (typeof callback !== "function") return setTimer(callback, ms, ...rest);  // a string
     const counted = !(ms > 1000) && performance.now() < 5000;
     const id = setTimer(function () {
       state.timers.delete(id);
@@ -304,7 +307,11 @@ class _Loading:
                 base64.b64decode(entry.get("bytes", ""))
                 for entry in request.get("postDataEntries", ())
             )
-        answer = await self._fetch(request["method"], request["url"], headers, data)
+        try:
+            answer = await self._fetch(request["method"], request["url"], headers, data)
+        except Exception:  # a bug of ours: the request fails, the page does not hang on it
+            log.error("a rendered page's request failed: %s", request["url"], exc_info=True)
+            answer = "internal"
         if isinstance(answer, str):
             reason = _NET_ERRORS.get(answer, "Failed")
             browser.send("Fetch.failRequest", _failed(params, reason), session)
