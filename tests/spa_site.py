@@ -15,6 +15,9 @@ and a script that builds the page. What each shows:
 - ``/private``: a fetch() of the cloud metadata address (link /leaked if it
   answers, /refused if not), a WebSocket to this server (counted), and a POST
   whose answer names /posted;
+- ``/hostile``: alert(), confirm() (a link to /confirmed if confirmed),
+  window.open(), a beforeunload that asks to stay;
+- ``/spin``: a script that never yields;
 - ``/static``: the same site as plain HTML (a twin, never needing a browser).
 """
 
@@ -69,6 +72,8 @@ PAGES = {
     "/jsredirect": [],
     "/scroll": [],
     "/surrogate": [],
+    "/hostile": [],
+    "/spin": [],
 }
 SCRIPTS = {
     "/router": '<script>history.pushState({}, "", "/route/one");'
@@ -78,6 +83,13 @@ SCRIPTS = {
     "</script>",
     "/jsredirect": '<script>location.href = "/redirected";</script>',
     # A lone surrogate in the DOM's text, which no UTF-8 can hold.
+    # Dialogs that wait for a person, and a window it opens: neither stops the page.
+    "/hostile": "<script>alert('hello'); if (confirm('sure?')) {"
+    " const a = document.createElement('a'); a.href = '/confirmed'; document.body.appendChild(a);"
+    " } window.open('/popup'); window.addEventListener('beforeunload', (e) => {"
+    " e.preventDefault(); e.returnValue = ''; });</script>",
+    # A script that never yields: its render times out, the next page is rendered.
+    "/spin": "<script>while (true) {}</script>",
     # ... and a timer given as a string of code, as old pages set them.
     "/surrogate": '<script>document.title = "half \\ud800 a pair";'
     "setTimeout(\"document.body.appendChild(document.createElement('a')).href = '/strung'\","

@@ -450,3 +450,22 @@ async def test_a_member_of_a_shared_crawl_renders_its_own_leases(
     pages = by_path(read_jsonl(tmp_path / "pages.jsonl"), base)
     assert {"/after-timer", "/route/two", "/redirected", "/posted", "/team"} <= set(pages)
     assert stats.rendered == stats.pages == 14
+
+
+async def test_dialogs_pop_ups_and_a_script_that_never_yields_stop_nothing(
+    spa: tuple[str, SpaSite], tmp_path: Path
+) -> None:
+    base, site = spa
+    seeds = (base + "/hostile", base + "/spin", base + "/about")
+    config = CrawlConfig(
+        seeds=seeds, output_dir=tmp_path, render="always", render_timeout=2.0, render_tabs=1
+    )
+    stats = await crawl(config)
+
+    pages = by_path(read_jsonl(tmp_path / "pages.jsonl"), base)
+    assert pages["/hostile"]["render_error"] is None and "/confirmed" in pages
+    assert "/popup" not in site.requests and "/popup" not in pages
+    assert pages["/spin"]["render_error"] == "timeout" and pages["/spin"]["status"] == 200
+    # One tab for all: after the spinning page's, the next pages render as ever.
+    assert pages["/about"]["render_error"] is None and pages["/about"]["links"] == 2
+    assert stats.browser_restarts == 0

@@ -53,6 +53,7 @@ _FLAGS = (
     "--disable-gpu",
     "--mute-audio",
     "--hide-scrollbars",
+    "--block-new-web-contents",  # window.open and pop-ups fail: no tab the crawler did not make
     "--proxy-server=http://127.0.0.1:1",
     "--proxy-bypass-list=<-loopback>",
     "--force-webrtc-ip-handling-policy",

@@ -14,6 +14,8 @@ Rules:
    the page is scrolled to its bottom up to ``scroll`` times, settling again.
 5. A crashed renderer fails the page at once (``TabCrashed``); the tab is not
    used again.
+6. Nothing a page does waits for a person: a dialog (alert, confirm, prompt) is
+   accepted at once, and a new window is refused by the browser.
 """
 
 from __future__ import annotations
@@ -238,6 +240,10 @@ class Tab:
                 page.paused(params, self._browser, self._session)
         elif method in _LOADED and page is not None and not page.loaded.done():
             page.load_event(method, params)
+        elif method == "Page.javascriptDialogOpening":
+            # alert(), confirm(), prompt() and beforeunload stop the page's scripts
+            # until answered: answered at once, as a person clicking OK.
+            self._browser.send("Page.handleJavaScriptDialog", {"accept": True}, self._session)
 
 
 def _failed(params: dict[str, Any], reason: str) -> dict[str, Any]:
