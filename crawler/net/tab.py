@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 Answer = tuple[int, Mapping[str, str], bytes] | str
 SubFetch = Callable[[str, str, dict[str, str], bytes | None], Awaitable[Answer]]
 
+# Seconds a tab's close is waited for.
+CLOSE_WAIT = 1.0
 # Requests that only tell a server something (beacons, reports): never sent.
 _NEVER = frozenset({"ping", "cspviolationreport", "prefetch"})
 # Request headers a page's script may choose, passed on; the crawler sets the rest
@@ -161,9 +163,12 @@ class Tab:
         return tab
 
     async def close(self) -> None:
+        """Close the tab; a browser too busy to answer within a second is left to
+        its own close (the renderer's rules 2 and 4)."""
         self._browser.on_events(self._session, None)
-        with contextlib.suppress(BrowserGone, CallFailed):
-            await self._browser.call("Target.closeTarget", {"targetId": self.target})
+        with contextlib.suppress(BrowserGone, CallFailed, TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self._browser.call("Target.closeTarget", {"targetId": self.target})
 
     async def render(self, url: str, answer: Answer, fetch: SubFetch, settings: Settings) -> Page:
         """The DOM of the page at ``url`` whose document is ``answer``, once settled."""
