@@ -469,3 +469,19 @@ async def test_dialogs_pop_ups_and_a_script_that_never_yields_stop_nothing(
     # One tab for all: after the spinning page's, the next pages render as ever.
     assert pages["/about"]["render_error"] is None and pages["/about"]["links"] == 2
     assert stats.browser_restarts == 0
+
+
+async def test_a_crawl_that_rendered_goes_on_rendering_when_resumed_without_the_flag(
+    spa: tuple[str, SpaSite], tmp_path: Path
+) -> None:
+    base, _ = spa
+    first = CrawlConfig(seeds=(base + "/",), output_dir=tmp_path, render="always", max_pages=3)
+    stopped = await crawl(first)
+    assert not stopped.finished
+
+    # As the summary prints it: crawler crawl --output DIR --resume (no --render).
+    stats = await crawl(CrawlConfig(output_dir=tmp_path, resume=True))
+
+    records = read_jsonl(tmp_path / "pages.jsonl")
+    assert stats.finished and len(records) == stats.pages == 14
+    assert {record["rendered"] for record in records} == {"always"}

@@ -95,7 +95,7 @@ class LocalRun:
         if config.output_dir is not None:
             journal = self._journal = Journal(config, tally)
             restored = journal.start()
-            config = dataclasses.replace(config, **dataclasses.asdict(restored.settings))
+            config = restored.settings.applied_to(config)
         politeness = politeness_for(config)
         # No output folder (the library): the overflow goes to a temporary file.
         spill = journal if journal is not None else self._temp_spill

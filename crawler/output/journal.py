@@ -26,7 +26,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +49,7 @@ from crawler.records import (
     Validators,
 )
 from crawler.stats import Tally
+from crawler.values import RENDER_MODES
 from crawler.web.urls import normalize, redact_url
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class Settings:
     span_hosts: bool = False
     # The hosts a seed list (--input-file) named: in scope as the seeds' hosts are.
     seed_hosts: tuple[str, ...] = ()
+    # --render and --render-allow: a crawl that rendered goes on rendering.
+    render: str = "never"
+    render_allow: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, config: CrawlConfig) -> Settings:
@@ -81,7 +85,18 @@ class Settings:
             config.keep_query_order,
             config.span_hosts,
             config.seed_hosts,
+            config.render,
+            config.render_allow,
         )
+
+    def applied_to(self, config: CrawlConfig, **more: Any) -> CrawlConfig:
+        """``config`` with the crawl's kept settings. Rendering is the stronger of the
+        crawl's and this run's: a --resume without --render (as the summary prints
+        it) still renders, and a later pass may begin to."""
+        kept = asdict(self)
+        kept["render"] = max(config.render, self.render, key=RENDER_MODES.index)
+        kept["render_allow"] = config.render_allow or self.render_allow
+        return replace(config, **kept, **more)
 
 
 def _refuse_other_seeds(config: CrawlConfig, settings: Settings, folder: Path) -> None:
@@ -368,13 +383,7 @@ def _broken_link(line: dict[str, Any]) -> BrokenLink:
 
 
 def _as_json(settings: Settings) -> dict[str, Any]:
-    return {
-        "seeds": list(settings.seeds),
-        "allow_domain": list(settings.allow_domain),
-        "keep_query_order": settings.keep_query_order,
-        "span_hosts": settings.span_hosts,
-        "seed_hosts": list(settings.seed_hosts),
-    }
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in asdict(settings).items()}
 
 
 def _from_json(value: Any) -> dict[str, Any]:
@@ -386,4 +395,6 @@ def _from_json(value: Any) -> dict[str, Any]:
         "keep_query_order": bool(value.get("keep_query_order", False)),
         "span_hosts": bool(value.get("span_hosts", False)),
         "seed_hosts": tuple(value.get("seed_hosts", ())),
+        "render": value.get("render") if value.get("render") in RENDER_MODES else "never",
+        "render_allow": tuple(value.get("render_allow", ())),
     }

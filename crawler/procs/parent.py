@@ -55,7 +55,6 @@ Invariants (the termination rule):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -298,7 +297,7 @@ async def _settled(
     if journal is not None:
         restored = journal.start()
         settings = restored.settings
-    config = dataclasses.replace(given, **dataclasses.asdict(settings), resume=False, max_time=None)
+    config = settings.applied_to(given, resume=False, max_time=None)
     if has_seed_list(config):
         assert journal is not None  # config.py: with processes, a list needs a folder
         config, restored = await read_into_journal(config, journal, restored, tally, stopping)
