@@ -27,7 +27,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import LinkRules
 from crawler.loop.parsing import BIG_PAGE_BYTES, Parsed, Parser, ParseStage, Rendered
 from crawler.net.fetcher import Fetcher, Response
-from crawler.net.renderer import Renderer
+from crawler.net.renderer import Renderer, Rendering
 from crawler.net.tab import Answer, Settings
 from crawler.stats import Tally
 from crawler.values import BROWSER_PACKAGE, find_browser
@@ -59,27 +59,35 @@ class RenderingParse:
         self._barren: dict[str, list[int]] = {}
 
     async def parse(self, response: Response) -> Parsed:
-        parsed = await self._plain.parse(response)
+        # "always" needs the body as fetched parsed only if its render fails.
+        parsed = None if self._always else await self._plain.parse(response)
         reason = self._reason(response, parsed)
-        if reason is None:
-            return parsed
-        rendering = await self._renderer.render(response.url, _document(response))
-        if rendering is None:  # given up (rules of net/renderer.py)
-            return parsed
-        page, elapsed_ms = rendering.page, rendering.elapsed_ms
+        if reason is not None:
+            rendering = await self._renderer.render(response.url, _document(response))
+            if rendering is not None:  # None: rendering given up (net/renderer.py)
+                return await self._rendered(response, reason, rendering, parsed)
+        return parsed or await self._plain.parse(response)
+
+    async def _rendered(
+        self, response: Response, reason: str, rendering: Rendering, parsed: Parsed | None
+    ) -> Parsed:
+        page = rendering.page
         if page is None:  # rule 3
-            return replace(parsed, rendered=Rendered(reason, elapsed_ms, None, rendering.error))
+            parsed = parsed or await self._plain.parse(response)
+            failed = Rendered(reason, rendering.elapsed_ms, None, rendering.error)
+            return replace(parsed, rendered=failed)
         dom = replace(response, body=page.html, charset="utf-8")
         again = await self._plain.parse(dom, page.urls)
         if self._conversion is not None:
             self._conversion(response.url, page.html)
-        self._learn(response.url, gained=not set(again.follow) <= set(parsed.follow))
-        return replace(again, rendered=Rendered(reason, elapsed_ms, page.requests))
+        if parsed is not None:  # auto: did rendering this host's pages gain links?
+            self._learn(response.url, gained=not set(again.follow) <= set(parsed.follow))
+        return replace(again, rendered=Rendered(reason, rendering.elapsed_ms, page.requests))
 
-    def _reason(self, response: Response, parsed: Parsed) -> str | None:
+    def _reason(self, response: Response, parsed: Parsed | None) -> str | None:
         if self._only.active and not self._only.admits(response.url):
             return None
-        if self._always:
+        if parsed is None:
             return "always"
         if len(response.body) >= BIG_PAGE_BYTES:
             return None  # an app shell is small; a big page is read off the loop, once
@@ -91,8 +99,6 @@ class RenderingParse:
         return app_shell(response.body, len(parsed.follow))
 
     def _learn(self, url: str, *, gained: bool) -> None:
-        if self._always:
-            return
         host = host_key(url)
         if gained:
             self._barren.pop(host, None)

@@ -172,7 +172,7 @@ class Tab:
 
     async def render(self, url: str, answer: Answer, fetch: SubFetch, settings: Settings) -> Page:
         """The DOM of the page at ``url`` whose document is ``answer``, once settled."""
-        page = self._page = _Loading(url, answer, fetch, settings.block)
+        page = self._page = _Loading(answer, fetch, settings.block)
         try:
             navigated = await self._call("Page.navigate", {"url": url})
             page.frame = navigated.get("frameId")
@@ -234,7 +234,7 @@ class Tab:
 
     def _event(self, method: str, params: dict[str, Any]) -> None:
         page = self._page
-        if method == "Inspector.targetCrashed" or method == "Target.targetCrashed":
+        if method == "Inspector.targetCrashed":
             self.crashed = True
             if page is not None and not page.crash.done():
                 page.crash.set_result(None)
@@ -258,9 +258,8 @@ def _failed(params: dict[str, Any], reason: str) -> dict[str, Any]:
 class _Loading:
     """One page while it renders: its requests in flight, and what it tried to reach."""
 
-    def __init__(self, url: str, answer: Answer, fetch: SubFetch, block: frozenset[str]) -> None:
+    def __init__(self, answer: Answer, fetch: SubFetch, block: frozenset[str]) -> None:
         loop = asyncio.get_running_loop()
-        self.url = url
         self.frame: str | None = None
         self.loaded: asyncio.Future[None] = loop.create_future()
         self.crash: asyncio.Future[None] = loop.create_future()
