@@ -18,9 +18,10 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import Protocol
 
 import aiohttp
@@ -156,6 +157,11 @@ def resolver() -> AbstractResolver:
     return AsyncResolver()
 
 
+# The host of the paced request the current task is making (None: unpaced), for the
+# pool's connect, which aiohttp calls in the same task (Fetcher._connected).
+_LEAVING: ContextVar[str | None] = ContextVar("leaving", default=None)
+
+
 class Pacer(Protocol):
     """The politeness gap as requests leave (frontier/politeness.py): ``pace`` waits
     until a request to the host may go; ``sent`` moves the host's last request to
@@ -198,13 +204,11 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         self._lookups = Lookups(resolver())
-        connector = pool_for(self._concurrency, GuardedResolver(self._addresses, self._lookups))
-        traces = []
-        if self._pacer is not None:
-            traces.append(_sent_trace(self._pacer))
+        connector = pool_for(
+            self._concurrency, GuardedResolver(self._addresses, self._lookups), self._connected
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            trace_configs=traces,
             headers={
                 "User-Agent": self._user_agent,
                 "Accept": _ACCEPT,
@@ -231,6 +235,14 @@ class Fetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _connected(self) -> None:
+        """The pool's word that the current task's request has its connection and is
+        written now: a paced request's host is told its gap counts from here."""
+        host = _LEAVING.get()
+        if host is not None:
+            assert self._pacer is not None
+            self._pacer.sent(host)
 
     def looking_up(self, url: str) -> float | None:
         """How long the name of ``url``'s host has been looked up (net/lookups.py), the
@@ -275,8 +287,9 @@ class Fetcher:
                 host = host_key(url)
                 await self._pacer.pace(host)
             deadline = self._deadlines.start(self._timeout)
+            leaving = _LEAVING.set(host)
             try:
-                wanted = _Wanted(method, read, any_type, max_bytes, proxy, host, data)
+                wanted = _Wanted(method, read, any_type, max_bytes, proxy, data)
                 response = await self._request(url, wanted, headers, started)
             except asyncio.CancelledError:
                 if not deadline.cut():
@@ -285,6 +298,7 @@ class Fetcher:
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
                 response = _failed(url, error, started)
             finally:
+                _LEAVING.reset(leaving)
                 deadline.end()
         if self._recorder is not None:
             self._recorder(response)
@@ -304,7 +318,6 @@ class Fetcher:
             headers=headers,
             proxy=want.proxy,
             data=want.data,
-            trace_request_ctx=want.paced,
         ) as answer:
             content_type = _media_type(answer.headers.get("Content-Type"))
             wanted = (
@@ -350,30 +363,11 @@ def _failed(url: str, error: BaseException, started: float) -> Response:
 @dataclass(frozen=True, slots=True)
 class _Wanted:
     """What one request asks for: its method, which body to read, how much, the proxy
-    it goes through, the host its pacer is told of when it leaves, and what it sends."""
+    it goes through, and what it sends."""
 
     method: str
     read: bool
     any_type: bool
     max_bytes: int
     proxy: str | None
-    paced: str | None = None
     data: bytes | None = None
-
-
-def _sent_trace(pacer: Pacer) -> aiohttp.TraceConfig:
-    """Tells ``pacer`` a request leaves when aiohttp has its connection (new or kept):
-    its headers are written in the same step."""
-
-    async def connected(
-        _session: aiohttp.ClientSession, context: SimpleNamespace, _params: object
-    ) -> None:
-        host = context.trace_request_ctx
-        if host is not None:
-            pacer.sent(host)
-
-    trace = aiohttp.TraceConfig()
-    trace.on_connection_create_end.append(connected)
-    trace.on_connection_reuseconn.append(connected)
-    trace.freeze()
-    return trace

@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import resource
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 from aiohttp.client_proto import ResponseHandler
-from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.client_reqrep import ClientRequest, ConnectionKey
+from aiohttp.tracing import Trace
 
 from crawler.errors import ConfigError
 
@@ -40,11 +42,15 @@ IDLE_MAX = 4096
 KEEP_ALIVE = 3.0
 
 
-def pool_for(concurrency: int, resolver: AbstractResolver) -> BoundedPool:
+def pool_for(
+    concurrency: int, resolver: AbstractResolver, connected: Callable[[], None] | None = None
+) -> BoundedPool:
     """The crawl's one pool: ``concurrency`` requests in flight, any number a host (the
-    politeness slots bound those), names from ``resolver`` (which keeps the answers)."""
+    politeness slots bound those), names from ``resolver`` (which keeps the answers);
+    ``connected`` is called as each request has its connection (see BoundedPool)."""
     return BoundedPool(
         idle=idle_bound(concurrency),
+        connected=connected,
         limit=concurrency,
         limit_per_host=0,
         use_dns_cache=False,  # the lookups keep answers, bounded (aiohttp's would not be)
@@ -87,12 +93,31 @@ def idle_bound(concurrency: int) -> int:
 class BoundedPool(aiohttp.TCPConnector):
     """aiohttp's TCPConnector keeping at most ``idle`` idle connections. The count is
     taken again only when what was added since the last count could pass the bound,
-    so a crawl of a few hosts never counts."""
+    so a crawl of a few hosts never counts.
 
-    def __init__(self, *, idle: int, **options: Any) -> None:
+    ``connected`` is called, in the request's own task, the moment a request has its
+    connection (new or kept): aiohttp writes the request in the same step. The fetcher
+    stamps its host's politeness gap there. An aiohttp trace could tell the same, but
+    tracing every request cost 4% of a broad crawl's CPU (benchmarks/broad.py)."""
+
+    def __init__(
+        self, *, idle: int, connected: Callable[[], None] | None = None, **options: Any
+    ) -> None:
         super().__init__(**options)
         self._idle_bound = idle
         self._idle_at_most = 0
+        self._connected = connected
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        if self._connected is not None:
+            self._connected()
+        return connection
 
     def _release(
         self, key: ConnectionKey, protocol: ResponseHandler, *, should_close: bool = False
