@@ -10,6 +10,8 @@ from pathlib import Path
 
 project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"]
 for requirement in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
-    floor = re.fullmatch(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?>=([0-9][^,;\s]*)", requirement.strip())
+    floor = re.fullmatch(
+        r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?>=([0-9][^,;\s]*)(\s*;.*)?", requirement.strip()
+    )
     if floor is not None:
         print(f"{floor.group(1)}=={floor.group(3)}")

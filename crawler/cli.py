@@ -26,6 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
+from crawler import runtime
 from crawler.api import Crawler
 from crawler.check_formats import FORMATS, Results, render
 from crawler.config import CrawlConfig, build_config
@@ -200,7 +201,7 @@ def run_crawl(args: argparse.Namespace) -> int:
     config, values = _settled(args)
     job = _job(args, config, values)
     try:
-        stats, stopped_by = asyncio.run(_crawl(config, job.quiet))
+        stats, stopped_by = runtime.run(_crawl(config, job.quiet))
     except NothingToDo as done:
         if not job.quiet:
             print(f"crawler: {done}", file=sys.stderr)
@@ -220,7 +221,7 @@ def run_check(args: argparse.Namespace) -> int:
     assert config.output_dir is not None
     checks = Results(functools.partial(read_checks, config.output_dir))
     try:
-        stats, stopped_by = asyncio.run(_crawl(config, job.quiet, checks))
+        stats, stopped_by = runtime.run(_crawl(config, job.quiet, checks))
     except NothingToDo as done:
         if not job.quiet:
             print(f"crawler: {done}", file=sys.stderr)
@@ -340,7 +341,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         return demo.main(["--pages", str(args.pages)])
     setup_logging(None)
-    stats, stopped_by, config = asyncio.run(_demo(args.pages))
+    stats, stopped_by, config = runtime.run(_demo(args.pages))
     return _finish(stats, stopped_by, config, _Job())
 
 
@@ -370,6 +371,7 @@ def run_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for_big_blocks()
+    runtime.collect_seldom()
     raise_file_limit()
     commands = {"crawl": run_crawl, "check": run_check, "demo": run_demo, "report": run_report}
     try:

@@ -19,7 +19,7 @@ import crawler
 PACKAGE = Path(crawler.__file__).parent
 # The top level: the vocabulary (every layer may use it) and the two faces.
 VOCABULARY = {"errors", "records", "stats", "config", "values", "extract", "escapes"}
-VOCABULARY |= {"offload", "heap"}
+VOCABULARY |= {"offload", "heap", "runtime"}
 RANKS = {
     "demo": 0,
     "web": 0,

@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 
+from crawler import runtime
 from crawler.frontier.politeness import SharedSlot
 from crawler.frontier.protocol import HostBudget
 from crawler.loop.engine import Engine
@@ -150,7 +151,8 @@ def child_main(
     whole process group (the parent stops us, by message), run one engine."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    asyncio.run(_work(spec, Channel(end), counter, slot))
+    runtime.collect_seldom()
+    runtime.run(_work(spec, Channel(end), counter, slot))
 
 
 async def _work(
