@@ -231,16 +231,27 @@ BASES = st.sampled_from(
 
 
 @given(
-    link=st.text(alphabet="./?#%:@ab09-_~'!$&()*+,;= \\\"<>{}é", max_size=24),
+    origin=st.sampled_from(
+        [
+            *("", "", "http://a.org", "https://b.org:8443", "http://[::1]:8080", "HTTP://a.org"),
+            *("http://a.org:80", "http://A.org", "https://b.org:443", "http://a.org."),
+        ]
+    ),
+    text=st.text(alphabet="./?#%:@ab09-_~'!$&()*+,;= \\\"<>{}é", max_size=24),
     base=BASES,
 )
-@example(link="..", base="http://a.org/x/y/")
-@example(link="./", base="http://a.org/x/y.html")
-@example(link="?", base="https://b.org:8443/p/q?z=1&a=2")
-@example(link="a:b", base="http://a.org/x/y.html")
-@example(link="", base="http://a.org")
-@example(link="a #x", base="http://a.org/x/y.html")  # a space before "#" is kept (%20)
-def test_resolve_is_normalize_for_any_link(link: str, base: str) -> None:
+@example(origin="", text="..", base="http://a.org/x/y/")
+@example(origin="", text="./", base="http://a.org/x/y.html")
+@example(origin="", text="?", base="https://b.org:8443/p/q?z=1&a=2")
+@example(origin="", text="a:b", base="http://a.org/x/y.html")
+@example(origin="", text="", base="http://a.org")
+@example(origin="", text="a #x", base="http://a.org/x/y.html")  # a space before "#": %20
+@example(origin="http://a.org", text="//b.org/x", base="http://a.org/")
+@example(origin="http://a.org", text="/../x/./y", base="http://a.org/")
+def test_resolve_is_normalize_for_any_link(origin: str, text: str, base: str) -> None:
+    """Any link, relative or absolute (to the page's origin or another, written as
+    normalised or not), resolves to what normalize() makes of it."""
+    link = origin + text
     page = normalize(base)
     assert page is not None
     assert resolver(page)(link) == normalize(link, page)
