@@ -215,12 +215,6 @@ def _check_seed_list(config: CrawlConfig) -> None:
         return
     if path is not None and (problem := _unreadable(path)) is not None:
         raise ConfigError(f"input_file: {path} {problem}", setting="input_file")
-    if config.frontier is not None:
-        raise ConfigError(
-            "a seed list (--input-file) does not work with --frontier yet: a shared"
-            " crawl is created with its seeds as URLs",
-            setting="input_file",
-        )
     if config.processes > 1 and config.output_dir is None:
         raise ConfigError("a seed list with processes needs an output folder", "input_file")
 

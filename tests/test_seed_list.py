@@ -171,7 +171,6 @@ async def test_the_librarys_seeds_may_be_any_iterable_read_lazily(serve: SiteFac
     [
         (("-i", "missing.txt"), "--input-file: missing.txt does not exist"),
         (("-i", "."), "--input-file: . is not a file"),
-        (("-i", "-", "--frontier", "redis://127.0.0.1:9/0"), "does not work with --frontier"),
     ],
 )
 async def test_a_seed_list_that_cannot_be_read_is_one_line(

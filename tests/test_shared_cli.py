@@ -214,3 +214,48 @@ async def test_a_frontier_url_that_cannot_work_is_one_line_at_once(
     url = f"redis://:sekret@127.0.0.1:{port}/0"
     result = await run_cli("crawl", site.url + "/", "--frontier", url, cwd=tmp_path, wait=8)
     assert_one_line_error(result, 2, "a read-only replica")
+
+
+async def test_a_shared_crawl_made_from_a_seed_list_covers_the_hosts_it_names(
+    serve: SiteFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The first member queues its list (``-i``); a second, given the same list, joins
+    it. The list's hosts are the scope: the host it does not name gets no request."""
+    sites = await three_hosts(serve)
+    listed = sites[1:]
+    (tmp_path / "list.txt").write_text(
+        f"# two of the three hosts\n{listed[0].url}/p5\n\nnot a url\n{listed[1].url}/\n"
+    )
+    first = await start_worker("w0", redis_server.url, "-i", "list.txt", cwd=tmp_path)
+    async with reaped(first):
+        await until((tmp_path / "w0" / "frontier.json").exists, 20)
+        second = await start_worker("w1", redis_server.url, "-i", "list.txt", cwd=tmp_path)
+        async with reaped(second), asyncio.timeout(90):
+            results = [await worker.communicate() for worker in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], results
+    found = [r["url"] for name in ("w0", "w1") for r in records(tmp_path / name)]
+    expected = {f"{site.url}/p{n}" for site in listed for n in range(PAGES)}
+    assert set(found) == expected | {listed[1].url + "/"}
+    assert len(found) == len(set(found))
+    assert sites[0].requests == []
+    stats = json.loads((tmp_path / "w0" / "stats.json").read_text())
+    assert stats["seeds_skipped"] == 1
+
+
+async def test_a_member_must_bring_the_crawls_own_seed_list_or_none(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    (tmp_path / "a.txt").write_text("http://127.0.0.2:9/a\n")
+    (tmp_path / "b.txt").write_text("http://127.0.0.2:9/b\n")
+    common = ("--frontier", redis_server.url, "--max-time", "1", "--quiet")
+    made = await run_cli("crawl", "-i", "a.txt", *common, "--output", "w0", cwd=tmp_path)
+    assert made[0] == 0, made
+    other = await run_cli("crawl", "-i", "b.txt", *common, "--output", "w1", cwd=tmp_path)
+    assert_one_line_error(other, 2, "made from another seed list")
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    await client.aclose()
+    seeded = await run_cli("crawl", "http://127.0.0.2:9/", *common, "-o", "w2", cwd=tmp_path)
+    assert seeded[0] == 0, seeded
+    listed = await run_cli("crawl", "-i", "a.txt", *common, "--output", "w3", cwd=tmp_path)
+    assert_one_line_error(listed, 2, "made from seed URLs, not from a seed list")

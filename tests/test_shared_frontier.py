@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import signal
@@ -28,8 +29,9 @@ from crawler.frontier.redis_link import RedisLink
 from crawler.frontier.scripts import SCRIPTS
 from crawler.frontier.shared import MAX_ATTEMPTS, SharedFrontier
 from crawler.loop.engine import Engine
+from crawler.loop.shared_run import SharedRun
 from crawler.loop.visit import DEAD_LETTER
-from crawler.records import Entry
+from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally
 from crawler.web.urls import redact_url
 
@@ -700,3 +702,34 @@ async def test_an_unreadable_entry_is_a_dead_letter_and_the_crawl_goes_on(
     assert records[f"http://{host}/#unreadable-frontier-entry"]["error"] == DEAD_LETTER
     assert records[site.url + "/a"]["status"] == 200
     assert stats.finished
+
+
+async def test_a_seed_list_left_halfway_is_queued_by_the_next_member_given_it(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The member that created a crawl from a list stopped before queuing it (its
+    ``listing`` key expired): the next member given the list queues it; one given none
+    takes the list's hosts into its scope."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("http://127.0.0.2:9/a\nhttp://127.0.0.3:9/b\n")
+    config = CrawlConfig(input_file=listing, frontier=redis_server.url)
+    creator = await _opened(redis_server.url, config)
+    assert creator.created and await creator.seed_list.state() == ""
+    await creator.aclose(settle=False)
+    redis = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert await redis.delete(PREFIX + "listing") == 1
+    runs = [SharedRun(config), SharedRun(CrawlConfig(frontier=redis_server.url))]
+    try:
+        for run in runs:
+            opened = await run.open(Tally(), lambda: False)
+            assert {"127.0.0.2", "127.0.0.3"} <= set(opened.config.seed_hosts)
+        assert (await runs[0]._frontier.frontier_counts())["pending"] == 2  # type: ignore[union-attr]
+        assert (
+            await redis.hget(PREFIX + "meta", "list")
+            == hashlib.sha256(listing.read_bytes()).hexdigest()
+        )
+        assert await redis.exists(PREFIX + "listing") == 0
+    finally:
+        for run in runs:
+            await run.close(CrawlStats())
+        await redis.aclose()

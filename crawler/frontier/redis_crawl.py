@@ -1,14 +1,17 @@
 """A shared crawl as a whole: creating or joining it, its counters, its robots.txt.
 
-A crawl is created by the first member given seeds in an empty database:
-its settings (the ones every member must share), its id and the format of
-its entries go into the ``meta`` hash, its seeds into the queues. Every
-later member joins it: its seeds must be the crawl's (another crawl in the
-same database is refused), and the crawl's shared settings replace its own.
+A crawl is created by the first member given seeds (or a seed list) in an
+empty database: its settings (the ones every member must share), its id and
+the format of its entries go into the ``meta`` hash, its seeds into the
+queues, its seed list after them (SeedListKeys). Every later member joins it:
+its seeds must be the crawl's (another crawl in the same database is refused),
+and the crawl's shared settings replace its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import time
@@ -38,6 +41,14 @@ from crawler.web.urls import normalize, redact_url
 
 log = logging.getLogger(__name__)
 
+# How long the ``listing`` key outlives the last batch its member queued: a member that
+# stops while it reads its seed list lets the others go on after this.
+LISTING_MS = 15_000
+# Hosts a round trip when the seed list's hosts are written or read.
+HOSTS_BATCH = 10_000
+# How often a member waiting for another's seed list looks again.
+LISTING_POLL_SECONDS = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class Joined:
@@ -62,9 +73,10 @@ async def join(link: RedisLink, config: CrawlConfig, host_cap: int) -> Joined:
     """Create the crawl (given seeds, in an empty database) or join the one there."""
     await link.check_server()
     meta = await _meta(link)
-    created: tuple[int, ...] = ()
-    if not meta and config.seeds and not config.resume:
-        created = await _create(link, config, host_cap)
+    created: tuple[int, ...] | None = None
+    listing = config.input_file is not None or config.seed_stream is not None
+    if not meta and (config.seeds or listing) and not config.resume:
+        created = await _create(link, config, host_cap, listing)
         meta = await _meta(link)
     if not meta:
         raise ConfigError(f"no crawl in {link.url} to join: start one with seed URLs")
@@ -83,7 +95,7 @@ async def join(link: RedisLink, config: CrawlConfig, host_cap: int) -> Joined:
         raise NothingToDo(f"the crawl in {link.url} is finished; nothing to do")
     shared = with_shared_settings(config, stored)
     _warn_overrides(config, shared)
-    return Joined(shared, crawl_id, bool(created), created)
+    return Joined(shared, crawl_id, created is not None, created or ())
 
 
 async def _meta(link: RedisLink) -> dict[str, str]:
@@ -91,8 +103,11 @@ async def _meta(link: RedisLink) -> dict[str, str]:
     return meta
 
 
-async def _create(link: RedisLink, config: CrawlConfig, host_cap: int) -> tuple[int, ...]:
-    """CREATE the crawl with its seeds; their fingerprints if this member created it."""
+async def _create(
+    link: RedisLink, config: CrawlConfig, host_cap: int, listing: bool
+) -> tuple[int, ...] | None:
+    """CREATE the crawl with its seeds (and, if ``listing``, held for this member to
+    queue its seed list); their fingerprints if this member created it, else None."""
     crawl_id = f"{time.time_ns():x}"
     seeds = [
         (seed_entry(url, check=config.check), stable_fingerprint(url))
@@ -100,9 +115,9 @@ async def _create(link: RedisLink, config: CrawlConfig, host_cap: int) -> tuple[
         if url is not None
     ]
     args = [*common_args(config), json.dumps(shared_settings(config)), crawl_id, ENTRY_FORMAT]
-    args += [host_cap, *enqueue_args(seeds, first=False)]
+    args += [LISTING_MS if listing else 0, host_cap, *enqueue_args(seeds, first=False)]
     created = await link.eval("create", args)
-    return tuple(key for _, key in seeds) if created[0] == 1 else ()
+    return tuple(key for _, key in seeds) if created[0] == 1 else None
 
 
 def _warn_overrides(mine: CrawlConfig, shared: CrawlConfig) -> None:
@@ -141,6 +156,74 @@ async def read_stats(link: RedisLink, *, finished: bool) -> CrawlStats:
     tally.restore(await read_counters(link))
     counts = await read_frontier_counts(link)
     return tally.snapshot(counts.get("pending", 0), counts["leased"], finished=finished)
+
+
+class SeedListKeys:
+    """A shared crawl's seed list (``--input-file``): one member queues it (the one that
+    created the crawl, or one given the same list after that one stopped halfway), the
+    others wait for it and take the hosts it names into their scope.
+
+    ``meta.list`` is "" while the list is not queued whole, then its SHA-256; the
+    ``listing`` key lives while its reader is at work; the set ``seed_hosts`` holds
+    the hosts it names.
+    """
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+
+    async def state(self) -> str | None:
+        """The crawl's list: None if it was made from seeds alone, "" if its list is
+        not queued whole, else the list's SHA-256."""
+        value: str | None = await self._link.call(
+            lambda: self._link.redis.hget(PREFIX + "meta", "list")
+        )
+        return value
+
+    async def take_over(self) -> bool:
+        """Become the list's reader if nobody is (the last one stopped halfway)."""
+        taken = await self._link.call(
+            lambda: self._link.redis.set(PREFIX + "listing", "1", px=LISTING_MS, nx=True)
+        )
+        return bool(taken)
+
+    async def reading(self) -> None:
+        """The reader is still at work (after each batch it queues)."""
+        await self._link.call(lambda: self._link.redis.set(PREFIX + "listing", "1", px=LISTING_MS))
+
+    async def read(self, hosts: set[str], digest: str) -> None:
+        """The list is queued whole: its hosts and its hash kept, the others let go."""
+        names = sorted(hosts)
+        for start in range(0, len(names), HOSTS_BATCH):
+            chunk = names[start : start + HOSTS_BATCH]
+            await self._link.call(
+                functools.partial(self._link.redis.sadd, PREFIX + "seed_hosts", *chunk)
+            )
+        await self._link.call(lambda: self._link.redis.hset(PREFIX + "meta", "list", digest))
+        await self._link.call(lambda: self._link.redis.delete(PREFIX + "listing"))
+
+    async def wait(self) -> bool:
+        """Wait while another member reads the list; whether it read it whole."""
+        said = False
+        while await self._link.call(lambda: self._link.redis.exists(PREFIX + "listing")):
+            if not said:
+                log.info("waiting for the member that reads the crawl's seed list")
+                said = True
+            await asyncio.sleep(LISTING_POLL_SECONDS)
+        return bool(await self.state())
+
+    async def hosts(self) -> set[str]:
+        """The hosts the crawl's seed list names."""
+        found: set[str] = set()
+        cursor = 0
+        while True:
+            cursor, chunk = await self._link.call(
+                functools.partial(
+                    self._link.redis.sscan, PREFIX + "seed_hosts", cursor, count=HOSTS_BATCH
+                )
+            )
+            found.update(chunk)
+            if not cursor:
+                return found
 
 
 class SharedRobots:

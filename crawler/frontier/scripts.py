@@ -115,8 +115,10 @@ end
     .replace("ADMISSION", str(ADMISSION_FACTOR))
 )
 
-# ARGV: common (5), settings JSON, crawl id, entry format, then as ENQUEUE. Returns 0
-# if the crawl existed.
+# ARGV: common (5), settings JSON, crawl id, entry format, the ms a seed list's reader
+# holds the ``listing`` key (0: no list), then as ENQUEUE. Returns 0 if the crawl
+# existed. A crawl made from a seed list has meta ``list`` "" until its reader has
+# queued the whole list (then the list's SHA-256), and ``listing`` while it reads.
 _CREATE = (
     "#!lua\n"
     + _COMMON
@@ -124,7 +126,11 @@ _CREATE = (
 if redis.call('HSETNX', P .. 'meta', 'settings', ARGV[6]) == 0 then return {0} end
 redis.call('HSET', P .. 'meta', 'id', ARGV[7], 'format', ARGV[8], 'created', now,
   'status', 'running')
-return {1, enqueue(9)}
+if tonumber(ARGV[9]) > 0 then
+  redis.call('HSET', P .. 'meta', 'list', '')
+  redis.call('SET', P .. 'listing', '1', 'PX', ARGV[9])
+end
+return {1, enqueue(10)}
 """
 )
 

@@ -89,6 +89,7 @@ from crawler.frontier.redis_codec import (
 )
 from crawler.frontier.redis_commit import GroupCommit
 from crawler.frontier.redis_crawl import (
+    SeedListKeys,
     SharedRobots,
     common_args,
     join,
@@ -139,6 +140,7 @@ class SharedFrontier:
         self._commit.host_cap = host_cap
         # robots.txt, once per host for the whole crawl.
         self.robots = SharedRobots(self._link, lambda: self._common)
+        self.seed_list = SeedListKeys(self._link)
         self._seen = SeenSet()
         self._held: dict[int, Lease] = {}
         self._given_up: deque[Lease] = deque()

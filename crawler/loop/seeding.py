@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import logging
 import sys
@@ -40,9 +41,11 @@ _Line = tuple[int, Any]
 
 @dataclass(slots=True)
 class SeedList:
-    """What a seed list gave: the hosts it named, URLs queued, lines skipped."""
+    """What a seed list gave: the hosts it named, URLs queued, lines skipped, and the
+    SHA-256 of its lines (a shared crawl's members compare lists by it)."""
 
     where: str
+    digest: str = ""
     hosts: set[str] = field(default_factory=set)
     queued: int = 0
     skipped: int = 0
@@ -93,12 +96,13 @@ async def read_seed_list(
     stopping: Callable[[], bool] = lambda: False,
 ) -> SeedList:
     """Read the crawl's seed list into ``add``, a batch at a time; what it gave."""
-    lines, where = _lines(config)
+    lines, where, digest = _lines(config)
     seeds = SeedList(where)
     try:
         while not stopping():
             batch = await in_thread(_next_batch, lines)
             if not batch:
+                seeds.digest = digest.hexdigest()
                 break
             check = config.check
             entries = [e for number, line in batch if (e := seeds.take(number, line, check=check))]
@@ -135,27 +139,48 @@ async def read_into_journal(
     return config, journal.settle(config)
 
 
+async def seed_list_digest(config: CrawlConfig) -> str:
+    """The SHA-256 of the crawl's seed list (read whole, queued nowhere), as
+    ``read_seed_list`` gives it."""
+    lines, where, digest = _lines(config)
+    try:
+        while await in_thread(_next_batch, lines):
+            pass
+    except (OSError, UnicodeError) as error:
+        raise OSError(f"{where}: cannot be read: {error}") from None
+    finally:
+        with contextlib.suppress(ValueError):
+            lines.close()
+    return str(digest.hexdigest())
+
+
 def _next_batch(lines: Iterator[_Line]) -> list[_Line]:
     return list(itertools.islice(lines, BATCH))
 
 
-def _lines(config: CrawlConfig) -> tuple[Any, str]:
+def _lines(config: CrawlConfig) -> tuple[Any, str, Any]:
+    """The list's numbered lines, where they come from, and the hash their reading
+    feeds."""
+    digest = hashlib.sha256()
     if config.seed_stream is not None:
-        return _numbered(config.seed_stream), "seeds"
+        return _numbered(config.seed_stream, digest), "seeds", digest
     path = config.input_file
     assert path is not None
     if str(path) == "-":
-        return _decoded(sys.stdin.buffer, close=False), "standard input"
-    return _decoded(path.open("rb"), close=True), str(path)
+        return _decoded(sys.stdin.buffer, digest, close=False), "standard input", digest
+    return _decoded(path.open("rb"), digest, close=True), str(path), digest
 
 
-def _numbered(items: Iterable[Any]) -> Iterator[_Line]:
-    yield from enumerate(items, start=1)
+def _numbered(items: Iterable[Any], digest: Any) -> Iterator[_Line]:
+    for number, item in enumerate(items, start=1):
+        digest.update(f"{item}\n".encode("utf-8", "surrogatepass"))
+        yield number, item
 
 
-def _decoded(file: Any, *, close: bool) -> Iterator[_Line]:
+def _decoded(file: Any, digest: Any, *, close: bool) -> Iterator[_Line]:
     try:
         for number, raw in enumerate(file, start=1):
+            digest.update(raw)
             yield number, raw.decode("utf-8", "replace")
     finally:
         if close:

@@ -9,17 +9,81 @@ frontier are Redis's, so the final stats are the whole crawl's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from crawler.config import CrawlConfig
-from crawler.errors import FrontierUnavailable
+from crawler.errors import ConfigError, FrontierUnavailable
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.shared import SharedFrontier
 from crawler.loop.recording import CURRENT_LEASE, Recorder
 from crawler.loop.runs import Opened
+from crawler.loop.seeding import (
+    has_seed_list,
+    read_seed_list,
+    seed_list_digest,
+    with_seed_hosts,
+)
 from crawler.output.shared_journal import SharedJournal
-from crawler.records import CrawlStats
+from crawler.records import CrawlStats, Entry
 from crawler.stats import Tally
+
+log = logging.getLogger(__name__)
+
+
+async def _with_seed_list(
+    frontier: SharedFrontier, config: CrawlConfig, tally: Tally, stopping: Callable[[], bool]
+) -> CrawlConfig:
+    """The crawl's seed list: queued by this member if it created the crawl (or if the
+    member that did stopped halfway and this one is given the list), else waited for
+    (a list given here must be the same); its hosts in scope either way."""
+    keys = frontier.seed_list
+    given = has_seed_list(config)
+    state = await keys.state()
+    if state is None:
+        if given:
+            raise ConfigError(
+                f"{frontier.url} holds a crawl made from seed URLs, not from a seed list:"
+                " use another database, or join it without --input-file",
+                setting="input_file",
+            )
+        return config
+    read_here = False
+    while not state and given:
+        if frontier.created or await keys.take_over():
+            read_here = await _read_list(frontier, config, tally, stopping)
+            break
+        await keys.wait()
+        state = await keys.state()
+    if given and not read_here and await seed_list_digest(config) != await keys.state():
+        raise ConfigError(
+            f"{frontier.url} holds a crawl made from another seed list: use another"
+            " database, or join it with the same list (or none)",
+            setting="input_file",
+        )
+    if not given and not await keys.wait():
+        log.warning(
+            "the crawl's seed list was not queued whole (the member reading it stopped):"
+            " give one member the same --input-file to queue the rest"
+        )
+    return with_seed_hosts(config, await keys.hosts())
+
+
+async def _read_list(
+    frontier: SharedFrontier, config: CrawlConfig, tally: Tally, stopping: Callable[[], bool]
+) -> bool:
+    """Queue the seed list into the shared crawl; whether it was read to its end."""
+    keys = frontier.seed_list
+
+    async def add(entries: list[Entry]) -> None:
+        await frontier.add(entries)
+        await keys.reading()
+
+    listed = await read_seed_list(config, add, stopping)
+    tally.seeds_skipped += listed.skipped
+    if listed.digest:
+        await keys.read(listed.hosts, listed.digest)
+    return bool(listed.digest)
 
 
 class SharedRun:
@@ -39,6 +103,7 @@ class SharedRun:
             if config.output_dir is not None:
                 self._journal = SharedJournal(config)
                 self._journal.start(frontier.url, frontier.crawl_id)
+            config = await _with_seed_list(frontier, config, tally, stopping)
         except BaseException:
             await frontier.aclose(settle=False)
             raise
