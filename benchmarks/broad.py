@@ -17,7 +17,7 @@ in twenty slow (1-2 s); 8% of links leave their host. ``crawler crawl --span-hos
   shorter than the host's gap.
 
 With ``--processes 1`` on a machine of two cores or more, the world's server runs on
-the last core and the crawler (or Scrapy) on the others.
+the first core and the crawler (or Scrapy) on the others.
 
 Runs alternate with Scrapy's Broad Crawls settings when it is installed (``bench.py``
 installs it into ~/.cache/crawler-bench the first time; ``--no-scrapy`` skips it).
@@ -162,12 +162,13 @@ def run(tool: str, hosts: list[Host], args: argparse.Namespace) -> dict[str, flo
             [sys.executable, str(HERE / "world.py"), str(spec)], stdout=subprocess.PIPE
         )
         cores = sorted(os.sched_getaffinity(0))
-        # One process crawling: the world gets a core of its own, the crawler the others,
-        # so neither's CPU time counts the other's cache misses and waits (unpinned, one
-        # build's CPU ms a page went from 0.61 to 0.66 between two runs).
+        # One process crawling: the world gets a core of its own (the first, which takes
+        # more of the machine's interrupts), the crawler the others, so neither's CPU time
+        # counts the other's cache misses and waits (unpinned, one build's CPU ms a page
+        # went from 0.61 to 0.66 between two runs).
         pinned = args.processes == 1 and len(cores) >= 2
         if pinned:
-            os.sched_setaffinity(server.pid, cores[-1:])
+            os.sched_setaffinity(server.pid, cores[:1])
         try:
             assert server.stdout is not None
             if server.stdout.readline().strip() != b"ready":
@@ -175,7 +176,7 @@ def run(tool: str, hosts: list[Host], args: argparse.Namespace) -> dict[str, flo
             seed = f"http://{hosts[0].address}:{port}/p/0.html"
             command = _scrapy(work, seed, args) if tool == "scrapy" else _crawler(work, seed, args)
             if pinned:
-                command = ["taskset", "-c", ",".join(map(str, cores[:-1])), *command]
+                command = ["taskset", "-c", ",".join(map(str, cores[1:])), *command]
             timed = ["/usr/bin/time", "-f", "%e %U %S %M", *command]
             done = subprocess.run(timed, capture_output=True, text=True, cwd=work, check=False)
             pages = _pages(tool, work)
