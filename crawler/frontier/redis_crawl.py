@@ -70,7 +70,8 @@ def common_args(config: CrawlConfig) -> list[Any]:
 
 
 async def join(link: RedisLink, config: CrawlConfig, host_cap: int) -> Joined:
-    """Create the crawl (given seeds, in an empty database) or join the one there."""
+    """Create the crawl (given seeds or a seed list, in an empty database) or join the
+    one there."""
     await link.check_server()
     meta = await _meta(link)
     created: tuple[int, ...] | None = None
@@ -201,10 +202,13 @@ class SeedListKeys:
         await self._link.call(lambda: self._link.redis.hset(PREFIX + "meta", "list", digest))
         await self._link.call(lambda: self._link.redis.delete(PREFIX + "listing"))
 
-    async def wait(self) -> bool:
-        """Wait while another member reads the list; whether it read it whole."""
+    async def wait(self, stopping: Callable[[], bool]) -> bool:
+        """Wait while another member reads the list (unless ``stopping``); whether it
+        read it whole."""
         said = False
-        while await self._link.call(lambda: self._link.redis.exists(PREFIX + "listing")):
+        while not stopping() and await self._link.call(
+            lambda: self._link.redis.exists(PREFIX + "listing")
+        ):
             if not said:
                 log.info("waiting for the member that reads the crawl's seed list")
                 said = True

@@ -49,19 +49,19 @@ async def _with_seed_list(
             )
         return config
     read_here = False
-    while not state and given:
+    while not state and given and not stopping():
         if frontier.created or await keys.take_over():
             read_here = await _read_list(frontier, config, tally, stopping)
             break
-        await keys.wait()
+        await keys.wait(stopping)
         state = await keys.state()
-    if given and not read_here and await seed_list_digest(config) != await keys.state():
+    if given and not read_here and state and await seed_list_digest(config) != state:
         raise ConfigError(
             f"{frontier.url} holds a crawl made from another seed list: use another"
             " database, or join it with the same list (or none)",
             setting="input_file",
         )
-    if not given and not await keys.wait():
+    if not given and not await keys.wait(stopping) and not stopping():
         log.warning(
             "the crawl's seed list was not queued whole (the member reading it stopped):"
             " give one member the same --input-file to queue the rest"
