@@ -202,9 +202,9 @@ class SeedListKeys:
         await self._link.call(lambda: self._link.redis.hset(PREFIX + "meta", "list", digest))
         await self._link.call(lambda: self._link.redis.delete(PREFIX + "listing"))
 
-    async def wait(self, stopping: Callable[[], bool]) -> bool:
-        """Wait while another member reads the list (unless ``stopping``); whether it
-        read it whole."""
+    async def wait(self, stopping: Callable[[], bool]) -> str | None:
+        """Wait while another member reads the list (unless ``stopping``); the list's
+        state then (``state``)."""
         said = False
         while not stopping() and await self._link.call(
             lambda: self._link.redis.exists(PREFIX + "listing")
@@ -213,7 +213,7 @@ class SeedListKeys:
                 log.info("waiting for the member that reads the crawl's seed list")
                 said = True
             await asyncio.sleep(LISTING_POLL_SECONDS)
-        return bool(await self.state())
+        return await self.state()
 
     async def hosts(self) -> set[str]:
         """The hosts the crawl's seed list names."""

@@ -53,8 +53,7 @@ async def _with_seed_list(
         if frontier.created or await keys.take_over():
             read_here = await _read_list(frontier, config, tally, stopping)
             break
-        await keys.wait(stopping)
-        state = await keys.state()
+        state = await keys.wait(stopping)
     if given and not read_here and state and await seed_list_digest(config) != state:
         raise ConfigError(
             f"{frontier.url} holds a crawl made from another seed list: use another"
