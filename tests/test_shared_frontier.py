@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from conftest import RedisServer, SiteFactory, html_page, read_jsonl, static_site
 from crawler.config import CrawlConfig
 from crawler.errors import ConfigError, FrontierUnavailable, NothingToDo
-from crawler.frontier import redis_link, shared
+from crawler.frontier import redis_commit, redis_link, shared
 from crawler.frontier.politeness import BACKOFF_FLOOR, THROTTLE_STATUSES
 from crawler.frontier.protocol import Lease
 from crawler.frontier.redis_codec import ENTRY_FORMAT, PREFIX, decode, encode
@@ -181,6 +181,59 @@ async def test_the_host_gap_holds_across_workers(fronts: Callable[..., object]) 
         await worker.ack(lease, 200, None)
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert min(gaps) >= 0.28, gaps
+
+
+def _lease_calls(front: SharedFrontier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The scripts ``front`` sends from now on, by name, as its pipelines go out."""
+    names: list[str] = []
+    send = front._link.pipeline
+
+    async def counted(calls: list[tuple[str, list[object]]]) -> list[object]:
+        names.extend(name for name, _ in calls)
+        return await send(calls)
+
+    monkeypatch.setattr(front._link, "pipeline", counted)
+    return names
+
+
+async def test_a_waiting_lease_asks_again_only_when_told_of_a_sooner_entry(
+    fronts: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_commit, "POLL_SECONDS", 5.0)
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, delay=3.0)
+    front = await fronts(config)  # type: ignore[misc]
+    (seed,) = await front.lease(8)
+    await front.add([Entry("http://a.test/1", 1)])
+    sent = _lease_calls(front, monkeypatch)
+    waiting = asyncio.create_task(front.lease(8))  # a.test's gap: 3 s
+    for _ in range(200):
+        if sent:
+            break
+        await asyncio.sleep(0.01)
+    await front.ack(seed, 200, None)
+    await front.add([Entry("http://a.test/2", 1)])  # its round trip: nothing sooner
+    await asyncio.sleep(0.2)  # time for a lease it would wake
+    assert sent == ["lease", "enqueue", "ack"] and not waiting.done()
+    await front.add([Entry("http://b.test/", 1)])  # a host free now
+    (lease,) = await asyncio.wait_for(waiting, 2)
+    assert lease.host == "b.test"
+    assert sent.count("lease") == 2
+
+
+async def test_with_nothing_due_acks_and_adds_do_not_linger(
+    fronts: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_commit, "LINGER_SECONDS", 5.0)
+    front = await fronts(CrawlConfig(seeds=(SEED,), ignore_robots=True))  # type: ignore[misc]
+    (seed,) = await front.lease(8)
+    waiting = asyncio.create_task(front.lease(8))  # nothing due: it waits for news
+    await asyncio.sleep(0.05)
+    await front.add([Entry("http://a.test/1", 1)])
+    await front.ack(seed, 200, None)
+    (lease,) = await asyncio.wait_for(waiting, 2)
+    await front.ack(lease, 200, None)
+    assert await asyncio.wait_for(front.lease(8), 2) == []
+    assert front.is_finished()
 
 
 async def test_throttled_host_backs_off_and_retry_after_holds_it(

@@ -1,10 +1,13 @@
 """Group commit of a member's adds, acks and counters to the shared frontier.
 
-Whatever the event loop produced while the last round trip was out goes in
-the next one, in one pipeline: ENQUEUE calls first, then one ACK (which
-also adds the counters' deltas to the crawl's stats hash), then, when a
-lease asks for it, LEASE. So a page's links are queued before it leaves the
-lease set, and a member's own acks free its hosts' slots before it leases.
+Adds and acks wait for the member's next LEASE, or LINGER_SECONDS at most, and
+go in one pipeline: ENQUEUE calls first, then one ACK (which also adds the
+counters' deltas to the crawl's stats hash), then, when a lease asks for it,
+LEASE. So a page's links are queued before it leaves the lease set, and a
+member's own acks free its hosts' slots before it leases. While a lease
+waits with nothing due (``urgent``), they go at once: it may be waiting for
+them. Each ENQUEUE and ACK answers with the crawl's next due, for a lease
+waiting for a later one (``LeaseNews``).
 ENQUEUE refused by a Redis at maxmemory is back-pressure: its links are
 counted as refused and said once in the log, and the crawl goes on.
 
@@ -32,6 +35,13 @@ from crawler.stats import Tally
 
 log = logging.getLogger(__name__)
 
+# How long adds and acks wait for a LEASE to carry them. A politeness-bound member
+# leases every few ms, so most ride with one; alone, one pipeline went out per add
+# and per ack, and woke the waiting lease for one more (1.9 round trips a page).
+LINGER_SECONDS = 0.02
+# Longest sleep of a lease before asking Redis again (other members change what is due).
+POLL_SECONDS = 0.05
+
 
 class _Batch:
     """Adds and acks waiting for the next round trip."""
@@ -41,6 +51,66 @@ class _Batch:
         self.adds: list[tuple[list[Any], int, asyncio.Future[list[int]]]] = []
         # Per ack(): ACK's values for it, and its record's counters (flat).
         self.acks: list[tuple[tuple[Any, ...], dict[str, int]]] = []
+
+
+class LeaseNews:
+    """What a member's round trips tell its lease waiting to ask Redis again: that one
+    ended, with the crawl's next due as ENQUEUE or ACK said it (``due``: Redis ms, -1:
+    none). While the lease waits with nothing due (``urgent``), adds and acks do not
+    linger: it may be waiting for them."""
+
+    def __init__(self) -> None:
+        self.due: int | None = None
+        self._ended = asyncio.Event()
+        self._urgent = False
+        self._hurried = asyncio.Event()
+
+    def heard(self) -> None:
+        """A round trip ended (or the member closed, or took back given-up leases)."""
+        self._ended.set()
+
+    def hurry(self, urgent: bool) -> None:
+        self._urgent = urgent
+        if urgent:
+            self._hurried.set()
+        else:
+            self._hurried.clear()
+
+    async def linger(self) -> None:
+        """Wait LINGER_SECONDS for a lease to carry what waits, unless urgent."""
+        if not self._urgent:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LINGER_SECONDS):
+                    await self._hurried.wait()
+
+    async def until_due(
+        self, now: int, due: int, redis_ms: Callable[[], float], interrupted: Callable[[], bool]
+    ) -> None:
+        """Wait until the crawl's next entry is due (``due``, Redis ms at ``now``; -1:
+        none), or POLL_SECONDS at most. A round trip of this member's ends the wait if it
+        is the news awaited: any, when nothing was due (an ack frees a host, an add
+        queues one); a sooner due, when one was. So does ``interrupted()``."""
+        nothing_due = due < 0
+        loop = asyncio.get_running_loop()
+        wait = POLL_SECONDS if nothing_due else min(max(due - now, 1) / 1000, POLL_SECONDS)
+        until = loop.time() + wait
+        self.hurry(nothing_due)
+        try:
+            while (left := until - loop.time()) > 0:
+                self._ended.clear()
+                try:
+                    async with asyncio.timeout(left):
+                        await self._ended.wait()
+                except TimeoutError:
+                    return
+                heard = self.due
+                if nothing_due or interrupted() or heard is None or heard < 0:
+                    return
+                if heard < due:
+                    until = min(until, loop.time() + (heard - redis_ms()) / 1000)
+                    due = heard
+        finally:
+            self.hurry(False)
 
 
 class GroupCommit:
@@ -65,8 +135,8 @@ class GroupCommit:
         self.backoff_cap_ms = 60_000
         self._batch = _Batch()
         self._settling: asyncio.Task[None] | None = None
-        # Set after each round trip: a lease waiting for something due wakes up.
-        self.settled = asyncio.Event()
+        # What each round trip tells a lease waiting to ask again.
+        self.news = LeaseNews()
         self._pushed: dict[str, int] = {}
         self._warned_full = False
         self.failed = False
@@ -99,6 +169,9 @@ class GroupCommit:
 
     async def _loop(self) -> None:
         while self._batch.adds or self._batch.acks:
+            await self.news.linger()  # a lease may take them meanwhile
+            if not (self._batch.adds or self._batch.acks):
+                return
             try:
                 await self.now()
             except Exception as error:
@@ -109,6 +182,7 @@ class GroupCommit:
     async def all(self) -> None:
         """Wait for the round trip out, then send what is left, until nothing is:
         acks that hold count their records, whose counters go in one more."""
+        self.news.hurry(True)
         if self._settling is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._settling
@@ -124,6 +198,7 @@ class GroupCommit:
         """Send the waiting adds and acks (ENQUEUE before ACK) and the counters, then
         ``then`` (a LEASE) in the same round trip; return ``then``'s result."""
         batch, self._batch = self._batch, _Batch()
+        self.news.due = None
         deltas = self._counter_deltas()
         common = self._common()
         calls = [("enqueue", [*common, self.host_cap, *args]) for args, _, _ in batch.adds]
@@ -149,16 +224,19 @@ class GroupCommit:
             if isinstance(result, redis_errors.ResponseError):
                 self._refused(count, result)
                 result = [0] * count
+            else:
+                self.news.due = int(result.pop())
             if not future.done():
                 future.set_result([int(value) for value in result])
         if batch.acks or deltas:
-            answer = results[len(batch.adds)]  # ACK's: the stale tickets
+            answer = results[len(batch.adds)]  # ACK's: the stale tickets, the next due
             if isinstance(answer, Exception):
                 raise answer
             self._pushed_in(deltas)
+            self.news.due = int(answer.pop())
             stale = {int(ticket) for ticket in answer}
             self._acked([int(values[0]) for values, _ in batch.acks], stale)
-        self.settled.set()
+        self.news.heard()
         if then is None:
             return None
         if isinstance(results[-1], Exception):

@@ -65,6 +65,16 @@ local function schedule(h)
   redis.call('ZADD', P .. 'ready', due, h)
 end
 
+-- When the crawl's next entry may start (Redis ms), -1 if none is waiting.
+local function next_due()
+  local due = -1
+  for _, key in ipairs({'ready', 'delayed'}) do
+    local top = redis.call('ZRANGE', P .. key, 0, 0, 'WITHSCORES')
+    if #top > 0 and (due < 0 or tonumber(top[2]) < due) then due = tonumber(top[2]) end
+  end
+  return due
+end
+
 local function enqueue(first)
   local result = {}
   local touched = {}
@@ -135,7 +145,11 @@ return {1, enqueue(10)}
 )
 
 # ARGV: common (5), host cap, then (bucket, fingerprint, host, item, first) per URL.
-_ENQUEUE = "#!lua\n" + _COMMON + "\nreturn enqueue(6)\n"
+# Returns each URL's result, then the crawl's next due (as ACK's answer ends).
+_ENQUEUE = (
+    "#!lua\n" + _COMMON + "\nlocal result = enqueue(6)\nresult[#result + 1] = next_due()\n"
+    "return result\n"
+)
 
 # ARGV: common (5), n, lease ms. Returns now, done, next due, pending, leased, then
 # (ticket, host, item) per lease; {LOST} alone when the crawl's meta hash is gone
@@ -191,12 +205,7 @@ if leased == 0 and (pending <= 0 or (exhausted() and conts <= 0)) then
   done = 1
   redis.call('HSET', P .. 'meta', 'status', 'finished')
 end
-local due = -1
-for _, key in ipairs({'ready', 'delayed'}) do
-  local top = redis.call('ZRANGE', P .. key, 0, 0, 'WITHSCORES')
-  if #top > 0 and (due < 0 or tonumber(top[2]) < due) then due = tonumber(top[2]) end
-end
-local result = {now, done, due, pending, leased}
+local result = {now, done, next_due(), pending, leased}
 for _, v in ipairs(out) do result[#result + 1] = v end
 return result
 """
@@ -206,7 +215,9 @@ return result
 # ms, continuation, delay ms, m, then m (field, delta) pairs: its record's
 # counters, added only if the ack holds), then (field, delta) pairs for the
 # stats hash. Returns the stale tickets (their leases had expired and were
-# taken back: another visit stands for them).
+# taken back: another visit stands for them), then the crawl's next due (Redis
+# ms, -1 if nothing waits): a member waiting to lease learns whether an ack or
+# an add made something due sooner than it knew.
 _ACK = (
     "#!lua flags=allow-oom\n"
     + _COMMON
@@ -265,6 +276,7 @@ redis.call('HINCRBY', F, 'stale_acks', #stale)
 for j = i, #ARGV, 2 do
   redis.call('HINCRBY', P .. 'stats', ARGV[j], ARGV[j + 1])
 end
+stale[#stale + 1] = next_due()
 return stale
 """.replace("BACKOFF_FLOOR", str(BACKOFF_FLOOR_MS)).replace("THROTTLED", _THROTTLED)
 )

@@ -30,9 +30,11 @@ The design (docs/architecture.md has its origins) and its choices:
   lease, and a killed member's URLs come back within seconds, not minutes.
 - Queued entries are short strings (redis_codec.py), a continuation's fields
   by name. No pickles.
-- Adds and acks are group-committed: whatever the event loop produced while
-  the last round trip was out goes in the next one, ENQUEUE before ACK, so a
-  page's links are queued before it leaves the lease set. Each member keeps
+- Adds and acks are group-committed: they wait for the member's next LEASE (a
+  few ms at most, redis_commit.py) and go in its pipeline, ENQUEUE before ACK, so
+  a page's links are queued before it leaves the lease set. A member waiting to
+  lease sleeps until the next due entry, woken early only by news of a sooner
+  one: 0.39 round trips a page, not 1.9. Each member keeps
   its own seen set (8 bytes a URL) in front of Redis's, so a link it already
   sent is not sent again.
 - The seen set is 16,384 buckets of 64-bit fingerprints (BLAKE2b), as Redis
@@ -71,7 +73,6 @@ Invariants (over those of protocol.py):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -113,8 +114,6 @@ HEARTBEAT_SECONDS = 2.0
 RECLAIM_SECONDS = 2.0
 # A URL whose lease expired this many times (its holders died) is given up.
 MAX_ATTEMPTS = 3
-# Longest sleep before asking Redis again when nothing was due.
-POLL_SECONDS = 0.05
 # A chore still running this long after it was cancelled is cancelled again.
 RECANCEL_SECONDS = 1.0
 
@@ -197,7 +196,7 @@ class SharedFrontier:
 
     def close(self) -> None:
         self._closed = True
-        self._commit.settled.set()
+        self._commit.news.heard()
 
     def unseen(self, urls: list[str]) -> list[str]:
         return urls  # its seen set is of fingerprints: add() computes them once
@@ -249,11 +248,9 @@ class SharedFrontier:
                         continue
                 self._done = True
                 return []
-            wait = POLL_SECONDS if due < 0 else min(max(due - now, 1) / 1000, POLL_SECONDS)
-            self._commit.settled.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._commit.settled.wait()
+            await self._commit.news.until_due(
+                now, due, self.gap.clock.redis_ms, lambda: self._closed or bool(self._given_up)
+            )
         if self._failure is not None:
             raise self._failure
         return []
@@ -315,7 +312,7 @@ class SharedFrontier:
                 )
                 self._given_up.append(Lease(entry, host, given_up=True))
         if dead:
-            self._commit.settled.set()
+            self._commit.news.heard()
 
 
 async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
