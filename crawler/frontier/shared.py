@@ -31,7 +31,7 @@ The design (docs/architecture.md has its origins) and its choices:
 - Queued entries are short strings (redis_codec.py), a continuation's fields
   by name. No pickles.
 - Adds and acks are group-committed: they wait for the member's next LEASE (a
-  few ms at most, redis_commit.py) and go in its pipeline, ENQUEUE before ACK, so
+  20 ms at most, redis_commit.py) and go in its pipeline, ENQUEUE before ACK, so
   a page's links are queued before it leaves the lease set. A member waiting to
   lease sleeps until the next due entry, woken early only by news of a sooner
   one: 0.39 round trips a page, not 1.9. Each member keeps
