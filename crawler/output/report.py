@@ -235,7 +235,10 @@ def _note(summary: Summary, record: dict[str, Any]) -> None:
     path = path_of(url)
     section = "/" + path.split("/")[1] if path.count("/") > 1 else "/"
     kind = f"{str(status)[0]}xx" if status else "no answer"
-    summary.sections.setdefault(section, Counter())[kind] += 1
+    counts = summary.sections.get(section)
+    if counts is None:  # not a Counter made for every record
+        counts = summary.sections[section] = Counter()
+    counts[kind] += 1
     fetched = record.get("fetched_at")
     if isinstance(fetched, str) and fetched:
         summary.first = min(summary.first or fetched, fetched)
