@@ -8,10 +8,13 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from conftest import SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, Crawler, crawl
+from crawler.frontier.memory import MemoryFrontier
+from crawler.frontier.protocol import Lease
 
 
 def ring_site(pages: int) -> dict[str, list[str]]:
@@ -36,6 +39,26 @@ async def test_every_page_is_crawled_exactly_once(serve: SiteFactory, tmp_path: 
     assert sorted(page_paths) == sorted(set(page_paths)), "a page was requested twice"
     assert site.count("/robots.txt") == 1
     assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 121
+
+
+async def test_the_dispatcher_leases_for_the_idle_workers_and_no_more(
+    serve: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = await serve(static_site(ring_site(120)))
+    asked: list[tuple[int, int]] = []  # (limit, leases out) at each call
+    lease = MemoryFrontier.lease
+
+    async def counted(front: MemoryFrontier, limit: int = 1) -> list[Lease]:
+        asked.append((limit, front.in_flight()))
+        return await lease(front, limit)
+
+    monkeypatch.setattr(MemoryFrontier, "lease", counted)
+    config = CrawlConfig(seeds=(site.url + "/",), output_dir=tmp_path, concurrency=8, per_host=8)
+
+    assert (await crawl(config)).pages == 121
+
+    assert asked[0] == (8, 0)  # every worker idle: one call for all of them
+    assert all(limit >= 1 and limit + out <= 8 for limit, out in asked), asked
 
 
 async def test_broken_links_are_reported_with_their_referrers(

@@ -11,8 +11,8 @@ which frontier, sink or run mode it has.
 Invariants:
 1. Every lease is matched by exactly one ack or requeue, in a ``finally``; a
    visit cancelled after stop()'s grace requeues its entry (it is not done).
-2. The dispatcher leases only while a worker is idle (the ``_idle``
-   semaphore), so a leased entry starts at once and host gaps hold.
+2. The dispatcher leases only while a worker is idle (``_idle`` counts them),
+   so a leased entry starts at once and host gaps hold.
 3. A page's links are queued before its lease is acked: the frontier can only
    look finished when nothing is in flight and nothing is queued.
 4. Only entries that start a record (not redirect hops) are journaled; a
@@ -69,7 +69,11 @@ class Engine:
         self.tally = Tally()
         self._opened: Opened | None = None
         self._stopping = False
-        self._idle = asyncio.Semaphore(config.concurrency)
+        # Workers idle, and the dispatcher's wake-up when one becomes so. A counter, not
+        # a semaphore taken once for each: at 500 hosts, with most of 256 workers idle,
+        # taking them one at a time for every lease was 11% of the crawl's CPU.
+        self._idle = config.concurrency
+        self._freed = asyncio.Event()
         self._work: asyncio.Queue[Lease | None] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._grace: asyncio.TimerHandle | None = None
@@ -206,15 +210,13 @@ class Engine:
         concurrency = self.config.concurrency
         try:
             while True:
+                while not self._idle:
+                    self._freed.clear()
+                    await self._freed.wait()
                 # Lease for every idle worker at once: one round trip to a shared frontier.
-                await self._idle.acquire()
-                idle = 1
-                while idle < concurrency and not self._idle.locked():
-                    await self._idle.acquire()
-                    idle += 1
+                idle, self._idle = self._idle, 0
                 leases = await frontier.lease(idle)
-                for _ in range(idle - len(leases)):
-                    self._idle.release()
+                self._idle += idle - len(leases)
                 if not leases:
                     return
                 for lease in leases:
@@ -228,7 +230,8 @@ class Engine:
             try:
                 await self._handle(visitor, lease)
             finally:
-                self._idle.release()
+                self._idle += 1
+                self._freed.set()
 
     async def _handle(self, visitor: Visitor, lease: Lease) -> None:
         assert self._opened is not None
