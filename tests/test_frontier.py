@@ -145,6 +145,35 @@ async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
     assert await one(front) is None
 
 
+async def test_a_waiting_lease_wakes_only_for_an_entry_due_sooner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    front = frontier(per_host=2, delay=5.0)
+    await front.add([Entry("http://a.org/0", 0), Entry("http://a.org/1", 0)])
+    first = await one(front)
+    assert first is not None
+    looks: list[float] = []
+    release = front._queues.release_delayed
+    monkeypatch.setattr(
+        front._queues, "release_delayed", lambda now: looks.append(now) or release(now)
+    )
+    waiting = asyncio.create_task(one(front))  # a.org waits out its 5 s gap
+    await asyncio.sleep(0.05)
+    await front.ack(first, 200, None)  # a.org's next start is no sooner
+    await front.add([Entry("http://a.org/2", 1)])
+    await asyncio.sleep(0.05)  # time for a look it would take
+    assert len(looks) == 1 and not waiting.done()
+    await front.add([Entry("http://b.org/", 1)])  # a host free now
+    other = await asyncio.wait_for(waiting, 1)
+    assert other is not None and other.host == "b.org" and len(looks) == 2
+    waiting = asyncio.create_task(one(front))
+    await asyncio.sleep(0.05)  # it waits for a.org again
+    hop = Entry("http://c.org/", 1, attempts=1, leases=1)
+    await front.requeue(other, hop, 500, None, delay=0.2)  # due before a.org
+    again = await asyncio.wait_for(waiting, 2)
+    assert again is not None and again.entry == hop
+
+
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     from crawler.web.seen import SeenSet, url_key
 

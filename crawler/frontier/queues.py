@@ -92,9 +92,13 @@ class HostQueues:
         """Queue ``entry`` (first on its host) at the monotonic time ``due``."""
         heapq.heappush(self._delayed, (due, next(self._order), entry))
 
+    def next_delayed(self) -> float:
+        """When the first delayed entry is due (inf: none is)."""
+        return self._delayed[0][0] if self._delayed else math.inf
+
     def release_delayed(self, now: float) -> float:
         """Queue the delayed entries that are due; return when the next one is."""
         while self._delayed and self._delayed[0][0] <= now:
             _, _, entry = heapq.heappop(self._delayed)
             self.push(entry, first=True)
-        return self._delayed[0][0] if self._delayed else math.inf
+        return self.next_delayed()
