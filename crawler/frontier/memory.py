@@ -22,14 +22,13 @@ Invariants (with those of protocol.py):
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable
 
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import HostBudget, Lease, PageBudget, Spill
-from crawler.frontier.queues import HostQueues
+from crawler.frontier.queues import HostQueues, Wakeup
 from crawler.records import Entry
 from crawler.web.seen import SeenSet, url_key
 
@@ -71,9 +70,7 @@ class MemoryFrontier:
         self._continuations = 0
         self._leased = 0
         self._closed = False
-        self._changed = asyncio.Event()
-        # When the waiting lease will look again (None: none waits).
-        self._waiting_until: float | None = None
+        self._wakeup = Wakeup(self._queues, self.is_finished)
 
     def pending(self) -> int:
         return self._pending
@@ -83,7 +80,7 @@ class MemoryFrontier:
 
     def close(self) -> None:
         self._closed = True
-        self._changed.set()
+        self._wakeup.wake()
 
     def unseen(self, urls: list[str]) -> list[str]:
         return self._seen.unseen(urls)
@@ -107,7 +104,7 @@ class MemoryFrontier:
             self._spilled = pending
             self._spill_cursor = -1
             self._refill()
-        self._changed.set()
+        self._wakeup.wake()
 
     async def add(self, entries: Iterable[Entry], *, first: bool = False) -> list[Entry]:
         added = self._take_in(entries, first)
@@ -141,24 +138,8 @@ class MemoryFrontier:
                 self._push(entry, first)
             added.append(entry)
         if added:
-            self._tell()
+            self._wakeup.changed()
         return added
-
-    def _tell(self) -> None:
-        """Wake the waiting lease if a change made an entry due before it would look
-        again, or finished the crawl. An ack or an add that made nothing sooner (its
-        host waits out its gap) leaves it asleep: in a politeness-bound crawl that was
-        two wake-ups a page for nothing, 3% of the CPU."""
-        until = self._waiting_until
-        if until is None or self._changed.is_set():
-            return
-        earliest = self._queues.earliest()
-        if (
-            (earliest is not None and earliest[0] < until)
-            or self._queues.next_delayed() < until
-            or self.is_finished()
-        ):
-            self._changed.set()
 
     def _refill(self) -> None:
         """Read spilled entries back while the in-memory queues run low (invariant 4)."""
@@ -223,24 +204,16 @@ class MemoryFrontier:
                 if leases:
                     return leases
                 continue
-            self._changed.clear()
             due = min(next_delayed, earliest[0] if earliest is not None else math.inf)
-            self._waiting_until = due
-            try:
-                async with asyncio.timeout(None if due == math.inf else due - now):
-                    await self._changed.wait()
-            except TimeoutError:
-                pass
-            finally:
-                self._waiting_until = None
-        self._changed.set()
+            await self._wakeup.until(due, now)
+        self._wakeup.wake()
         return []
 
     async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
         self._leased -= 1
         self._politeness.slot(lease.host).finish(self._clock(), status, retry_after)
         self._queues.schedule(lease.host)
-        self._tell()
+        self._wakeup.changed()
 
     async def requeue(
         self,

@@ -1,4 +1,5 @@
-"""The queues of the in-memory frontier: a FIFO per host and a heap of ready hosts.
+"""The queues of the in-memory frontier: a FIFO per host, a heap of ready hosts, and
+the waiting lease's wake-up.
 
 A host is in the heap iff its queue is non-empty, its politeness slot is
 not full, and (once --max-pages is reached) its first entry is outside the
@@ -10,10 +11,12 @@ re-times an item before trusting it.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 
 from crawler.frontier.politeness import Politeness
 from crawler.frontier.protocol import PageBudget
@@ -102,3 +105,45 @@ class HostQueues:
             _, _, entry = heapq.heappop(self._delayed)
             self.push(entry, first=True)
         return self.next_delayed()
+
+
+class Wakeup:
+    """The lease waiting for the next due entry, and what wakes it: a change that makes
+    an entry due before it would look again, or may have finished the crawl. An ack
+    or an add that made nothing sooner (its host waits out its gap) leaves it asleep:
+    in a politeness-bound crawl that was two wake-ups a page for nothing, 3% of the
+    CPU."""
+
+    def __init__(self, queues: HostQueues, finished: Callable[[], bool]) -> None:
+        self._queues = queues
+        self._finished = finished
+        self._event = asyncio.Event()
+        # When the waiting lease will look again (None: none waits).
+        self._until: float | None = None
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def changed(self) -> None:
+        until = self._until
+        if until is None or self._event.is_set():
+            return
+        earliest = self._queues.earliest()
+        if (
+            (earliest is not None and earliest[0] < until)
+            or self._queues.next_delayed() < until
+            or self._finished()
+        ):
+            self._event.set()
+
+    async def until(self, due: float, now: float) -> None:
+        """Sleep until ``due`` (inf: until woken), or until woken."""
+        self._event.clear()
+        self._until = due
+        try:
+            async with asyncio.timeout(None if due == math.inf else due - now):
+                await self._event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._until = None
