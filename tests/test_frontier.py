@@ -164,13 +164,13 @@ async def test_a_waiting_lease_wakes_only_for_an_entry_due_sooner(
     await asyncio.sleep(0.05)  # time for a look it would take
     assert len(looks) == 1 and not waiting.done()
     await front.add([Entry("http://b.org/", 1)])  # a host free now
-    other = await asyncio.wait_for(waiting, 1)
+    other = await asyncio.wait_for(waiting, 4)
     assert other is not None and other.host == "b.org" and len(looks) == 2
     waiting = asyncio.create_task(one(front))
     await asyncio.sleep(0.05)  # it waits for a.org again
     hop = Entry("http://c.org/", 1, attempts=1, leases=1)
     await front.requeue(other, hop, 500, None, delay=0.2)  # due before a.org
-    again = await asyncio.wait_for(waiting, 2)
+    again = await asyncio.wait_for(waiting, 4)
     assert again is not None and again.entry == hop
 
 
