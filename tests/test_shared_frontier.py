@@ -183,7 +183,7 @@ async def test_the_host_gap_holds_across_workers(fronts: Callable[..., object]) 
     assert min(gaps) >= 0.28, gaps
 
 
-def _lease_calls(front: SharedFrontier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _scripts_sent(front: SharedFrontier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The scripts ``front`` sends from now on, by name, as its pipelines go out."""
     names: list[str] = []
     send = front._link.pipeline
@@ -204,7 +204,7 @@ async def test_a_waiting_lease_asks_again_only_when_told_of_a_sooner_entry(
     front = await fronts(config)  # type: ignore[misc]
     (seed,) = await front.lease(8)
     await front.add([Entry("http://a.test/1", 1)])
-    sent = _lease_calls(front, monkeypatch)
+    sent = _scripts_sent(front, monkeypatch)
     waiting = asyncio.create_task(front.lease(8))  # a.test's gap: 3 s
     for _ in range(200):
         if sent:
