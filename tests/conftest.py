@@ -195,6 +195,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server.stop()
 
 
+@contextlib.contextmanager
+def busy_loop() -> Iterator[None]:
+    """The running loop kept busy while in ``with``, as a crawl keeps it: a callback is
+    ready at every turn, so the loop never sleeps until a timer is due."""
+    loop = asyncio.get_running_loop()
+    handle: asyncio.Handle | None = None
+
+    def turn() -> None:
+        nonlocal handle
+        handle = loop.call_soon(turn)
+
+    turn()
+    try:
+        yield
+    finally:
+        assert handle is not None
+        handle.cancel()
+
+
 class LoopLag:
     """The longest the running loop took to get to a callback that was due, while in
     ``async with``: how late a test server (on this loop) can stamp a request's arrival.

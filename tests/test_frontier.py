@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from conftest import busy_loop
 from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.politeness import BACKOFF_FLOOR, HostSlot, Politeness
 from crawler.frontier.protocol import Lease
@@ -172,6 +173,33 @@ async def test_a_waiting_lease_wakes_only_for_an_entry_due_sooner(
     await front.requeue(other, hop, 500, None, delay=0.2)  # due before a.org
     again = await asyncio.wait_for(waiting, 4)
     assert again is not None and again.entry == hop
+
+
+def test_on_uvloop_a_waiting_lease_wakes_once_its_due_time_has_come(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvloop's timers count whole milliseconds and fire up to 1.5 ms early: a lease
+    that woke before its entry was due looked, found nothing and slept again (3.6 looks
+    a lease in a 500-host crawl)."""
+    uvloop = pytest.importorskip("uvloop")
+    front = frontier(per_host=1, delay=0.01)
+    looks: list[float] = []
+    release = front._queues.release_delayed
+    monkeypatch.setattr(
+        front._queues, "release_delayed", lambda now: looks.append(now) or release(now)
+    )
+
+    async def crawl(pages: int) -> None:
+        await front.add(Entry(f"http://a.org/{n}", 0) for n in range(pages))
+        with busy_loop():
+            for _ in range(pages):
+                lease = await asyncio.wait_for(one(front), 4)
+                assert lease is not None
+                await front.ack(lease, 200, None)
+
+    uvloop.run(crawl(20))
+    # The first lease looks once; each other waits out the gap once, then takes its page.
+    assert len(looks) == 1 + 2 * 19 and front.pending() == 0
 
 
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:

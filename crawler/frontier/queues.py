@@ -18,7 +18,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from crawler.frontier.politeness import Politeness
+from crawler.frontier.politeness import TIMER_SLACK, Politeness
 from crawler.frontier.protocol import PageBudget
 from crawler.records import Entry
 from crawler.web.urls import host_key
@@ -140,10 +140,15 @@ class Wakeup:
         """Sleep until ``due`` (inf: until woken), or until woken."""
         self._event.clear()
         self._until = due
+        timer = None
+        if due != math.inf:
+            # A timer, not asyncio.timeout: most waits end at their due time, and a
+            # timeout ends each with a cancellation raised through the task.
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(due - now + TIMER_SLACK, self._event.set)
         try:
-            async with asyncio.timeout(None if due == math.inf else due - now):
-                await self._event.wait()
-        except TimeoutError:
-            pass
+            await self._event.wait()
         finally:
             self._until = None
+            if timer is not None:
+                timer.cancel()

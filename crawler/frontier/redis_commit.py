@@ -29,6 +29,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
+from crawler.frontier.politeness import TIMER_SLACK
 from crawler.frontier.redis_codec import flat_counters
 from crawler.frontier.redis_link import RedisLink
 from crawler.stats import Tally
@@ -92,7 +93,11 @@ class LeaseNews:
         queues one); a sooner due, when one was. So does ``interrupted()``."""
         nothing_due = due < 0
         loop = asyncio.get_running_loop()
-        wait = POLL_SECONDS if nothing_due else min(max(due - now, 1) / 1000, POLL_SECONDS)
+        wait = (
+            POLL_SECONDS
+            if nothing_due
+            else min(max(due - now, 1) / 1000 + TIMER_SLACK, POLL_SECONDS)
+        )
         until = loop.time() + wait
         self.hurry(nothing_due)
         try:
@@ -107,7 +112,7 @@ class LeaseNews:
                 if nothing_due or interrupted() or heard is None or heard < 0:
                     return
                 if heard < due:
-                    until = min(until, loop.time() + (heard - redis_ms()) / 1000)
+                    until = min(until, loop.time() + (heard - redis_ms()) / 1000 + TIMER_SLACK)
                     due = heard
         finally:
             self.hurry(False)
