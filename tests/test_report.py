@@ -258,3 +258,31 @@ def test_a_title_shared_by_30_pages_says_30(tmp_path: Path) -> None:
     assert shared is not None and "<td>Home</td><td>30</td>" in shared.group(1)
     assert shared.group(1).count("http://s.test/") == 2 * 10  # the first ten, href and text
     assert "Other" not in shared.group(1)
+
+
+def test_the_link_index_counts_every_link_and_names_each_page_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """broken.jsonl's referrers: each page that links to a URL once, every link counted,
+    URLs known to work not tracked, and no more URLs tracked than the bound."""
+    from crawler.output import links
+    from crawler.records import PageRecord
+
+    def record(url: str, status: int) -> PageRecord:
+        return PageRecord(url, None, status, 1, None, "text/html", None, 0, 0, 0, "", None)
+
+    monkeypatch.setattr(links, "MAX_TRACKED_URLS", 3)
+    index = links.LinkIndex()
+    assert index.track(record("http://s.test/fine", 200)) is None
+    index.note("http://s.test/a", ["http://s.test/x", "http://s.test/x", "http://s.test/fine"])
+    index.note("http://s.test/b", ["http://s.test/x", "http://s.test/y", "http://s.test/z"])
+    index.note("http://s.test/c", ["http://s.test/w", "http://s.test/y"])  # w: no room
+    x, y, w = (index.track(record(f"http://s.test/{name}", 404)) for name in "xyw")
+    assert x is not None and x.referrers == ("http://s.test/a", "http://s.test/b")
+    assert x.referrer_count == 3  # /a links to it twice
+    assert y is not None and (y.referrers, y.referrer_count) == (
+        ("http://s.test/b", "http://s.test/c"),
+        2,
+    )
+    assert w is not None and (w.referrers, w.referrer_count) == ((), 0)
+    assert index.export([]).keys() == {"http://s.test/x", "http://s.test/y", "http://s.test/w"}

@@ -61,14 +61,17 @@ class LinkIndex:
             counts[target] = counts.get(target, 0) + 1
             if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
-        if not untracked:
-            return
         # Most are known to work (fetched): asked of the fine set at once; the
-        # others are tracked from now on, and noted as the tracked ones were.
-        for target in self._fine.unseen(untracked):
-            if len(tracked) < MAX_TRACKED_URLS:
-                tracked.setdefault(target, [])
-        self.note(page, [target for target in untracked if target in tracked])
+        # others are tracked from now on, while there is room.
+        for target in self._fine.unseen(untracked) if untracked else ():
+            referrers = tracked.get(target)
+            if referrers is None:
+                if len(tracked) >= MAX_TRACKED_URLS:
+                    continue
+                referrers = tracked[target] = []
+            counts[target] = counts.get(target, 0) + 1
+            if page not in referrers:
+                referrers.append(page)
 
     def export(self, broken: Iterable[str]) -> dict[str, tuple[list[str], int]]:
         """The referrers of the ``broken`` URLs and of those this index saw break,
