@@ -202,6 +202,27 @@ def test_on_uvloop_a_waiting_lease_wakes_once_its_due_time_has_come(
     assert len(looks) == 1 + 2 * 19 and front.pending() == 0
 
 
+def test_on_uvloop_a_request_waiting_for_its_gap_sleeps_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request waiting at the door for its host's gap (Politeness.pace) slept again
+    when its timer fired early, and spun where the time left rounded to no timer."""
+    uvloop = pytest.importorskip("uvloop")
+    politeness = Politeness(1, 0.01, robots_first=False)
+    sleeps: list[float] = []
+    sleep = asyncio.sleep
+    monkeypatch.setattr(asyncio, "sleep", lambda wait: sleeps.append(wait) or sleep(wait))
+
+    async def requests(count: int) -> None:
+        with busy_loop():
+            for _ in range(count):
+                await asyncio.wait_for(politeness.pace("a.org"), 4)
+                politeness.sent("a.org")
+
+    uvloop.run(requests(20))
+    assert len(sleeps) == 19
+
+
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     from crawler.web.seen import SeenSet, url_key
 

@@ -45,7 +45,6 @@ class MemoryFrontier:
         politeness: Politeness,
         *,
         max_pages: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
         spill: Spill | None = None,
         budget: PageBudget | None = None,
         host_budget: HostBudget | None = None,
@@ -58,7 +57,6 @@ class MemoryFrontier:
         # In a front, running out of work is reported (lease() waits for more).
         self._on_idle = on_idle
         self._on_added = on_added
-        self._clock = clock
         self._spill = spill
         # Position of the last entry read from the spill; None while nothing is spilled.
         self._spill_cursor: int | None = None
@@ -190,7 +188,7 @@ class MemoryFrontier:
                 if self._on_idle is None:
                     break
                 self._on_idle()
-            now = self._clock()
+            now = time.monotonic()
             self._refill()
             next_delayed = self._queues.release_delayed(now)
             earliest = self._queues.earliest()
@@ -205,13 +203,13 @@ class MemoryFrontier:
                     return leases
                 continue
             due = min(next_delayed, earliest[0] if earliest is not None else math.inf)
-            await self._wakeup.until(due, now)
+            await self._wakeup.until(due)
         self._wakeup.wake()
         return []
 
     async def ack(self, lease: Lease, status: int | None, retry_after: float | None) -> None:
         self._leased -= 1
-        self._politeness.slot(lease.host).finish(self._clock(), status, retry_after)
+        self._politeness.slot(lease.host).finish(time.monotonic(), status, retry_after)
         self._queues.schedule(lease.host)
         self._wakeup.changed()
 
@@ -226,7 +224,7 @@ class MemoryFrontier:
         if delay > 0:
             self._pending += 1
             self._continuations += 1
-            self._queues.delay(entry, self._clock() + delay)
+            self._queues.delay(entry, time.monotonic() + delay)
         else:
             self._push(entry, first=True)
         await self.ack(lease, status, retry_after)

@@ -31,11 +31,6 @@ from typing import Any, Protocol
 # below the floor.
 BACKOFF_FLOOR = 0.5
 THROTTLE_STATUSES = frozenset({429, 503})
-# What a wait for a due time sleeps past it. uvloop's timers count whole milliseconds
-# on a clock read to the millisecond: one set for a time fires up to 1.5 ms before
-# time.monotonic() reaches it, and the waiter, finding nothing due, slept again (a
-# 500-host crawl's dispatcher woke 3.6 times for each lease it made).
-TIMER_SLACK = 0.002
 
 
 @dataclass(slots=True)
@@ -247,7 +242,22 @@ class Politeness:
             wait = slot.send_wait(time.monotonic())
             if not wait:
                 return
-            await asyncio.sleep(wait)  # then ask again: another may have left meanwhile
+            await sleep_until(time.monotonic() + wait)  # then ask: another may have left
+
+
+def timer_at(due: float) -> float:
+    """The loop time to set a timer for that fires no sooner than ``due`` (a
+    time.monotonic(), as the loop's clock is): the next whole millisecond. uvloop's
+    timers count whole milliseconds on a clock read to the millisecond, and one set
+    for ``due`` itself fired up to 1.5 ms before it: the waiter looked, found nothing
+    due and slept again, or spun on timers rounded to none (a 500-host crawl's
+    dispatcher woke 3.6 times for each lease it made)."""
+    return math.ceil(due * 1000) / 1000
+
+
+async def sleep_until(due: float) -> None:
+    """Sleep until time.monotonic() has reached ``due`` (``timer_at``)."""
+    await asyncio.sleep(timer_at(due) - asyncio.get_running_loop().time())
 
 
 def first_limit(per_host: int, *, robots_first: bool) -> int:

@@ -18,7 +18,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
-from crawler.frontier.politeness import TIMER_SLACK, Politeness
+from crawler.frontier.politeness import Politeness, timer_at
 from crawler.frontier.protocol import PageBudget
 from crawler.records import Entry
 from crawler.web.urls import host_key
@@ -136,16 +136,15 @@ class Wakeup:
         ):
             self._event.set()
 
-    async def until(self, due: float, now: float) -> None:
-        """Sleep until ``due`` (inf: until woken), or until woken."""
+    async def until(self, due: float) -> None:
+        """Sleep until ``due`` (time.monotonic(); inf: until woken), or until woken."""
         self._event.clear()
         self._until = due
         timer = None
         if due != math.inf:
             # A timer, not asyncio.timeout: most waits end at their due time, and a
             # timeout ends each with a cancellation raised through the task.
-            loop = asyncio.get_running_loop()
-            timer = loop.call_later(due - now + TIMER_SLACK, self._event.set)
+            timer = asyncio.get_running_loop().call_at(timer_at(due), self._event.set)
         try:
             await self._event.wait()
         finally:

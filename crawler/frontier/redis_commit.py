@@ -24,12 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from redis import exceptions as redis_errors
 
-from crawler.frontier.politeness import TIMER_SLACK
+from crawler.frontier.politeness import timer_at
 from crawler.frontier.redis_codec import flat_counters
 from crawler.frontier.redis_link import RedisLink
 from crawler.stats import Tally
@@ -93,18 +94,16 @@ class LeaseNews:
         queues one); a sooner due, when one was. So does ``interrupted()``."""
         nothing_due = due < 0
         loop = asyncio.get_running_loop()
-        wait = (
-            POLL_SECONDS
-            if nothing_due
-            else min(max(due - now, 1) / 1000 + TIMER_SLACK, POLL_SECONDS)
-        )
-        until = loop.time() + wait
+        if nothing_due:
+            until = loop.time() + POLL_SECONDS
+        else:  # a timer that fires no sooner than the due time (politeness.timer_at)
+            until = timer_at(time.monotonic() + min(max(due - now, 1) / 1000, POLL_SECONDS))
         self.hurry(nothing_due)
         try:
-            while (left := until - loop.time()) > 0:
+            while until > loop.time():
                 self._ended.clear()
                 try:
-                    async with asyncio.timeout(left):
+                    async with asyncio.timeout_at(until):
                         await self._ended.wait()
                 except TimeoutError:
                     return
@@ -112,7 +111,7 @@ class LeaseNews:
                 if nothing_due or interrupted() or heard is None or heard < 0:
                     return
                 if heard < due:
-                    until = min(until, loop.time() + (heard - redis_ms()) / 1000 + TIMER_SLACK)
+                    until = min(until, timer_at(time.monotonic() + (heard - redis_ms()) / 1000))
                     due = heard
         finally:
             self.hurry(False)
