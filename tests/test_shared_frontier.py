@@ -248,6 +248,32 @@ def test_on_uvloop_a_waiting_lease_asks_again_once_its_due_time_has_come(
     assert sent.count("lease") == 2 * 20
 
 
+def test_on_uvloop_a_request_told_to_wait_for_the_shared_gap_waits_all_of_it() -> None:
+    """SENT's answer (the ms a request must still wait for its host's gap) is slept in
+    full: uvloop's timers, whole milliseconds, let it leave up to 1 ms sooner."""
+    uvloop = pytest.importorskip("uvloop")
+    from crawler.frontier.redis_gap import MemberGap
+
+    class Link:
+        async def eval(self, name: str, args: list[object]) -> int:
+            return 5  # ms
+
+    gap = MemberGap(Link(), list, pytest.fail)  # type: ignore[arg-type]
+    late = Lease(Entry("http://a.test/", 0), "a.test", leased_ms=1)
+    waits: list[float] = []
+
+    async def requests(count: int) -> None:
+        gap.clock.heard(10**9)
+        with busy_loop():
+            for _ in range(count):
+                started = time.monotonic()
+                await asyncio.wait_for(gap.keep(late, 1.0), 4)
+                waits.append(time.monotonic() - started)
+
+    uvloop.run(requests(20))
+    assert min(waits) >= 0.005, waits
+
+
 async def test_with_nothing_due_acks_and_adds_do_not_linger(
     fronts: Callable[..., object], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,13 +11,13 @@ waits a gap after that lease. A request on time costs nothing.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from crawler.errors import FrontierUnavailable
+from crawler.frontier.politeness import sleep_until
 from crawler.frontier.protocol import Lease
 from crawler.frontier.redis_link import RedisLink
 
@@ -70,4 +70,4 @@ class MemberGap:
             self._fail(error)  # the member's next lease raises it; this request may go
             return
         if int(wait_ms) > 0:
-            await asyncio.sleep(int(wait_ms) / 1000)
+            await sleep_until(time.monotonic() + int(wait_ms) / 1000)
