@@ -224,6 +224,36 @@ def test_on_uvloop_a_request_waiting_for_its_gap_sleeps_once(
     assert len(sleeps) <= 19  # one a request but the first (none if the gap has passed)
 
 
+def test_on_a_loop_with_a_clock_of_its_own_waits_for_a_due_time_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A program that embeds the crawler may run a loop whose clock is not
+    time.monotonic()'s (a virtual clock from 0): waits for a due time go by its clock,
+    not for the hours between the two."""
+
+    class Behind(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return time.monotonic() - 1000.0
+
+    front = frontier(per_host=1, delay=0.05)
+    politeness = Politeness(1, 0.05, robots_first=False)
+
+    async def crawl() -> None:
+        await front.add(Entry(f"http://a.org/{n}", 0) for n in range(3))
+        for _ in range(3):
+            lease = await asyncio.wait_for(one(front), 4)
+            assert lease is not None
+            await front.ack(lease, 200, None)
+        for _ in range(3):
+            await asyncio.wait_for(politeness.pace("a.org"), 4)
+            politeness.sent("a.org")
+
+    with asyncio.Runner(loop_factory=Behind) as runner:
+        started = time.monotonic()
+        runner.run(crawl())
+    assert time.monotonic() - started >= 4 * 0.05  # the gaps were kept
+
+
 def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch) -> None:
     from crawler.web.seen import SeenSet, url_key
 
