@@ -241,10 +241,11 @@ class Politeness:
         kept between the requests as they are sent, not as they were leased."""
         slot = self.slot(host)
         while True:
-            wait = slot.send_wait(time.monotonic())
+            now = time.monotonic()
+            wait = slot.send_wait(now)
             if not wait:
                 return
-            await sleep_until(time.monotonic() + wait)  # then ask: another may have left
+            await sleep_until(now + wait)  # then ask again: another may have left meanwhile
 
 
 def timer_at(due: float) -> float:

@@ -52,25 +52,18 @@ class LinkIndex:
     def note(self, page: str, targets: list[str]) -> None:
         """Remember who links to each URL not yet known to work."""
         tracked, counts = self._referrers, self._referrer_counts
-        untracked = []
-        for target in targets:
-            referrers = tracked.get(target)
-            if referrers is None:
-                untracked.append(target)
-                continue
-            counts[target] = counts.get(target, 0) + 1
-            if len(referrers) < MAX_REFERRERS and page not in referrers:
-                referrers.append(page)
+        untracked = [target for target in targets if target not in tracked]
         # Most are known to work (fetched): asked of the fine set at once; the
         # others are tracked from now on, while there is room.
         for target in self._fine.unseen(untracked) if untracked else ():
+            if len(tracked) < MAX_TRACKED_URLS:
+                tracked.setdefault(target, [])
+        for target in targets:
             referrers = tracked.get(target)
             if referrers is None:
-                if len(tracked) >= MAX_TRACKED_URLS:
-                    continue
-                referrers = tracked[target] = []
+                continue
             counts[target] = counts.get(target, 0) + 1
-            if page not in referrers:
+            if len(referrers) < MAX_REFERRERS and page not in referrers:
                 referrers.append(page)
 
     def export(self, broken: Iterable[str]) -> dict[str, tuple[list[str], int]]:
