@@ -146,6 +146,16 @@ async def test_a_delayed_retry_does_not_hold_back_its_host() -> None:
     assert await one(front) is None
 
 
+def _looks(front: MemoryFrontier, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times ``front``'s lease looks at its queues from now on."""
+    looks: list[float] = []
+    release = front._queues.release_delayed
+    monkeypatch.setattr(
+        front._queues, "release_delayed", lambda now: looks.append(now) or release(now)
+    )
+    return looks
+
+
 async def test_a_waiting_lease_wakes_only_for_an_entry_due_sooner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -153,11 +163,7 @@ async def test_a_waiting_lease_wakes_only_for_an_entry_due_sooner(
     await front.add([Entry("http://a.org/0", 0), Entry("http://a.org/1", 0)])
     first = await one(front)
     assert first is not None
-    looks: list[float] = []
-    release = front._queues.release_delayed
-    monkeypatch.setattr(
-        front._queues, "release_delayed", lambda now: looks.append(now) or release(now)
-    )
+    looks = _looks(front, monkeypatch)
     waiting = asyncio.create_task(one(front))  # a.org waits out its 5 s gap
     await asyncio.sleep(0.05)
     await front.ack(first, 200, None)  # a.org's next start is no sooner
@@ -183,11 +189,7 @@ def test_on_uvloop_a_waiting_lease_wakes_once_its_due_time_has_come(
     a lease in a 500-host crawl)."""
     uvloop = pytest.importorskip("uvloop")
     front = frontier(per_host=1, delay=0.01)
-    looks: list[float] = []
-    release = front._queues.release_delayed
-    monkeypatch.setattr(
-        front._queues, "release_delayed", lambda now: looks.append(now) or release(now)
-    )
+    looks = _looks(front, monkeypatch)
 
     async def crawl(pages: int) -> None:
         await front.add(Entry(f"http://a.org/{n}", 0) for n in range(pages))
@@ -224,9 +226,7 @@ def test_on_uvloop_a_request_waiting_for_its_gap_sleeps_once(
     assert len(sleeps) <= 19  # one a request but the first (none if the gap has passed)
 
 
-def test_on_a_loop_with_a_clock_of_its_own_waits_for_a_due_time_end(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_on_a_loop_with_a_clock_of_its_own_waits_for_a_due_time_end() -> None:
     """A program that embeds the crawler may run a loop whose clock is not
     time.monotonic()'s (a virtual clock from 0): waits for a due time go by its clock,
     not for the hours between the two."""
