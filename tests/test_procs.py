@@ -18,6 +18,7 @@ from aiohttp import web
 
 from conftest import (
     Handler,
+    LoopLag,
     Site,
     SiteFactory,
     html_page,
@@ -361,7 +362,8 @@ async def test_a_single_host_is_split_between_processes_politely(
     config = CrawlConfig(
         seeds=(site.url + "/p/0",), output_dir=tmp_path, processes=2, per_host=2, delay=0.1
     )
-    stats = await crawl(config)
+    async with LoopLag() as lag:  # how late this loop's server may stamp an arrival
+        stats = await crawl(config)
     assert stats.finished and stats.pages == 40
     urls = [r["url"] for r in read_jsonl(tmp_path / "pages.jsonl")]
     assert len(urls) == len(set(urls)) == 40
@@ -370,7 +372,7 @@ async def test_a_single_host_is_split_between_processes_politely(
     assert site.count("/robots.txt") == 1  # fetched by one process, sent to the other
     assert most <= 2  # --per-host holds for both processes together
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-    assert min(gaps) >= 0.08, min(gaps)
+    assert min(gaps) >= 0.08 - lag.worst, (min(gaps), lag.worst)
     split = {owner(f"{site.url}/p/{n}", 2, split=True) for n in range(40)}
     assert split == {0, 1}
 
