@@ -273,6 +273,48 @@ def test_seen_set_keeps_every_key_across_merges(monkeypatch: pytest.MonkeyPatch)
     assert SeenSet().unseen(asked) == asked
 
 
+def test_seen_set_keeps_keys_that_share_top_bits_and_the_edges_of_64_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crawler.web.seen import SeenSet
+
+    monkeypatch.setattr(SeenSet, "MERGE_AT", 5)
+    low, high = -(1 << 63), (1 << 63) - 1
+    # Runs in one array, merged into it over several merges; keys each side of
+    # where a key's top 12 bits change, and both ends of a signed 64-bit key.
+    keys = [(7 << 52) + 3 * n for n in range(40)] + [-(5 << 52) - 3 * n for n in range(40)]
+    keys += [
+        low,
+        low + 1,
+        high,
+        high - 1,
+        -1,
+        0,
+        1,
+        (1 << 52) - 1,
+        1 << 52,
+        -(1 << 52),
+        -(1 << 52) - 1,
+    ]
+    seen = SeenSet()
+    for key in keys[::2] + keys[1::2]:
+        seen.add(key)
+    assert len(seen) == len(keys)
+    assert all(key in seen for key in keys)
+    absent = [
+        (7 << 52) + 1,
+        (7 << 52) + 3 * 40,
+        -(5 << 52) + 1,
+        2,
+        low + 2,
+        high - 2,
+        (1 << 52) + 1,
+    ]
+    assert not any(key in seen for key in absent)
+    seen.update(keys + absent)
+    assert len(seen) == len(keys) + len(absent)
+
+
 async def test_lease_takes_what_is_ready_up_to_the_limit() -> None:
     front = frontier(per_host=2)
     await front.add(Entry(f"http://{host}.org/{n}", 0) for host in "abc" for n in range(3))
