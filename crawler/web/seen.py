@@ -30,9 +30,9 @@ class SeenSet:
     it grows.
 
     A lookup bisects one array, a 4,096th of the keys: 12 fewer steps than one
-    sorted array, each step a Python int made from the array. At 200,000 keys
-    that is about 0.5 µs a lookup instead of 0.8-1.0. The arrays cost 330 KB
-    when empty.
+    sorted array, each step a Python int made from the array. At 200,000 keys a
+    page's links are asked in 0.60-0.75 µs a URL instead of 0.87-1.08. The
+    arrays cost 330 KB when empty.
     """
 
     MERGE_AT = 65_536
