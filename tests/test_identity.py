@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from conftest import SiteFactory, html_page, static_site
+from conftest import SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, crawl
 from crawler.loop.engine import fetcher_for
 from crawler.net import fetcher
@@ -260,6 +260,39 @@ async def test_no_cookie_for_a_public_suffix(domain: str, setter: str, kept_for:
     ):
         sent = bool(jar.filter_cookies(URL(f"http://{host}/")))
         assert sent == (host in kept_for), host
+
+
+async def test_a_site_setting_endless_cookies_keeps_the_jar_and_each_request_bounded(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """Each page sets 200 new cookies of 100 bytes. The jar keeps a bounded number (aiohttp's,
+    as browsers do) and every request's Cookie header stays small enough for the server
+    to take. With aiohttp 3.13 the jar was unbounded: the second page's header passed
+    the 8 KB a server reads, it was refused (400), and the jar grew with every page."""
+    sent: list[int] = []
+    pages = [f"/p{index}" for index in range(30)]
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        sent.append(len(request.headers.get("Cookie", "")))
+        index = pages.index(request.path) if request.path in pages else -1
+        response = html_page(request.path, pages[index + 1 : index + 2])
+        for number in range(200):
+            response.set_cookie(f"c{index}_{number}", "v" * 100)
+        return response
+
+    site = await serve({"/": page, **dict.fromkeys(pages, page)})
+    config = CrawlConfig(
+        seeds=[site.url + "/p0"],
+        output_dir=tmp_path / "out",
+        allow_private=True,
+        no_sitemaps=True,
+        concurrency=1,
+    )
+    stats = await crawl(config)
+    records = read_jsonl(tmp_path / "out" / "pages.jsonl")
+    assert [record["status"] for record in records] == [200] * len(pages)
+    assert stats.ok == len(pages)
+    assert len(sent) >= len(pages) and max(sent) <= 8190
 
 
 class NamesResolver(AbstractResolver):
