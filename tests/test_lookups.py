@@ -56,6 +56,50 @@ async def test_a_crawl_across_names_of_a_slow_name_server_that_drops_some(
         assert dns.asked[name] == 2, name  # A and AAAA, once
 
 
+@pytest.mark.parametrize(
+    ("budget", "setting", "shared"),
+    [(5, "max_pages", False), (3, "max_pages_per_host", False), (5, "max_pages", True)],
+)
+async def test_a_page_waiting_for_its_host_name_is_counted_once_in_the_budgets(
+    serve: SiteFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    budget: int,
+    setting: str,
+    shared: bool,
+) -> None:
+    """The seed's host is a name the name server answers in 0.2 s: its first page goes
+    back in line while the name is looked up, and comes out again as the same page. It
+    was counted as a new page each time: --max-pages 5 recorded 4 pages."""
+
+    async def endless(request: web.Request) -> web.Response:
+        number = request.path.strip("/") or "0"
+        if not number.isdigit():  # robots.txt
+            raise web.HTTPNotFound()
+        return html_page(request.path, [f"/{int(number) + 1}", f"/{int(number) + 2}"])
+
+    site = await serve({"/{path:.*}": endless})
+    port = site.url.rsplit(":", 1)[1]
+    dns = await LocalDns({"site.test": "127.0.0.1"}, delay=0.2).start()
+    monkeypatch.setattr(
+        fetcher, "resolver", lambda: AsyncResolver(nameservers=[dns.server], timeout=2, tries=1)
+    )
+    frontier = request.getfixturevalue("redis_server").url if shared else None
+    config = CrawlConfig(
+        seeds=[f"http://site.test:{port}/"],
+        allow_private=True,
+        concurrency=2,
+        frontier=frontier,
+        **{setting: budget},
+    )
+    try:
+        async with Crawler(config) as crawl:
+            records = [r async for r in crawl if isinstance(r, PageRecord)]
+    finally:
+        dns.close()
+    assert [r.status for r in records] == [200] * budget
+
+
 class _Counting(AbstractResolver):
     def __init__(self) -> None:
         self.asked: Counter[str] = Counter()

@@ -89,14 +89,16 @@ class HostKnowledge:
     def looking_up(self, lease: Lease) -> Outcome | None:
         """While the host's name is looked up (net/lookups.py), its entry goes back first
         in line and the host waits a moment: a slow or dead name holds no request slot
-        and no other host's pages."""
+        and no other host's pages. It goes back as a continuation: the page was counted
+        in --max-pages and --max-pages-per-host when first leased, and is not again."""
         if lease.host in self._named:
             return None
         looked = self._fetcher.looking_up(lease.entry.url)
         if looked is None:
             self._named.add(lease.host)
             return None
-        return Outcome(lease.entry, retry_after=min(max(looked / 2, LOOKUP_POLL), 0.5))
+        waiting = replace(lease.entry, leases=lease.entry.leases + 1)
+        return Outcome(waiting, retry_after=min(max(looked / 2, LOOKUP_POLL), 0.5))
 
     def needs_robots(self, host: str) -> bool:
         return not self.config.ignore_robots and host not in self._robots
