@@ -393,6 +393,27 @@ async def test_max_pages_holds_across_workers(fronts: Callable[..., object]) -> 
     assert first.is_finished()
 
 
+async def test_a_page_that_goes_back_unstarted_gives_its_budget_back(
+    fronts: Callable[..., object],
+) -> None:
+    """A member stopped while a page was in flight sends it back as a page (engine.py):
+    it was not started, so it is leased again within --max-pages and the crawl then
+    finishes. It was counted as a continuation still to come: once the budget was spent
+    no member could ever call the crawl finished."""
+    config = CrawlConfig(seeds=(SEED,), ignore_robots=True, max_pages=3, per_host=10)
+    front = await fronts(config)  # type: ignore[misc]
+    await front.add([Entry(f"http://a.test/{n}", 1) for n in range(10)])
+    first, *others = await front.lease(5)
+    assert len(others) == 2
+    await front.requeue(first, first.entry, None, None)
+    (again,) = await lease_within(front, 2)
+    assert again.entry == first.entry
+    for lease in [again, *others]:
+        await front.ack(lease, 200, None)
+    assert await lease_within(front, 2) == []
+    assert front.is_finished()
+
+
 async def test_max_pages_bounds_what_is_queued(fronts: Callable[..., object]) -> None:
     config = CrawlConfig(seeds=(SEED,), ignore_robots=True, max_pages=3)
     front = await fronts(config)  # type: ignore[misc]

@@ -257,8 +257,12 @@ for _ = 1, k do
     end
     local cont = ARGV[i + 3]
     if cont ~= '' then
+      -- Counted by its letter, as a reclaimed lease is: a page that goes back as a page
+      -- (a member stopped while it was in flight) was not started.
+      local f = flag_of(cont)
       redis.call('HINCRBY', F, 'pending', 1)
-      redis.call('HINCRBY', F, 'conts', 1)
+      if f == 'c' then redis.call('HINCRBY', F, 'conts', 1) end
+      if f == 'p' then redis.call('HINCRBY', F, 'started', -1) end
       local wait = tonumber(ARGV[i + 4])
       if wait > 0 then
         redis.call('ZADD', P .. 'delayed', now + wait, id .. '\\n' .. h .. '\\n' .. cont)
