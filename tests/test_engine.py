@@ -6,6 +6,7 @@ import asyncio
 import csv
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,37 @@ async def test_redirects_are_followed_inside_one_record(serve: SiteFactory, tmp_
     assert records["/loop-a"]["error"] == "redirect-loop"
     assert records["/away"]["error"] == "bad-redirect"
     assert site.count("/target") == 1
+
+
+async def test_a_seed_redirected_out_of_scope_is_named_in_a_warning(
+    serve: SiteFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seeds that redirect to another host end the crawl there, each named in one line
+    (the first three of them); a link that leaves the same way is an offsite link,
+    said nowhere."""
+    other = await serve(static_site({"/": []}), host="127.0.0.2")
+
+    async def away(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently(other.url + "/")
+
+    site = await serve(
+        static_site({"/": ["/away/link"]})
+        | {f"/away/{name}": away for name in ("1", "2", "3", "4", "link")}
+    )
+    caplog.set_level(logging.WARNING)
+    seeds = [site.url + "/", *(f"{site.url}/away/{n}" for n in range(1, 5))]
+    await crawl(CrawlConfig(seeds=seeds, output_dir=tmp_path, allow_private=True))
+
+    said = [message for message in caplog.messages if "out of the crawl's scope" in message]
+    assert len(said) == 3
+    named = [seed for seed in seeds[1:] if any(f"seed {seed} " in line for line in said)]
+    assert len(named) == 3
+    assert all(f"to {other.url}/ (not followed)" in line for line in said)
+    assert all("--allow-domain 127.0.0.2" in line for line in said)
+    assert "no more such seeds are named" in said[-1]
+    assert other.count("/") == 0
+    records = {record["url"] for record in read_jsonl(tmp_path / "pages.jsonl")}
+    assert records == {*seeds, site.url + "/away/link"}
 
 
 async def test_robots_txt_is_obeyed(serve: SiteFactory, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from crawler.extract import Extractor, Item, Page, run_extractor
 from crawler.frontier.protocol import DONE, Frontier, Lease, Outcome, queue_links
 from crawler.heap import release_freed
 from crawler.loop.checks import Checker
-from crawler.loop.gate import DROPPED, FOLLOWED, LinkGate
+from crawler.loop.gate import DROPPED, FOLLOWED, OFFSITE, LinkGate
 from crawler.loop.hosts import HOST_DOWN, HostKnowledge
 from crawler.loop.parsing import BIG_PAGE_BYTES, Parsed, Parser
 from crawler.loop.recording import Recorder, build_record, change, conditional, content_hash
@@ -37,6 +37,7 @@ from crawler.output.journal import Sink
 from crawler.output.state import pack_links
 from crawler.records import CHECK_KINDS, TOO_LARGE, Completion, Entry, PageRecord, Validators
 from crawler.web.parser import is_html
+from crawler.web.urls import host_of
 
 # First wait before retrying a failed URL; it doubles with each attempt.
 RETRY_DELAY = 0.5
@@ -50,6 +51,9 @@ DEAD_LETTER = "dead-letter"
 INTERNAL = "internal"
 # The error of a record for a leased URL the crawl's scope or rules refuse.
 OUT_OF_SCOPE = "out-of-scope"
+# Seeds redirected out of the crawl's scope that are named in a warning (a seed list
+# may hold millions).
+NAMED_SEED_REDIRECTS = 3
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,7 @@ class Visitor:
         self._sink = sink
         self._extractor = extractor
         self._checker = checker
+        self._seed_redirects = SeedRedirects()
 
     async def visit(self, lease: Lease) -> Outcome:
         if self._checker is not None:
@@ -215,6 +220,7 @@ class Visitor:
         """A hop through the frontier when its target is followed; else the record ends here."""
         hops = (*entry.hops, response.url)
         target, verdict = self._gate.judge(response.location or "", response.url)
+        self._seed_redirects.judged(entry, target, verdict)
         kind = entry.kind
         if self._checker is not None and verdict != DROPPED and kind not in CHECK_KINDS:
             kind = "link" if verdict != FOLLOWED else kind  # checked where it leads
@@ -248,6 +254,33 @@ class Visitor:
         depth = entry.depth + 1
         if depth <= self.config.max_depth:
             await queue_links(self._frontier, links, depth, page_url)
+
+
+class SeedRedirects:
+    """Says which seeds redirect out of the crawl's scope (``http://example.org/`` to
+    ``https://www.example.org/``, say): the crawl ends at that redirect, as wget's
+    does, and a crawl of one page is otherwise a puzzle. A seed list may hold
+    millions: the first NAMED_SEED_REDIRECTS are named."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def judged(self, entry: Entry, target: str | None, verdict: str) -> None:
+        """A redirect of ``entry`` to ``target`` was judged ``verdict`` by the gate."""
+        if verdict != OFFSITE or entry.depth != 0 or entry.referrer is not None:
+            return
+        self._count += 1
+        if self._count > NAMED_SEED_REDIRECTS or target is None:
+            return
+        more = " (no more such seeds are named)" if self._count == NAMED_SEED_REDIRECTS else ""
+        log.warning(
+            "seed %s redirects out of the crawl's scope, to %s (not followed): give that URL"
+            " as the seed, or add --allow-domain %s%s",
+            entry.origin or entry.url,
+            target,
+            host_of(target),
+            more,
+        )
 
 
 def retry_of(entry: Entry, response: Response, config: CrawlConfig) -> Outcome | None:
