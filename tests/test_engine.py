@@ -16,6 +16,9 @@ from conftest import SiteFactory, html_page, read_jsonl, static_site
 from crawler import CrawlConfig, Crawler, crawl
 from crawler.frontier.memory import MemoryFrontier
 from crawler.frontier.protocol import Lease
+from crawler.loop.gate import OFFSITE
+from crawler.loop.visit import SeedRedirects
+from crawler.records import Entry
 
 
 def ring_site(pages: int) -> dict[str, list[str]]:
@@ -175,6 +178,16 @@ async def test_a_seed_redirected_out_of_scope_is_named_in_a_warning(
     assert other.count("/") == 0
     records = {record["url"] for record in read_jsonl(tmp_path / "pages.jsonl")}
     assert records == {*seeds, site.url + "/away/link"}
+
+
+def test_a_seed_redirected_to_an_ipv6_address_is_not_told_to_allow_it_as_a_domain(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    SeedRedirects().judged(Entry("http://a.test/", 0), "http://[::1]:8080/", OFFSITE)
+    (said,) = caplog.messages
+    assert "to http://[::1]:8080/ (not followed): give that URL as the seed" in said
+    assert "--allow-domain" not in said  # it takes no IPv6 address
 
 
 async def test_robots_txt_is_obeyed(serve: SiteFactory, tmp_path: Path) -> None:

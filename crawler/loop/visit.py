@@ -37,7 +37,7 @@ from crawler.output.journal import Sink
 from crawler.output.state import pack_links
 from crawler.records import CHECK_KINDS, TOO_LARGE, Completion, Entry, PageRecord, Validators
 from crawler.web.parser import is_html
-from crawler.web.urls import host_of
+from crawler.web.urls import domain_problem, host_of
 
 # First wait before retrying a failed URL; it doubles with each attempt.
 RETRY_DELAY = 0.5
@@ -272,13 +272,15 @@ class SeedRedirects:
         self._count += 1
         if self._count > NAMED_SEED_REDIRECTS or target is None:
             return
+        host = host_of(target)
+        widen = f", or add --allow-domain {host}" if domain_problem(host) is None else ""
         more = " (no more such seeds are named)" if self._count == NAMED_SEED_REDIRECTS else ""
         log.warning(
             "seed %s redirects out of the crawl's scope, to %s (not followed): give that URL"
-            " as the seed, or add --allow-domain %s%s",
+            " as the seed%s%s",
             entry.origin or entry.url,
             target,
-            host_of(target),
+            widen,
             more,
         )
 
