@@ -129,6 +129,11 @@ class Entry:
         """Carries on a record already started (retry, deferral, redirect hop)."""
         return self.leases > 0 or self.origin is not None
 
+    def deferred(self) -> Entry:
+        """The entry sent back to be leased again (its host's robots.txt or name was
+        not known yet): a continuation, counted in no budget again."""
+        return dataclasses.replace(self, leases=self.leases + 1)
+
     def counts_as_page(self) -> bool:
         """Leasing it starts a new record: it counts toward --max-pages."""
         return self.kind == "page" and not self.is_continuation()

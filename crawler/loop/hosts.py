@@ -97,8 +97,7 @@ class HostKnowledge:
         if looked is None:
             self._named.add(lease.host)
             return None
-        waiting = replace(lease.entry, leases=lease.entry.leases + 1)
-        return Outcome(waiting, retry_after=min(max(looked / 2, LOOKUP_POLL), 0.5))
+        return Outcome(lease.entry.deferred(), retry_after=min(max(looked / 2, LOOKUP_POLL), 0.5))
 
     def needs_robots(self, host: str) -> bool:
         return not self.config.ignore_robots and host not in self._robots
@@ -165,8 +164,7 @@ class HostKnowledge:
             delay = self._know(lease.host, policy)
             if self._store is not None:
                 await self._store.save_robots(lease.host, answer, delay)
-        deferred = replace(lease.entry, leases=lease.entry.leases + 1)
-        return Outcome(deferred, response.status, retry_after)
+        return Outcome(lease.entry.deferred(), response.status, retry_after)
 
     def _policy(self, answer: RobotsAnswer) -> RobotsPolicy:
         return policy_from(answer.status, answer.body, self.config.user_agent, answer.error)
