@@ -17,6 +17,7 @@ and a script that builds the page. What each shows:
   whose answer names /posted;
 - ``/hostile``: alert(), confirm() (a link to /confirmed if confirmed),
   window.open(), a beforeunload that asks to stay;
+- ``/bulky``, ``/bulky-xhr``: links in a 4 MB answer, by fetch() and by XHR;
 - ``/spin``: a script that never yields;
 - ``/static``: the same site as plain HTML (a twin, never needing a browser).
 """
@@ -74,6 +75,8 @@ PAGES = {
     "/surrogate": [],
     "/hostile": [],
     "/spin": [],
+    "/bulky": [],
+    "/bulky-xhr": [],
 }
 SCRIPTS = {
     "/router": '<script>history.pushState({}, "", "/route/one");'
@@ -88,6 +91,22 @@ SCRIPTS = {
     " const a = document.createElement('a'); a.href = '/confirmed'; document.body.appendChild(a);"
     " } window.open('/popup'); window.addEventListener('beforeunload', (e) => {"
     " e.preventDefault(); e.returnValue = ''; });</script>",
+    # Content that comes in a big answer (its links, and 4 MB of other data), read
+    # by fetch() or by XMLHttpRequest.
+    "/bulky": """<script>
+fetch("/api/bulky").then((answer) => answer.json()).then((page) => {
+  for (const link of page.links) document.body.appendChild(document.createElement("a")).href = link;
+});
+</script>""",
+    "/bulky-xhr": """<script>
+const request = new XMLHttpRequest();
+request.open("GET", "/api/bulky");
+request.onload = () => {
+  for (const link of JSON.parse(request.responseText).links)
+    document.body.appendChild(document.createElement("a")).href = link;
+};
+request.send();
+</script>""",
     # A script that never yields: its render times out, the next page is rendered.
     "/spin": "<script>while (true) {}</script>",
     # ... and a timer given as a string of code, as old pages set them.
@@ -147,6 +166,7 @@ class SpaSite:
         app.router.add_get("/app.js", self._app_js)
         app.router.add_get("/api/items", self._items)
         app.router.add_post("/api/post", self._post)
+        app.router.add_get("/api/bulky", self._bulky)
         app.router.add_get("/api/{path:.*}.json", self._api)
         app.router.add_get("/ws", self._socket)
         app.router.add_get("/static", self._static)
@@ -175,6 +195,9 @@ class SpaSite:
     async def _items(self, request: web.Request) -> web.StreamResponse:
         batch = int(request.query.get("batch", "0"))
         return web.json_response([f"/item/{batch * 10 + number}" for number in range(10)])
+
+    async def _bulky(self, _: web.Request) -> web.StreamResponse:
+        return web.json_response({"links": ["/team", "/about"], "data": ["0123456789"] * 400_000})
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
         self.posts.append(await request.read())

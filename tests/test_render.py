@@ -452,6 +452,19 @@ async def test_a_member_of_a_shared_crawl_renders_its_own_leases(
     assert stats.rendered == stats.pages == 14
 
 
+@pytest.mark.parametrize("path", ["/bulky", "/bulky-xhr"])
+async def test_a_page_built_from_a_big_answer_is_taken_once_the_page_has_read_it(
+    spa: tuple[str, SpaSite], tmp_path: Path, path: str
+) -> None:
+    # The crawler hands the answer over long before the page has it all and parsed.
+    base, _ = spa
+    config = CrawlConfig(seeds=(base + path,), output_dir=tmp_path, render="always", max_depth=0)
+    await crawl(config)
+
+    (page,) = read_jsonl(tmp_path / "pages.jsonl")
+    assert page["render_error"] is None and page["links"] == 2
+
+
 async def test_dialogs_pop_ups_and_a_script_that_never_yields_stop_nothing(
     spa: tuple[str, SpaSite], tmp_path: Path
 ) -> None:

@@ -9,8 +9,10 @@ Rules:
    ``fetch``, so the crawl's address rule, proxy, identity and WARC apply.
 3. A navigation of the main frame (``location = ...``, a meta refresh) and every
    ``history.pushState`` URL are noted, never followed: the crawl queues them.
-4. Settled means: the load event fired, no request is in flight, the DOM has not
-   changed for ``wait`` seconds, and no short timer set early is pending; then
+4. Settled means: the load event fired, no request is in flight (as the crawler
+   sees it, and as the page does: its fetch() and XMLHttpRequest answers wholly
+   arrived), the DOM has not changed for ``wait`` seconds since then, and no
+   short timer set early is pending; then
    the page is scrolled to its bottom up to ``scroll`` times, settling again.
 5. A crashed renderer fails the page at once (``TabCrashed``); the tab is not
    used again.
@@ -61,11 +63,31 @@ _NET_ERRORS = {
 }
 
 # Runs in every document before its scripts: notes pushState URLs, the time of the
-# last DOM change, and the short timers set in the first seconds (content shown
-# after a timer); ``settled(ms)`` resolves once both are quiet.
+# last DOM change, the short timers set in the first seconds (content shown after
+# a timer), and the page's fetch() and XMLHttpRequest calls until their answers
+# have wholly arrived (the page's own count: the browser tells the crawler of a
+# request later than the page makes it, and an answer reaches the page later than
+# the crawler hands it over). An answer's arrival counts as a change.
+# ``settled(ms, fresh)`` resolves once all are quiet; ``fresh`` restarts the clock.
 _WATCH = """(() => {
   if (window.top !== window || window.__crawler) return;
-  const state = {last: performance.now(), urls: [], timers: new Set()};
+  const state = {last: performance.now(), urls: [], timers: new Set(), pending: 0};
+  const arrived = () => { state.pending -= 1; state.last = performance.now(); };
+  const fetch = window.fetch;
+  window.fetch = function () {
+    const answer = Reflect.apply(fetch, window, arguments);
+    state.pending += 1;
+    answer.then((response) => response.clone().arrayBuffer()).then(arrived, arrived);
+    return answer;
+  };
+  const send = XMLHttpRequest.prototype.send;
+  XMLHttpRequest.prototype.send = function () {
+    let open = true;
+    const end = () => { if (open) { open = false; arrived(); } };
+    state.pending += 1;
+    this.addEventListener("loadend", end);
+    try { return send.apply(this, arguments); } catch (error) { end(); throw error; }
+  };
   const setTimer = window.setTimeout.bind(window), clearTimer = window.clearTimeout.bind(window);
   const note = (url) => {
     try { state.urls.push(String(new URL(url, location.href))); } catch (e) {}
@@ -90,10 +112,11 @@ _WATCH = """(() => {
   window.clearTimeout = function (id) { state.timers.delete(id); return clearTimer(id); };
   new MutationObserver(() => { state.last = performance.now(); })
     .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
-  state.settled = (ms) => new Promise((resolve) => {
+  state.settled = (ms, fresh) => new Promise((resolve) => {
+    if (fresh) state.last = performance.now();
     const check = () => {
       const quiet = performance.now() - state.last;
-      if (quiet >= ms && state.timers.size === 0) resolve(true);
+      if (quiet >= ms && state.timers.size === 0 && state.pending === 0) resolve(true);
       else setTimer(check, Math.max(ms - quiet, 25));
     };
     check();
@@ -192,12 +215,17 @@ class Tab:
         return Page(html, tuple(dict.fromkeys(urls)), page.requests)
 
     async def _settle(self, page: _Loading, wait: float) -> None:
-        """Until the DOM, the short timers and the network are all quiet (rule 4)."""
+        """Until the DOM, the short timers and the network are all quiet (rule 4).
+        After the crawler answers the page's last request, the page has ``wait``
+        seconds from then to act on it."""
+        fresh = "false"
         while True:
-            await self._evaluate(f"window.__crawler.settled({int(wait * 1000)})", promise=True)
+            ms = int(wait * 1000)
+            await self._evaluate(f"window.__crawler.settled({ms}, {fresh})", promise=True)
             if page.quiet():
                 return
             await self._wait(page.idle.wait())
+            fresh = "true"
 
     async def _evaluate(self, expression: str, *, promise: bool = False) -> Any:
         result = await self._call(
