@@ -465,6 +465,29 @@ async def test_a_page_built_from_a_big_answer_is_taken_once_the_page_has_read_it
     assert page["render_error"] is None and page["links"] == 2
 
 
+@pytest.mark.parametrize(("text", "times"), [("y", 150_000), ("%C3%A9", 60_000)])
+async def test_a_dom_larger_than_max_bytes_is_never_taken_and_the_page_is_read_as_fetched(
+    spa: tuple[str, SpaSite], tmp_path: Path, text: str, times: int
+) -> None:
+    # 60,000 "é" are 60,000 characters in the page, and 120,000 bytes of UTF-8.
+    base, _ = spa
+    big, small = (f"/sprawl?text={text}&times={n}" for n in (times, 100))
+    config = CrawlConfig(
+        seeds=(base + big, base + small),
+        output_dir=tmp_path,
+        render="always",
+        max_depth=0,
+        max_bytes=100_000,
+    )
+    stats = await crawl(config)
+
+    pages = by_path(read_jsonl(tmp_path / "pages.jsonl"), base)
+    assert pages[big]["render_error"] == "too-large" and pages[big]["error"] is None
+    assert pages[big]["links"] == 1  # the page as fetched
+    assert pages[small]["render_error"] is None and pages[small]["links"] == 1
+    assert stats.render_failed == 1 and stats.rendered == 1
+
+
 async def test_dialogs_pop_ups_and_a_script_that_never_yields_stop_nothing(
     spa: tuple[str, SpaSite], tmp_path: Path
 ) -> None:

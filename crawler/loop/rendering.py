@@ -149,7 +149,9 @@ async def rendering(
     def restarted() -> None:
         tally.browser_restarts += 1
 
-    settings = Settings(config.render_wait, config.render_scroll, frozenset(config.render_block))
+    settings = Settings(
+        config.render_wait, config.render_scroll, frozenset(config.render_block), config.max_bytes
+    )
     async with Renderer(
         browser,
         tabs=config.render_tabs,

@@ -5,8 +5,9 @@ pages render at once, each in a tab kept for the next page.
 
 Rules:
 1. A render never raises for the page's sake: it ends in a ``Rendering`` with
-   the DOM, or with a short ``error`` ("timeout", "renderer-crashed",
-   "browser-crashed") and the crawl keeps the page's plain parse.
+   the DOM, or with a short ``error`` ("timeout", "too-large",
+   "renderer-crashed", "browser-crashed") and the crawl keeps the page's plain
+   parse.
 2. A crashed tab is closed and the page tried once more in a new one; a dead
    browser is started again once for every tab (the pages it held are tried
    once more). More than ``MAX_DEATHS`` deaths in a minute: rendering is given
@@ -30,7 +31,8 @@ from pathlib import Path
 from types import TracebackType
 
 from crawler.net.browser import Browser, BrowserGone, CallFailed
-from crawler.net.tab import Answer, Page, Settings, SubFetch, Tab, TabCrashed
+from crawler.net.tab import Answer, DomTooLarge, Page, Settings, SubFetch, Tab, TabCrashed
+from crawler.records import TOO_LARGE
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,8 @@ class Renderer:
                 return Rendering(page, None, _since(started))
             except TimeoutError:
                 return Rendering(None, "timeout", _since(started))
+            except DomTooLarge:
+                return Rendering(None, TOO_LARGE, _since(started))
             except (TabCrashed, CallFailed):
                 error = "renderer-crashed"
             except BrowserGone:

@@ -15,7 +15,8 @@ Rules:
    short timer set early is pending; then
    the page is scrolled to its bottom up to ``scroll`` times, settling again.
 5. A crashed renderer fails the page at once (``TabCrashed``); the tab is not
-   used again.
+   used again. A DOM larger than --max-bytes fails it too (``DomTooLarge``),
+   and is never sent to the crawler.
 6. Nothing a page does waits for a person: a dialog (alert, confirm, prompt) is
    accepted at once, and a new window is refused by the browser.
 """
@@ -123,11 +124,14 @@ _WATCH = """(() => {
   });
   Object.defineProperty(window, "__crawler", {value: state});
 })();"""
-_DOM = """(() => {
+# The DOM as HTML, or null when it is longer than ``limit`` (UTF-16 units, never
+# more than its UTF-8 bytes): what is too large is not sent.
+_DOM = """((limit) => {
   const doctype = document.doctype ? "<!DOCTYPE " + document.doctype.name + ">" : "";
   const state = window.__crawler;
-  return {html: doctype + document.documentElement.outerHTML, urls: state ? state.urls : []};
-})()"""
+  const html = doctype + document.documentElement.outerHTML;
+  return {html: html.length > limit ? null : html, urls: state ? state.urls : []};
+})"""
 # A scroll counts as a change: the page's scroll handlers run a frame later, and
 # settling waits for what they start.
 _SCROLL = """(() => {
@@ -142,6 +146,10 @@ class TabCrashed(Exception):
     """The tab's renderer process died."""
 
 
+class DomTooLarge(Exception):
+    """The page built a DOM larger than --max-bytes."""
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """What rendering made of a page: its DOM, and the URLs it tried to go to."""
@@ -153,11 +161,13 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How a page is rendered (--render-wait, --render-scroll, --render-block)."""
+    """How a page is rendered (--render-wait, --render-scroll, --render-block), and
+    the largest DOM taken (--max-bytes, as its UTF-8)."""
 
     wait: float
     scroll: int
     block: frozenset[str]
+    max_bytes: int
 
 
 class Tab:
@@ -206,12 +216,16 @@ class Tab:
                 await self._settle(page, settings.wait)
                 if await self._evaluate("document.documentElement.scrollHeight") <= height:
                     break
-            dom = await self._evaluate(_DOM)
+            dom = await self._evaluate(f"{_DOM}({settings.max_bytes})")
         finally:
             self._page = None
             await page.stop()
-        urls = (*page.navigations, *dom["urls"])
+        if dom["html"] is None:
+            raise DomTooLarge()
         html = dom["html"].encode("utf-8", "replace")  # a script's lone surrogates
+        if len(html) > settings.max_bytes:
+            raise DomTooLarge()
+        urls = (*page.navigations, *dom["urls"])
         return Page(html, tuple(dict.fromkeys(urls)), page.requests)
 
     async def _settle(self, page: _Loading, wait: float) -> None:
