@@ -18,7 +18,8 @@ and a script that builds the page. What each shows:
 - ``/hostile``: alert(), confirm() (a link to /confirmed if confirmed),
   window.open(), a beforeunload that asks to stay;
 - ``/bulky``, ``/bulky-xhr``: links in a 4 MB answer, by fetch() and by XHR;
-- ``/sprawl?text=T&times=N``: T written N times (a DOM as large as asked);
+- ``/sprawl?text=T&times=N&pushes=P``: T written N times (a DOM as large as
+  asked), and P pushState URLs;
 - ``/spin``: a script that never yields;
 - ``/static``: the same site as plain HTML (a twin, never needing a browser).
 """
@@ -109,11 +110,13 @@ request.onload = () => {
 };
 request.send();
 </script>""",
-    # A DOM the script makes as large as asked: ?text=T&times=N (and one link in HTML).
+    # A DOM the script makes as large as asked, ?text=T&times=N, and URLs it goes to,
+    # &pushes=N (and one link in HTML).
     "/sprawl": """<a href="/team">team</a><script>
 const asked = new URLSearchParams(location.search);
 document.body.appendChild(document.createElement("p")).textContent =
   asked.get("text").repeat(Number(asked.get("times")));
+for (let i = 0; i < Number(asked.get("pushes")); i++) history.pushState({}, "", "/route/" + i);
 </script>""",
     # A script that never yields: its render times out, the next page is rendered.
     "/spin": "<script>while (true) {}</script>",

@@ -15,8 +15,8 @@ Rules:
    short timer set early is pending; then
    the page is scrolled to its bottom up to ``scroll`` times, settling again.
 5. A crashed renderer fails the page at once (``TabCrashed``); the tab is not
-   used again. A DOM larger than --max-bytes fails it too (``DomTooLarge``),
-   and is never sent to the crawler.
+   used again. A DOM larger than --max-bytes (with the URLs noted) fails it too
+   (``DomTooLarge``), and is never sent to the crawler.
 6. Nothing a page does waits for a person: a dialog (alert, confirm, prompt) is
    accepted at once, and a new window is refused by the browser.
 """
@@ -124,13 +124,15 @@ _WATCH = """(() => {
   });
   Object.defineProperty(window, "__crawler", {value: state});
 })();"""
-# The DOM as HTML, or null when it is longer than ``limit`` (UTF-16 units, never
-# more than its UTF-8 bytes): what is too large is not sent.
+# The DOM as HTML and the URLs noted, or nothing when together they are longer
+# than ``limit`` (UTF-16 units, never more than their UTF-8 bytes): what is too
+# large is not sent.
 _DOM = """((limit) => {
   const doctype = document.doctype ? "<!DOCTYPE " + document.doctype.name + ">" : "";
-  const state = window.__crawler;
+  const urls = window.__crawler ? window.__crawler.urls : [];
   const html = doctype + document.documentElement.outerHTML;
-  return {html: html.length > limit ? null : html, urls: state ? state.urls : []};
+  const size = urls.reduce((total, url) => total + url.length, html.length);
+  return size > limit ? {html: null, urls: []} : {html: html, urls: urls};
 })"""
 # A scroll counts as a change: the page's scroll handlers run a frame later, and
 # settling waits for what they start.
@@ -232,9 +234,8 @@ class Tab:
         """Until the DOM, the short timers and the network are all quiet (rule 4).
         After the crawler answers the page's last request, the page has ``wait``
         seconds from then to act on it."""
-        fresh = "false"
+        ms, fresh = int(wait * 1000), "false"
         while True:
-            ms = int(wait * 1000)
             await self._evaluate(f"window.__crawler.settled({ms}, {fresh})", promise=True)
             if page.quiet():
                 return
