@@ -21,6 +21,7 @@ BROKEN_ERRORS = frozenset(
         "timeout",
         "dns",
         "tls",
+        "certificate",
         "connection-refused",
         "connection",
         "connection-reset",

@@ -153,6 +153,8 @@ _WHY_NOT_FETCHED = {
     "connection-refused": "its host refused the connection",
     "timeout": "no answer within --timeout",
     "tls": "the TLS handshake failed",
+    "certificate": "its TLS certificate is not valid (expired, self-signed, of an unknown"
+    " authority, or for another name; a private authority is trusted with SSL_CERT_FILE)",
     "private-address": "its host resolves to a private address (--allow-private allows it)",
 }
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ import pytest
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A test certificate authority and certificates for 127.0.0.1 (tests/tls/make_certs.py).
+TLS = Path(__file__).parent / "tls"
 
 
 @dataclass
@@ -57,10 +60,13 @@ SiteFactory = Callable[..., Awaitable[Site]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[SiteFactory]:
-    """serve(routes, host="127.0.0.1") starts a server; all are stopped at teardown."""
+    """serve(routes, host="127.0.0.1") starts a server; all are stopped at teardown.
+    ``certificate``: a PEM file of tests/tls (certificate and key), served as https."""
     runners: list[web.AppRunner] = []
 
-    async def start(routes: dict[str, Handler], host: str = "127.0.0.1") -> Site:
+    async def start(
+        routes: dict[str, Handler], host: str = "127.0.0.1", certificate: str | None = None
+    ) -> Site:
         import time
 
         app = web.Application()
@@ -77,10 +83,14 @@ async def serve() -> AsyncIterator[SiteFactory]:
             app.router.add_get(path, handler)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        await web.TCPSite(runner, host, 0).start()
+        context = None
+        if certificate is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(TLS / certificate)
+        await web.TCPSite(runner, host, 0, ssl_context=context).start()
         runners.append(runner)
         port = runner.addresses[0][1]
-        site_record.url = f"http://{host}:{port}"
+        site_record.url = f"{'https' if context else 'http'}://{host}:{port}"
         return site_record
 
     yield start

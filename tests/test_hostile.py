@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import os
 import socket
 import sys
 import zlib
@@ -19,7 +20,7 @@ import pytest
 from aiohttp import web
 from warcio.archiveiterator import ArchiveIterator
 
-from conftest import Handler, SiteFactory, html_page, read_jsonl, run_process, static_site
+from conftest import TLS, Handler, SiteFactory, html_page, read_jsonl, run_process, static_site
 from crawler import CrawlConfig, crawl
 from crawler.net import fetcher
 
@@ -252,7 +253,9 @@ async def test_429_and_503_storms_end_in_bounded_time(serve: SiteFactory, tmp_pa
 async def test_dns_and_tls_failures(serve: SiteFactory, tmp_path: Path) -> None:
     plain = await serve(static_site({"/": []}), host="127.0.0.2")
     tls_url = plain.url.replace("http://", "https://") + "/"
-    site = await serve(static_site({"/": ["http://nowhere.invalid/", tls_url]}))
+    unknown = await serve(static_site({"/": []}), host="127.0.0.2", certificate="good.pem")
+    links = ["http://nowhere.invalid/", tls_url, unknown.url + "/"]
+    site = await serve(static_site({"/": links}))
     config = quick(
         site.url + "/", tmp_path, allow_domain=("invalid", "127.0.0.2"), ignore_robots=True
     )
@@ -261,7 +264,50 @@ async def test_dns_and_tls_failures(serve: SiteFactory, tmp_path: Path) -> None:
 
     records = {str(r["url"]): r for r in read_jsonl(tmp_path / "pages.jsonl")}
     assert records["http://nowhere.invalid/"]["error"] == "dns"
-    assert records[tls_url]["error"] == "tls"
+    assert records[tls_url]["error"] == "tls"  # no TLS there at all
+    # Signed by the tests' authority, which this process does not trust.
+    assert records[unknown.url + "/"]["error"] == "certificate"
+
+
+async def test_certificates_are_verified_and_a_private_authority_is_trusted_by_ssl_cert_file(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    bad = {
+        name: (await serve(static_site({"/": []}), certificate=f"{name}.pem")).url + "/"
+        for name in ("expired", "other-name", "self-signed")
+    }
+    good = await serve(static_site({"/": list(bad.values())}), certificate="good.pem")
+    trusting = {**os.environ, "SSL_CERT_FILE": str(TLS / "ca.pem")}
+
+    code, _, err = await run_process(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        good.url + "/",
+        "-o",
+        "out",
+        cwd=tmp_path,
+        env=trusting,
+    )
+    assert code == 0, err
+    records = {str(r["url"]): r for r in read_jsonl(tmp_path / "out" / "pages.jsonl")}
+    assert records[good.url + "/"]["status"] == 200
+    assert {records[url]["error"] for url in bad.values()} == {"certificate"}
+
+    code, _, err = await run_process(
+        sys.executable,
+        "-m",
+        "crawler",
+        "crawl",
+        bad["expired"],
+        "-o",
+        "seed",
+        cwd=tmp_path,
+        env=trusting,
+    )
+    assert code == 8 and "Traceback" not in err
+    assert f"seed {bad['expired']} not fetched: its TLS certificate is not valid" in err
 
 
 async def test_traps_are_bounded(serve: SiteFactory, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from crawler.web.urls import host_of
 # Sitemap indexes may list indexes; this many levels are read, no deeper.
 MAX_SITEMAP_NESTING = 2
 # Failures that say the host itself cannot be reached, not only one URL.
-HOST_DOWN = frozenset({"connection-refused", "dns", "tls", "private-address"})
+HOST_DOWN = frozenset({"connection-refused", "dns", "tls", "certificate", "private-address"})
 # How soon a host whose name is being looked up is asked again, at first (then
 # half the time the lookup has taken so far, up to half a second).
 LOOKUP_POLL = 0.02

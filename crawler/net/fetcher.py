@@ -100,6 +100,8 @@ def failure_reason(error: BaseException) -> str:
         return PRIVATE_ADDRESS
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "dns"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+        return "certificate"  # expired, self-signed, of an unknown CA, or for another name
     if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
         return "tls"
     if isinstance(error, aiohttp.ClientConnectorError):
