@@ -86,7 +86,7 @@ _WATCH = """(() => {
     let open = true;
     const end = () => { if (open) { open = false; arrived(); } };
     state.pending += 1;
-    this.addEventListener("loadend", end);
+    this.addEventListener("loadend", end, {once: true});
     try { return send.apply(this, arguments); } catch (error) { end(); throw error; }
   };
   const setTimer = window.setTimeout.bind(window), clearTimer = window.clearTimeout.bind(window);
