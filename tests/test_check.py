@@ -459,7 +459,8 @@ async def test_dead_hosts_cost_one_lookup_and_hold_up_no_page(
 async def test_what_peers_check_is_checked(serve: SiteFactory) -> None:
     """Cases from LinkChecker's and lychee's test data: fragments on pages the crawl
     does not read (past --max-depth), GET forms and formaction, @import without url(),
-    and file: links (broken for every visitor)."""
+    and file: links (broken for every visitor); and HTML's top of the page: "#top" in
+    any case, percent-encoded or not, needs no element."""
 
     def page(body: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(_: web.Request) -> web.Response:
@@ -472,6 +473,7 @@ async def test_what_peers_check_is_checked(serve: SiteFactory) -> None:
             "/": page('<a href="/a">a</a>'),
             "/a": page(
                 '<a href="/deep#here">here</a><a href="/deep#gone">gone</a>'
+                '<a href="/deep#TOP">top</a><a href="/deep#%54op">top</a>'
                 '<form action="/search" method="get"><input name="q">'
                 '<button formaction="/alt">alt</button></form>'
                 '<form action="/post-only" method="post"><button>send</button></form>'
@@ -489,6 +491,8 @@ async def test_what_peers_check_is_checked(serve: SiteFactory) -> None:
 
     assert outcome(site.url + "/deep#here") == ("ok", "link", None)
     assert outcome(site.url + "/deep#gone") == ("broken", "link", "fragment-missing")
+    # The top of the page: the page's own result says it all.
+    assert {site.url + "/deep#TOP", site.url + "/deep#%54op"}.isdisjoint(results)
     assert outcome(site.url + "/search")[:2] == ("broken", "form")
     assert outcome(site.url + "/alt") == ("ok", "form", None)
     assert site.url + "/post-only" not in results and site.count("/post-only") == 0

@@ -53,11 +53,16 @@ PAGE_CUT = "page-cut"
 TRAP = "trap"
 # Record errors that mean "not requested by choice": the link is excluded, not broken.
 NOT_REQUESTED = frozenset({"robots", "private-address", "out-of-scope", "excluded"})
-# Fragments that need no element: the top of the page (HTML §7.4.6.4).
-_NO_ELEMENT = ("", "top")
 # Fragments that name no element at all: a text fragment (":~:text=..."), a
 # single-page app's route ("#/path", "#!/path"); never reported missing.
 _NOT_AN_ID = (":~:", "/", "!")
+
+
+def _is_the_top(fragment: str) -> bool:
+    """The fragment needs no element: it is the top of the page (HTML's "indicated
+    part of the document"): empty, or "top" in any ASCII case, percent-encoded or not."""
+    decoded = unquote(fragment)
+    return not fragment or (decoded.isascii() and decoded.lower() == "top")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +168,7 @@ class LinkBook:
             self._anchors[page] = anchors
         for link in found:
             self._ledger.link(link.key, page_id, link.line, link.kind, link.category)
-            if link.fragment is not None and link.fragment not in _NO_ELEMENT:
+            if link.fragment is not None and not _is_the_top(link.fragment):
                 self._fragments.setdefault(f"{link.key}#{link.fragment}", array("I")).extend(
                     (page_id, link.line)
                 )
