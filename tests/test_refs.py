@@ -79,6 +79,8 @@ def test_every_kind_of_requisite_with_its_line() -> None:
 <iframe src="f.html"></iframe><input type="image" src="submit.png">
 <div style="background-image: url('d.png')" id="d1"></div>
 <blockquote cite="source.html">quoted</blockquote>
+<svg><a xlink:href="svg-a.html"><text>t</text></a><use href="icons.svg#menu"></use>
+<image xlink:href="svg.png"></image><filter><feImage href="fe.png"/></filter></svg>
 </body></html>"""
     page = parse_html(html, "http://h/", None, refs=page_refs)
     found = {(ref.written, ref.kind, ref.line) for ref in page.refs}
@@ -108,9 +110,14 @@ def test_every_kind_of_requisite_with_its_line() -> None:
         ("d.png", "css", 16),
         ("bg.gif", "image", 10),
         ("source.html", "link", 17),
+        ("svg-a.html", "link", 18),
+        ("icons.svg#menu", "image", 18),
+        ("svg.png", "image", 19),
+        ("fe.png", "image", 19),
     }
     assert page.anchors == "\0top\0n1\0d1\0"
-    assert page.links == ("area.html", "f.html")  # the crawl still honours nofollow
+    # The crawl still honours nofollow; it follows an SVG link as a browser does.
+    assert page.links == ("area.html", "f.html", "svg-a.html")
 
 
 def test_without_a_reader_nothing_more_is_read() -> None:

@@ -214,6 +214,8 @@ def parse_html(
         tag = element.tag
         attribute = _LINK_ATTRIBUTES.get(tag)
         value = element.get(attribute) if attribute is not None else None
+        if value is None and tag == "a":
+            value = element.get("xlink:href")  # an SVG link (SVG 2: href first)
         if reader is not None:  # its link as this very string: a big page's are many
             reader.element(element, value)
         if tag not in _PAGE_TAG_SET:

@@ -7,7 +7,8 @@ and the page's requisites: ``img src`` and ``srcset``, ``picture``'s
 preloads, the manifest, and the pages of canonical, alternate, next...; not
 dns-prefetch or preconnect, which name origins), ``video``/``audio``/
 ``source``/``track``, ``video poster``, ``object data``, ``embed src``,
-``input type=image``, the legacy ``background`` and ``cite`` attributes, the
+``input type=image``, SVG's ``image``, ``use`` and ``feImage`` (``href`` or
+``xlink:href``, as SVG's ``a``), the legacy ``background`` and ``cite`` attributes, the
 ``action`` of a GET form and the ``formaction`` of its submit buttons (kind
 "form": checked, never crawled; a POST form's is not asked without its data),
 and ``url(...)`` and ``@import`` in ``style`` attributes and ``<style>`` elements.
@@ -59,9 +60,13 @@ _SRC_KINDS = {
     "track": "media",
     "embed": "object",
 }
+# SVG's elements that show what they name: an image, or a symbol of a sprite
+# (``<use href="/icons.svg#menu">``).
+_SVG_IMAGE_TAGS = frozenset({"image", "use", "feimage"})
 _TAGS = frozenset(
     {"a", "area", "img", "source", "script", "link", "iframe", "frame", "video", "audio"}
     | {"track", "object", "embed", "input", "meta", "style", "form", "button"}
+    | _SVG_IMAGE_TAGS
     | _BACKGROUND_TAGS
     | _CITE_TAGS
 )
@@ -295,7 +300,9 @@ def _element_refs(
     if tag in ("a", "area"):
         if tag == "a" and get("name"):
             anchors.append(str(get("name")) + "\0")
-        _add(refs, get("href") if link is None else link, line, "link")
+        _add(refs, _svg_href(element) if link is None else link, line, "link")
+    elif tag in _SVG_IMAGE_TAGS:
+        _add(refs, _svg_href(element), line, "image")
     elif tag == "link":
         rels = str(get("rel", "")).lower().split()
         if not _ORIGIN_RELS.intersection(rels):
@@ -335,6 +342,12 @@ def _element_refs(
                 _add(refs, url, line, "image")
         elif tag == "video":
             _add(refs, get("poster"), line, "image")
+
+
+def _svg_href(element: etree._Element) -> str | None:
+    """An element's ``href``, or SVG 1's ``xlink:href`` (SVG 2 reads ``href`` first)."""
+    value = element.get("href") or element.get("xlink:href")
+    return str(value) if value else None
 
 
 def _submits_with_get(element: etree._Element) -> bool:
