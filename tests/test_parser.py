@@ -85,7 +85,7 @@ def test_links_are_found_in_shift_jis_and_utf16_pages() -> None:
 
 def test_broken_and_hostile_html() -> None:
     deep = b"<div>" * 50_000 + b"<a href='/deep'>x</a>"
-    assert parse_html(deep, URL, None).links in ((), ("/deep",))
+    assert parse_html(deep, URL, None).links == ("/deep",)
     garbage = bytes(range(256)) * 20 + b"<a href='/g'>\x00x</a>"
     assert parse_html(garbage, URL, "utf-8").links == ("/g",)
     unclosed = b"<html><title>t<a href='/u'>x<a href=/v>y"
@@ -149,6 +149,27 @@ def test_a_big_page_streamed_reads_as_its_tree_does(pieces: list[str], charset: 
         assert Counter(streamed.links) == Counter(whole.links)
         assert Counter(streamed.refs) == Counter(whole.refs)
         assert sorted(streamed.anchors.split("\0")) == sorted(whole.anchors.split("\0"))
+
+
+@pytest.mark.parametrize(
+    ("unclosed", "times", "padding"),
+    [
+        ("<font color=red>", 300, 0),  # old pages that never close a tag
+        ("<table><tr><td>", 100, 0),  # layout tables in tables
+        ("<div>", 3_000, 0),  # deeper than libxml2 builds at all: read again
+        ("<span>", 2_000, 600_000),  # a big page, read as a stream
+    ],
+)
+def test_a_page_deeper_than_libxml2_builds_keeps_every_link(
+    unclosed: str, times: int, padding: int
+) -> None:
+    # libxml2 stopped at 256 open elements: every link after the 253rd was lost.
+    links = "\n".join(f"{unclosed}<a href='/p/{n}'>{n}</a>" for n in range(times))
+    body = f"<html><head><title>deep</title></head><body>\n{links}\n<a href='/last'>last</a>"
+    page = parse_html((body + " " * padding).encode(), URL, None, refs=page_refs)
+    assert page.title == "deep" and len(page.links) == times + 1 and page.links[-1] == "/last"
+    assert [ref.written for ref in page.refs] == list(page.links)
+    assert [ref.line for ref in page.refs] == list(range(2, times + 3))  # where each is
 
 
 def test_a_big_page_of_many_links_is_read_whole() -> None:

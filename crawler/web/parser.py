@@ -14,7 +14,6 @@ Links are returned as written, with the base URL they resolve against.
 from __future__ import annotations
 
 import codecs
-import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ RefsReader = Callable[[bytes, bool], ElementReader]
 # A page this big is parsed as a stream, each element dropped once read: its tree
 # would cost about 14 times its size (a 10 MB page of 225,000 links: 139 MB).
 STREAM_BYTES = 512 * 1024
+# Bytes of a big page fed to its parser at a time.
+_FEED = 64 * 1024
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 MAX_TITLE_CHARS = 1000
@@ -48,23 +49,27 @@ _LINK_ATTRIBUTES = {"a": "href", "area": "href", "frame": "src", "iframe": "src"
 _PAGE_TAGS = ("a", "area", "frame", "iframe", "base", "meta", "title")
 _PAGE_TAG_SET = frozenset(_PAGE_TAGS)
 # recover: browsers parse anything; no_network: never fetch a DTD or entity;
-# collect_ids: no table of ids, which nothing here looks up (5% of the parse).
+# collect_ids: no table of ids, which nothing here looks up (5% of the parse);
+# huge_tree: libxml2 stops at 256 open elements without it (2,048 with it), and
+# every link past that point is lost: 300 unclosed <font> or <div> tags, or 85
+# nested tables, are enough. A tree deeper still is read again (_flat_tree).
 _OPTIONS: dict[str, Any] = {
     "html": True,
     "recover": True,
     "no_network": True,
     "remove_comments": True,
     "collect_ids": False,
+    "huge_tree": True,
 }
-_HTML_PARSER = etree.HTMLParser(
-    recover=True, no_network=True, remove_comments=True, collect_ids=False
-)
+_PARSING = {name: value for name, value in _OPTIONS.items() if name != "html"}
+_HTML_PARSER = etree.HTMLParser(**_PARSING)
 # A UTF-8 body is parsed as bytes, its encoding given (it wins over a <meta>):
 # a str of any character past Latin-1 costs lxml a conversion back to UTF-8
 # (59 us against 51 for a 10 KB page).
-_UTF8_PARSER = etree.HTMLParser(
-    recover=True, no_network=True, remove_comments=True, collect_ids=False, encoding="utf-8"
-)
+_UTF8_PARSER = etree.HTMLParser(**_PARSING, encoding="utf-8")
+# Open elements a tree read again keeps, as Chromium's parser does: an element
+# past them is kept empty, beside the others at that depth.
+MAX_DEPTH = 512
 _XML_DECLARATION = re.compile(r"^<\?xml[^>]*\?>")
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE
@@ -161,15 +166,59 @@ def header_directives(value: str | None) -> set[str]:
 
 def _tree(body: bytes, header_charset: str | None) -> etree._Element | None:
     text, utf8 = _decoded(body, header_charset)
+    # lxml refuses str input that declares an encoding; the text is decoded already.
+    if not utf8 and text.startswith("<?xml"):
+        text = _XML_DECLARATION.sub("", text, count=1)
+    # A UTF-8 page as the bytes it came as: lxml would turn a str back into UTF-8.
+    parser, source = (_UTF8_PARSER, body) if utf8 else (_HTML_PARSER, text)
     try:
-        if utf8:  # the bytes as they came: lxml would turn a str back into UTF-8
-            return etree.fromstring(body, _UTF8_PARSER)
-        # lxml refuses str input that declares an encoding; the text is decoded already.
-        if text.startswith("<?xml"):
-            text = _XML_DECLARATION.sub("", text, count=1)
-        return etree.fromstring(text, _HTML_PARSER)
+        root = etree.fromstring(source, parser)
+        error = parser.error_log.last_error
+        if error is not None and error.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+            return _flat_tree(source, utf8)
+        return root
     except (etree.LxmlError, ValueError):
         return None
+
+
+def _flat_tree(source: bytes | str, utf8: bool) -> etree._Element | None:
+    """The tree of a page deeper than libxml2 builds, no deeper than ``MAX_DEPTH``:
+    read by lxml's parser as events (which has no such limit) into a tree kept
+    shallow. Its elements know no line."""
+    target = _Shallow()
+    parser = etree.HTMLParser(target=target, **_PARSING, encoding="utf-8" if utf8 else None)
+    result: etree._Element | None = etree.fromstring(source, parser)
+    return result
+
+
+class _Shallow:
+    """A parser target: lxml's TreeBuilder, with an element past ``MAX_DEPTH`` open
+    elements closed at once, and its end ignored when it comes."""
+
+    def __init__(self) -> None:
+        self._builder = etree.TreeBuilder()
+        self._kept: list[bool] = []  # each open element: kept open, or closed at once
+        self._depth = 0
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        self._builder.start(tag, attributes)
+        kept = self._depth < MAX_DEPTH
+        self._kept.append(kept)
+        if kept:
+            self._depth += 1
+        else:
+            self._builder.end(tag)
+
+    def end(self, tag: str) -> None:
+        if self._kept.pop():
+            self._depth -= 1
+            self._builder.end(tag)
+
+    def data(self, data: str) -> None:
+        self._builder.data(data)
+
+    def close(self) -> etree._Element:
+        return self._builder.close()
 
 
 def _stream(body: bytes, header_charset: str | None) -> Iterator[etree._Element]:
@@ -181,13 +230,19 @@ def _stream(body: bytes, header_charset: str | None) -> Iterator[etree._Element]
     if not utf8:
         body = _XML_DECLARATION.sub("", text, count=1).encode("utf-8", "surrogatepass")
     del text  # not held while the stream is read: the page's size again, or 4 times it
-    events = etree.iterparse(io.BytesIO(body), events=("end",), encoding="utf-8", **_OPTIONS)
+    # A pull parser, fed: iterparse leaves out huge_tree for HTML.
+    parser = etree.HTMLPullParser(events=("end",), **_PARSING, encoding="utf-8")
     try:
-        for _, element in events:
-            yield element
-            parent = element.getparent()
-            while parent is not None and element.getprevious() is not None:
-                del parent[0]
+        for start in range(0, len(body) + _FEED, _FEED):
+            if start < len(body):
+                parser.feed(body[start : start + _FEED])
+            else:
+                parser.close()
+            for _, element in parser.read_events():
+                yield element
+                parent = element.getparent()
+                while parent is not None and element.getprevious() is not None:
+                    del parent[0]
     except (etree.LxmlError, ValueError):
         return
 
@@ -213,8 +268,7 @@ def parse_html(
     for element in elements:
         tag = element.tag
         attribute = _LINK_ATTRIBUTES.get(tag)
-        value = element.get(attribute) if attribute is not None else None
-        if value is None and tag == "a":
+        if (value := element.get(attribute) if attribute else None) is None and tag == "a":
             value = element.get("xlink:href")  # an SVG link (SVG 2: href first)
         if reader is not None:  # its link as this very string: a big page's are many
             reader.element(element, value)

@@ -21,7 +21,8 @@ class TagStarts:
     libxml2 keeps an element's line in 16 bits: every element past line 65,535 says
     65,535. There the tags are found in the source in document order, from where the
     last one was found: the next ``<tag`` holding one of its values (before it, for an
-    element of a streamed page, shown as it ends, whose children came first)."""
+    element of a streamed page, shown as it ends, whose children came first). So are
+    the tags of a page too deep for libxml2's tree, whose elements have no line."""
 
     _LOOK_BACK = 16
     _LOOK_AHEAD = 64
@@ -37,15 +38,17 @@ class TagStarts:
         self._patterns: dict[bytes, re.Pattern[bytes]] = {}
 
     def line(self, element: etree._Element) -> int:
-        reported = element.sourceline or 0
+        reported: int | None = element.sourceline
         source = self._source
-        if not source or reported < 2:
-            return reported
+        if not source or (reported is not None and reported < 2):
+            return reported or 0
         if self._line_ends is None:
             self._line_ends = array("Q", (match.start() for match in re.finditer(b"\n", source)))
         ends = self._line_ends
-        if reported >= self._CAPPED and len(ends) >= self._CAPPED:
-            self._cursor = max(self._cursor, ends[self._CAPPED - 2] + 1)
+        capped = reported is not None and reported >= self._CAPPED and len(ends) >= self._CAPPED
+        if reported is None or capped:  # no line (a page read again: parser._flat_tree)
+            if capped:
+                self._cursor = max(self._cursor, ends[self._CAPPED - 2] + 1)
             start = self._in_order(element)
             return bisect.bisect_left(ends, start if start is not None else self._cursor) + 1
         end = ends[reported - 1] if reported - 1 < len(ends) else len(source)
