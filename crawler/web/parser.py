@@ -53,15 +53,13 @@ _PAGE_TAG_SET = frozenset(_PAGE_TAGS)
 # huge_tree: libxml2 stops at 256 open elements without it (2,048 with it), and
 # every link past that point is lost: 300 unclosed <font> or <div> tags, or 85
 # nested tables, are enough. A tree deeper still is read again (_flat_tree).
-_OPTIONS: dict[str, Any] = {
-    "html": True,
+_PARSING: dict[str, Any] = {
     "recover": True,
     "no_network": True,
     "remove_comments": True,
     "collect_ids": False,
     "huge_tree": True,
 }
-_PARSING = {name: value for name, value in _OPTIONS.items() if name != "html"}
 _HTML_PARSER = etree.HTMLParser(**_PARSING)
 # A UTF-8 body is parsed as bytes, its encoding given (it wins over a <meta>):
 # a str of any character past Latin-1 costs lxml a conversion back to UTF-8
