@@ -172,8 +172,8 @@ def _tree(body: bytes, header_charset: str | None) -> etree._Element | None:
     try:
         root = etree.fromstring(source, parser)
         error = parser.error_log.last_error
-        if error is not None and error.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
-            return _flat_tree(source, utf8)
+        if error is not None and error.level == etree.ErrorLevels.FATAL:
+            return _flat_tree(source, utf8)  # libxml2 stopped: too deep, say
         return root
     except (etree.LxmlError, ValueError):
         return None
