@@ -23,6 +23,7 @@ from warcio.archiveiterator import ArchiveIterator
 from conftest import TLS, Handler, SiteFactory, html_page, read_jsonl, run_process, static_site
 from crawler import CrawlConfig, crawl
 from crawler.net import fetcher
+from test_cli import run_cli
 
 
 def quick(seed: str, out: Path, **settings: object) -> CrawlConfig:
@@ -279,33 +280,13 @@ async def test_certificates_are_verified_and_a_private_authority_is_trusted_by_s
     good = await serve(static_site({"/": list(bad.values())}), certificate="good.pem")
     trusting = {**os.environ, "SSL_CERT_FILE": str(TLS / "ca.pem")}
 
-    code, _, err = await run_process(
-        sys.executable,
-        "-m",
-        "crawler",
-        "crawl",
-        good.url + "/",
-        "-o",
-        "out",
-        cwd=tmp_path,
-        env=trusting,
-    )
+    code, _, err = await run_cli("crawl", good.url + "/", "-o", "out", cwd=tmp_path, env=trusting)
     assert code == 0, err
     records = {str(r["url"]): r for r in read_jsonl(tmp_path / "out" / "pages.jsonl")}
     assert records[good.url + "/"]["status"] == 200
     assert {records[url]["error"] for url in bad.values()} == {"certificate"}
 
-    code, _, err = await run_process(
-        sys.executable,
-        "-m",
-        "crawler",
-        "crawl",
-        bad["expired"],
-        "-o",
-        "seed",
-        cwd=tmp_path,
-        env=trusting,
-    )
+    code, _, err = await run_cli("crawl", bad["expired"], "-o", "seed", cwd=tmp_path, env=trusting)
     assert code == 8 and "Traceback" not in err
     assert f"seed {bad['expired']} not fetched: its TLS certificate is not valid" in err
 
