@@ -305,6 +305,26 @@ async def test_sigterm_to_the_process_group_stops_gracefully_and_resume_finishes
     assert len(urls) == len(set(urls)) and set(urls) == expected
 
 
+async def test_sigterm_while_the_workers_start_stops_gracefully(
+    serve: SiteFactory, tmp_path: Path
+) -> None:
+    """systemd or timeout may signal the group while the workers are still importing:
+    they must not die of it (from birth they leave SIGINT and SIGTERM to the parent)."""
+    sites = await serve_hosts(serve, delay=0.05)
+    process = await start_front(sites, tmp_path, start_new_session=True)
+    async with reaped(process):
+        for _ in range(1000):  # bounded: 2 workers show within seconds
+            if len(await worker_pids(process.pid)) == 2:
+                break
+        os.killpg(process.pid, signal.SIGTERM)
+        async with asyncio.timeout(60):
+            _, err = await process.communicate()
+    assert process.returncode == 143, err
+    assert b"died" not in err and b"Traceback" not in err
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["finished"] is False
+
+
 @pytest.mark.parametrize("pages_read", [0, 1])
 async def test_leaving_a_front_early_returns_promptly(serve: SiteFactory, pages_read: int) -> None:
     sites = await serve_hosts(serve, delay=0.05)

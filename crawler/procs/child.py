@@ -28,7 +28,7 @@ from crawler.output.files import Output
 from crawler.output.links import LinkIndex
 from crawler.procs.channel import Channel
 from crawler.procs.partition import Outbox, PartitionedFrontier, SharedBudget
-from crawler.procs.wire import ChildSpec, pack_record, share, unpack_entries
+from crawler.procs.wire import PARENTS_SIGNALS, ChildSpec, pack_record, share, unpack_entries
 from crawler.records import Completion, CrawlStats, PageRecord, Validators
 from crawler.stats import Tally
 from crawler.web.robots import RobotsAnswer
@@ -148,9 +148,11 @@ def child_main(
     slot: SynchronizedArray[float] | None,
 ) -> None:
     """A child process: ignore Ctrl-C and SIGTERM, which systemd and timeout send the
-    whole process group (the parent stops us, by message), run one engine."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    whole process group (the parent stops us, by message), run one engine. They were
+    blocked from birth (children.py): one that came meanwhile is dropped here."""
+    for signum in PARENTS_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENTS_SIGNALS)
     runtime.collect_seldom()
     runtime.run(_work(spec, Channel(end), counter, slot))
 

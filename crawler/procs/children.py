@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
+import signal
 import socket
 from collections.abc import Iterable
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -24,7 +25,7 @@ from typing import Any
 from crawler.config import CrawlConfig
 from crawler.frontier.politeness import SharedSlot, first_limit
 from crawler.procs.channel import Channel
-from crawler.procs.wire import ChildSpec, owner, share
+from crawler.procs.wire import PARENTS_SIGNALS, ChildSpec, owner, share
 from crawler.web.urls import host_of, normalize
 
 # How long the parent waits for a child whose channel ended to be reaped.
@@ -93,9 +94,14 @@ class Children:
             name=f"crawler-process-{spec.index}",
             daemon=True,
         )
+        # Born with the parent's signals blocked (a signal mask outlives exec): one
+        # sent to the whole process group while the child starts up waits for it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, PARENTS_SIGNALS)
         try:
             process.start()
         finally:
+            # The parent's own signals, held back meanwhile, arrive now.
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             # Only the child holds its end: when it dies, the parent's end reads EOF.
             theirs.close()
         self.channels.append(Channel(mine))
@@ -165,9 +171,10 @@ class Children:
             await asyncio.sleep(0.01)
         reason = f"process {index} of the front (pid {process.pid}) died with exit code"
         reason += f" {process.exitcode}"
-        if not self.heard[index]:
+        if not self.heard[index] and (process.exitcode or 0) > 0:
             # Most often a script that starts a crawl on import: the spawned child
-            # imports the script again, and multiprocessing refuses to start there.
+            # imports the script again, and multiprocessing refuses to start there
+            # (an exit code of 1; a negative one is a signal that killed it).
             reason += (
                 " before it started (a script that runs a crawl with processes > 1 must"
                 ' do so under `if __name__ == "__main__":`)'

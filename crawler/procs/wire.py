@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,10 @@ from crawler.config import CrawlConfig
 from crawler.output.lines import item_line
 from crawler.records import Completion, Entry, PageRecord
 from crawler.web.urls import host_of, owner_of, url_owner
+
+# Ctrl-C and SIGTERM, which systemd and timeout send the whole process group: the
+# children ignore them, from birth, and leave them to the parent.
+PARENTS_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 # Counters only the children see (records are counted by the parent).
 CHILD_COUNTS = (
