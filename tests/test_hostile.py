@@ -21,8 +21,9 @@ from aiohttp import web
 from warcio.archiveiterator import ArchiveIterator
 
 from conftest import TLS, Handler, SiteFactory, html_page, read_jsonl, run_process, static_site
-from crawler import CrawlConfig, crawl
+from crawler import CrawlConfig, Crawler, LinkCheck, crawl
 from crawler.net import fetcher
+from crawler.net.bodies import sniffs_as_html
 from test_cli import run_cli
 
 
@@ -510,3 +511,86 @@ async def test_max_time_ends_a_crawl_whose_page_reading_never_ends(
     assert code == 0, err
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["finished"] is False and stats["pages"] == 0, stats
+
+
+def test_a_body_of_unknown_type_is_html_by_its_opening_tag_as_browsers_sniff() -> None:
+    assert sniffs_as_html(b"<!DOCTYPE html>")
+    assert sniffs_as_html(b"\r\n \t<HtMl lang=en>")
+    assert sniffs_as_html(b"<p>short")
+    assert sniffs_as_html(b"<!-- a comment -->")
+    assert sniffs_as_html(b"<a href=/x>")
+    assert not sniffs_as_html(b"<abbr>")  # "<A" must end the tag: "<ABBR" is no HTML opening
+    assert not sniffs_as_html(b"<!--x-->")
+    assert not sniffs_as_html(b"<?xml version='1.0'?><html>")
+    assert not sniffs_as_html(b"\xef\xbb\xbf<html>")  # a BOM is text, as in MIME Sniffing
+    assert not sniffs_as_html(b"%PDF-1.4 <html>")
+    assert not sniffs_as_html(b" " * 1445 + b"<html>")  # past the resource header
+    assert not sniffs_as_html(b"")
+
+
+async def test_a_page_sent_without_a_media_type_is_read_as_a_browser_reads_it(
+    tmp_path: Path,
+) -> None:
+    """No Content-Type, or one that says nothing: HTML by its first bytes (MIME
+    Sniffing), unless the server says nosniff; any other body is left unread."""
+    page = b"<!DOCTYPE html><title>%s</title><a href='/%s'>next</a>"
+    binary = b"%PDF-1.4\n" + bytes(range(256)) * 2000
+    answers = {
+        b"/": (b"", page % (b"none", b"unknown")),
+        b"/unknown": (
+            b"Content-Type: unknown/unknown\r\n",
+            b"\n <p id=here>" + page % (b"u", b"a"),
+        ),
+        b"/a": (
+            b"Content-Type: */*\r\n",
+            b"<a href=/nosniff>.</a><a href=/plain>.</a><a href=/pdf>.",
+        ),
+        b"/nosniff": (b"X-Content-Type-Options: NoSniff\r\n", page % (b"nosniff", b"hidden1")),
+        b"/plain": (b"Content-Type: text/plain\r\n", page % (b"plain", b"hidden2")),
+        b"/pdf": (b"", binary),
+    }
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                path = (await reader.readuntil(b"\r\n\r\n")).split(b" ")[1]
+                head, body = answers.get(path, (b"", b""))
+                status = b"200 OK" if path in answers else b"404 Not Found"
+                writer.write(
+                    b"HTTP/1.1 %s\r\n%sContent-Length: %d\r\n\r\n" % (status, head, len(body))
+                    + body
+                )
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    site = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    other = await asyncio.start_server(answer, "127.0.0.2", 0)
+    away = f"http://127.0.0.2:{other.sockets[0].getsockname()[1]}/away"
+    answers[b"/away"] = (
+        b"Content-Type: text/html\r\n",
+        b"<a href=%s/unknown#here>.</a><a href=%s/unknown#gone>" % (site.encode(), site.encode()),
+    )
+    async with server, other:
+        await crawl(quick(site + "/", tmp_path / "out"))
+        await crawl(quick(site + "/pdf", tmp_path / "cut", max_bytes=1000))  # < SNIFF_BYTES
+        # check reads another site's page for its ids alone: as a page all the same
+        async with Crawler(
+            quick(away, tmp_path / "check", check=True, check_fragments=True)
+        ) as run:
+            results = [result async for result in run if isinstance(result, LinkCheck)]
+    fragments = {r.url.removeprefix(site): (r.result, r.error) for r in results if "#" in r.url}
+    assert fragments == {
+        "/unknown#here": ("ok", None),
+        "/unknown#gone": ("broken", "fragment-missing"),
+    }
+    records = records_by_path(site, tmp_path / "out")
+    assert set(records) == {"/", "/unknown", "/a", "/nosniff", "/plain", "/pdf"}
+    assert (records["/"]["content_type"], records["/"]["title"]) == ("text/html", "none")
+    assert records["/unknown"]["title"] == "u" and records["/a"]["links"] == 3
+    for path in ("/nosniff", "/plain"):
+        assert records[path]["links"] == 0 and records[path]["title"] is None
+    assert records["/nosniff"]["content_type"] is None
+    assert (records["/pdf"]["content_type"], records["/pdf"]["bytes"]) == (None, 0)
+    cut = records_by_path(site, tmp_path / "cut")["/pdf"]
+    assert (cut["content_type"], cut["bytes"], cut["error"]) == (None, 0, None)

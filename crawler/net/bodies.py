@@ -5,6 +5,7 @@ the read cut at ``max_bytes`` of decoded bytes, however the body was compressed.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,44 @@ import brotli
 from crawler.records import TOO_LARGE
 
 _CHUNK_BYTES = 64 * 1024
+# read_capped's answer for a body whose first bytes were not wanted.
+UNWANTED = "unwanted"
+
+# Media types that say nothing of the body, which browsers sniff (MIME Sniffing
+# §7: none, "unknown/unknown", "application/unknown", "*/*").
+UNKNOWN_TYPES = frozenset({None, "unknown/unknown", "application/unknown", "*/*"})
+# MIME Sniffing's "resource header": the bytes a type is sniffed from.
+SNIFF_BYTES = 1445
+# The opening tags that make a body of unknown type HTML (MIME Sniffing §7.1),
+# each followed by a space or ">", after leading whitespace, in any case.
+_HTML_OPENINGS = tuple(
+    f"<{tag}".encode()
+    for tag in (
+        "!DOCTYPE HTML", "HTML", "HEAD", "SCRIPT", "IFRAME", "H1", "DIV", "FONT",
+        "TABLE", "A", "STYLE", "TITLE", "B", "BODY", "BR", "P", "!--",
+    )
+)  # fmt: skip
+_WHITESPACE = b"\t\n\x0c\r "
+
+
+def sniffable(media_type: str | None, headers: Mapping[str, str]) -> bool:
+    """Whether a browser sniffs a body sent with this media type (the type in lower
+    case, without parameters): one that says nothing, unless the server says
+    X-Content-Type-Options: nosniff (Fetch §3.5: its first value, in any case)."""
+    if media_type not in UNKNOWN_TYPES:
+        return False
+    option = headers.get("X-Content-Type-Options", "")
+    return option.split(",", 1)[0].strip().lower() != "nosniff"
+
+
+def sniffs_as_html(head: bytes) -> bool:
+    """Whether a body sent with no useful media type is HTML, as a browser decides it."""
+    text = head[:SNIFF_BYTES].lstrip(_WHITESPACE)
+    opening = text[:15].upper()
+    return any(
+        opening.startswith(tag) and text[len(tag) : len(tag) + 1] in (b" ", b">")
+        for tag in _HTML_OPENINGS
+    )
 
 
 class BadEncoding(ValueError):
@@ -56,8 +95,15 @@ class Decoder:
         return data[:room]
 
 
-async def read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, str | None]:
+async def read_capped(
+    answer: aiohttp.ClientResponse,
+    max_bytes: int,
+    *,
+    wanted: Callable[[bytes], bool] | None = None,
+) -> tuple[bytes, str | None]:
     """The decoded body; past ``max_bytes`` its first ``max_bytes`` and "too-large".
+    With ``wanted``: nothing and ``UNWANTED`` as soon as its first ``SNIFF_BYTES``
+    (or the whole body, if shorter) are not wanted.
 
     Reading stops there: the rest is never downloaded (the connection is closed).
     """
@@ -68,6 +114,13 @@ async def read_capped(answer: aiohttp.ClientResponse, max_bytes: int) -> tuple[b
         decoded = decoder.feed(chunk, max_bytes + 1 - size)
         chunks.append(decoded)
         size += len(decoded)
+        if wanted is not None and (size >= SNIFF_BYTES or size > max_bytes):
+            if not wanted(b"".join(chunks)):
+                return b"", UNWANTED
+            wanted = None
         if size > max_bytes:
             return b"".join(chunks)[:max_bytes], TOO_LARGE
-    return b"".join(chunks), None
+    body = b"".join(chunks)
+    if wanted is not None and not wanted(body):
+        return b"", UNWANTED
+    return body, None

@@ -30,7 +30,7 @@ from aiohttp.resolver import AsyncResolver
 from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress, address_kind
-from crawler.net.bodies import BadEncoding, read_capped
+from crawler.net.bodies import UNWANTED, BadEncoding, read_capped, sniffable, sniffs_as_html
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
 from crawler.net.lookups import Lookups
@@ -321,21 +321,7 @@ class Fetcher:
             proxy=want.proxy,
             data=want.data,
         ) as answer:
-            content_type = _media_type(answer.headers.get("Content-Type"))
-            wanted = (
-                want.read
-                and 200 <= answer.status < 300
-                and (want.any_type or content_type in HTML_TYPES)
-            )
-            body, error, complete = b"", None, False
-            if want.method == "HEAD":
-                complete = True
-            elif wanted:
-                body, error = await read_capped(answer, want.max_bytes)
-                complete = error is None
-            elif (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
-                body, error = await read_capped(answer, _DRAIN_BYTES)
-                complete, error = error is None, None
+            content_type, body, error, complete = await _read(answer, want)
             return Response(
                 url,
                 answer.status,
@@ -355,6 +341,31 @@ class Fetcher:
                 complete=complete,
                 elapsed_ms=int((time.monotonic() - started) * 1000),
             )
+
+
+async def _read(
+    answer: aiohttp.ClientResponse, want: _Wanted
+) -> tuple[str | None, bytes, str | None, bool]:
+    """The answer's media type, its body as far as it is read, the body's error, and
+    whether the body was read whole. A page sent with no useful media type is read
+    as far as its first bytes tell whether it is HTML, and taken as text/html if so,
+    as a browser takes it (any_type reads keep the type sent)."""
+    content_type = _media_type(answer.headers.get("Content-Type"))
+    if want.method == "HEAD":
+        return content_type, b"", None, True
+    sniffed = not want.any_type and sniffable(content_type, answer.headers)
+    readable = want.any_type or content_type in HTML_TYPES or sniffed
+    if want.read and 200 <= answer.status < 300 and readable:
+        test = sniffs_as_html if sniffed else None
+        body, error = await read_capped(answer, want.max_bytes, wanted=test)
+        if error == UNWANTED:
+            return content_type, b"", None, False
+        media_type = "text/html" if sniffed else content_type
+        return media_type, body, error, error is None
+    if (answer.content_length or _DRAIN_BYTES + 1) <= _DRAIN_BYTES:
+        body, error = await read_capped(answer, _DRAIN_BYTES)
+        return content_type, body, None, error is None
+    return content_type, b"", None, False
 
 
 def _failed(url: str, error: BaseException, started: float) -> Response:
