@@ -27,7 +27,7 @@ from junitparser import Failure, JUnitXml, Skipped
 from markdown_it import MarkdownIt
 
 from conftest import SiteFactory, static_site, until
-from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord, check_formats
+from crawler import CrawlConfig, Crawler, LinkCheck, PageRecord, check_formats, crawl
 from crawler.check_formats import Results, render
 from crawler.net import fetcher
 from crawler.records import Referrer
@@ -581,3 +581,29 @@ def test_the_text_report_groups_many_failing_links_by_page_in_order(
         for name in pages
     }
     assert rows == expected
+
+
+async def test_a_pages_links_are_asked_in_its_charset_as_a_browser_asks_them(
+    serve: SiteFactory,
+) -> None:
+    """A windows-1252 page's link and image with "é" in their query are asked with
+    the byte %E9, as browsers ask them (the path stays UTF-8), crawled or checked."""
+    asked: list[str] = []
+    page = (
+        '<meta charset="iso-8859-1"><a href="/caf\u00e9?q=\u00e9t\u00e9">a</a><img src="/i?\u20ac">'
+    )
+
+    async def home(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=page.encode("cp1252"), content_type="text/html")
+
+    async def other(request: web.Request) -> web.StreamResponse:
+        asked.append(request.raw_path)
+        return web.Response(text="<p>ok</p>", content_type="text/html")
+
+    site = await serve({"/": home, "/caf\u00e9": other, "/i": other})
+    results = await check(CrawlConfig(seeds=[site.url + "/"], check=True, max_depth=0))
+    assert set(results) == {site.url + "/", site.url + "/caf%C3%A9?q=%E9t%E9", site.url + "/i?%80"}
+    assert sorted(asked) == ["/caf%C3%A9?q=%E9t%E9", "/i?%80"]
+    asked.clear()
+    await crawl(CrawlConfig(seeds=[site.url + "/"], no_sitemaps=True))
+    assert asked == ["/caf%C3%A9?q=%E9t%E9"]

@@ -73,6 +73,34 @@ def test_decoding_order(body: bytes, header: str | None, expected: str) -> None:
     assert expected in decode_html(body, header)
 
 
+# Each title as Chromium shows it (read from its DOM, served with these bytes).
+BROWSER_CHARSETS = {
+    "latin-1 is windows-1252": ("iso-8859-1", "\u201cHi\u201d \u20ac caf\u00e9", "cp1252"),
+    "us-ascii is windows-1252": ("us-ascii", "caf\u00e9 \u201cq\u201d", "cp1252"),
+    "gb2312 is gb18030": ("gb2312", "\u9555\u4e2d", "gbk"),
+    "shift_jis is windows-31j": ("shift_jis", "\u2460\u65e5", "cp932"),
+    "euc-kr is windows-949": ("euc-kr", "\ud4db", "cp949"),
+    "big5 is big5-hkscs": ("big5", "\u4e2d\u6587\u7881", "big5hkscs"),
+    "tis-620 is windows-874": ("tis-620", "\u0e01\u20ac", "cp874"),
+    "iso-8859-8-i, unknown to Python": ("iso-8859-8-i", "\u05d0", "iso-8859-8"),
+    "iso-8859-9 is windows-1254": ("iso-8859-9", "\u011f\u2122", "cp1254"),
+    "a meta's utf-16 is utf-8": ("utf-16", "caf\u00e9", "utf-8"),
+    "utf-7, a label no browser knows": ("utf-7", "+AGEAYgBj-", "ascii"),
+    "x-mac-cyrillic, unknown to Python": ("x-mac-cyrillic", "\u0416", "mac-cyrillic"),
+}
+
+
+@pytest.mark.parametrize(
+    ("label", "title", "written"), BROWSER_CHARSETS.values(), ids=BROWSER_CHARSETS
+)
+def test_a_charset_label_is_read_as_browsers_read_it(label: str, title: str, written: str) -> None:
+    body = f'<meta charset="{label}"><title>{title}</title>'.encode(written)
+    assert parse_html(body, URL, None).title == title
+    header = f"<title>{title}</title>".encode(written)
+    if label != "utf-16":  # a header's utf-16 is UTF-16
+        assert parse_html(header, URL, label).title == title
+
+
 def test_links_are_found_in_shift_jis_and_utf16_pages() -> None:
     sjis = "<meta charset='shift_jis'><title>日本語</title><a href='/ページ'>x</a>".encode(
         "shift_jis"

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from crawler.web.charsets import query_in
 from crawler.web.urls import (
     Scope,
     _parsed_absolute,
@@ -125,6 +126,38 @@ def test_links_resolve_as_browsers_resolve_them(
     href: str, base: str | None, expected: str | None
 ) -> None:
     assert normalize(href, base) == expected
+
+
+# A link's query on a page in a character set other than UTF-8, as Chromium's
+# a.href gives it: in that set, and a character it lacks as "&#N;"; the path and
+# the fragment stay UTF-8, and so does a URL that is not special (mailto:).
+QUERY_CHARSETS = {
+    "windows-1252": (
+        "cp1252",
+        "/s?q=\u201cHi\u201d \u20ac caf\u00e9",
+        "/s?q=%93Hi%94%20%80%20caf%E9",
+    ),
+    "a path stays UTF-8": ("cp1252", "/caf\u00e9?q=\u00e9", "/caf%C3%A9?q=%E9"),
+    "the fragment stays UTF-8": ("cp1252", "/a#\u00e9?q=\u00e9", "/a"),
+    "bytes of ASCII kept": ("gb18030", "/s?q=\u9555\u4e2d", "/s?q=%E9F%D6%D0"),
+    "windows-31j": ("cp932", "/s?q=\u2460\u65e5", "/s?q=%87@%93%FA"),
+    "ISO-2022-JP's escapes": ("iso2022_jp", "/s?q=\u65e5\u672c", "/s?q=%1B$BF|K\\%1B(B"),
+    "characters the set lacks": (
+        "cp932",
+        "/s?q=\u65e5\u00e9\U0001f600",
+        "/s?q=%93%FA%26%23233%3B%26%23128512%3B",
+    ),
+    "an absolute link": ("cp1251", "http://b.org/?q=\u041f", "http://b.org/?q=%CF"),
+}
+
+
+@pytest.mark.parametrize(("codec", "href", "expected"), QUERY_CHARSETS.values(), ids=QUERY_CHARSETS)
+def test_a_query_is_written_in_the_pages_charset_as_browsers_write_it(
+    codec: str, href: str, expected: str
+) -> None:
+    page = "http://a.org/dir/page"
+    assert resolver(page, query_codec=codec)(href) == normalize(expected, page)
+    assert query_in("mailto:a@b.org?subject=\u00e9", codec) == "mailto:a@b.org?subject=\u00e9"
 
 
 # Where the crawler parts from what a browser requests, on purpose (its dedup rules).

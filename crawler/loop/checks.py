@@ -149,7 +149,8 @@ class Checker:
         big = len(refs) >= BIG_LINK_COUNT
         chunks = refs.drain(BIG_LINK_COUNT) if isinstance(refs, Refs) else [list(refs)]
         for chunk in chunks:
-            found = await _off_loop(big, self.book.resolve, chunk, page.base, queued)
+            args = (chunk, page.base, queued, page.query_codec)
+            found = await _off_loop(big, self.book.resolve, *args)
             await self._queue(url, found, depth, queued)
             packer.add([link.row() for link in found])
         return packer.packed(page.anchors)

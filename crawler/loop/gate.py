@@ -59,17 +59,25 @@ class LinkGate:
         self._sort_query = not config.keep_query_order
         self._tally = tally
 
-    def sort(self, links: Iterable[str], base: str, *, own: str | None = None) -> Sorted:
-        """Judge ``links`` (as written on a page at ``base``); count nothing. A link to
-        ``own``, the page's own URL (``#top``, say), is neither followed nor refused:
-        the page is fetched already."""
+    def sort(
+        self,
+        links: Iterable[str],
+        base: str,
+        *,
+        own: str | None = None,
+        query_codec: str | None = None,
+    ) -> Sorted:
+        """Judge ``links`` (as written on a page at ``base``, their queries in
+        ``query_codec``: urls.resolver); count nothing. A link to ``own``, the page's
+        own URL (``#top``, say), is neither followed nor refused: the page is fetched
+        already."""
         result = Sorted([])
         followed = result.followed
         sort_query, scope, rules = self._sort_query, self.scope, self._rules
         # A page's own URL is normalised already: its links resolve against it (no <base>).
         page = own if base == own else normalize(base, sort_query=sort_query)
         if page is not None:
-            resolve = resolver(page, sort_query=sort_query)
+            resolve = resolver(page, sort_query=sort_query, query_codec=query_codec)
             # Links to the page's own origin (most of them) are on the page's host,
             # judged once for them all.
             origin = page[: page.find("/", page.find("://") + 3) + 1] or page + "/"

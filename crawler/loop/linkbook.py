@@ -134,15 +134,20 @@ class LinkBook:
         self._anchors: dict[str, str] = {}
 
     def resolve(
-        self, refs: Iterable[Ref], base: str, followed: Followed | None = None
+        self,
+        refs: Iterable[Ref],
+        base: str,
+        followed: Followed | None = None,
+        query_codec: str | None = None,
     ) -> list[Found]:
-        """A page's links (as written, its base URL) resolved (rules 1 and 2); a URL the
-        page ``followed`` is that very string, not a copy of it."""
+        """A page's links (as written, its base URL, the character set of their queries:
+        urls.resolver) resolved (rules 1 and 2); a URL the page ``followed`` is that
+        very string, not a copy of it."""
         same = (followed or Followed()).same
         found = []
         page = normalize(base, sort_query=self._sort_query)
         if page is not None:
-            join = resolver(page, sort_query=self._sort_query)
+            join = resolver(page, sort_query=self._sort_query, query_codec=query_codec)
         else:
             join = functools.partial(normalize, base=base, sort_query=self._sort_query)
         for ref in refs:

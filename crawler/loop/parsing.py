@@ -81,7 +81,9 @@ class ParseStage:
         if page.nofollow:
             return page, Sorted([])
         links = (*page.links, *more) if more else page.links
-        return page, self._gate.sort(links, page.base, own=response.url)
+        return page, self._gate.sort(
+            links, page.base, own=response.url, query_codec=page.query_codec
+        )
 
 
 def page_refs(body: bytes, streamed: bool) -> PageRefs:

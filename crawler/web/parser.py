@@ -7,7 +7,8 @@ BeautifulSoup tree is for users' extractors, built only when one asks.
 
 The character set comes from, in order: a byte-order mark, the Content-Type
 header, the document's own <meta> (prescanned in the first 1024 bytes, as
-browsers do), strict UTF-8, and finally detection by charset-normalizer.
+browsers do), strict UTF-8, and finally detection by charset-normalizer; a
+label is read as browsers read it (charsets.py).
 Links are returned as written, with the base URL they resolve against.
 """
 
@@ -21,6 +22,8 @@ from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from lxml import etree
+
+from crawler.web.charsets import codec_for, query_codec
 
 
 class ElementReader(Protocol):
@@ -73,9 +76,9 @@ _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE
 )
 _BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig", "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
 )
 _DETECT_BYTES = 64 * 1024
 
@@ -93,24 +96,23 @@ class ParsedPage:
     # line, nofollow or not (refs.Ref), and the page's anchors.
     refs: Sequence[Any] = ()
     anchors: str = ""
+    # The character set its links' queries are written in (charsets.query_codec);
+    # None for UTF-8.
+    query_codec: str | None = None
 
 
 def is_html(content_type: str | None) -> bool:
     return content_type is not None and content_type in HTML_TYPES
 
 
-def _try_decode(body: bytes, encoding: str | None) -> tuple[str, str] | None:
-    """``body`` in ``encoding``, and the codec's name; None when that is no text
-    encoding (base64, zlib) or cannot decode it: any codec's failure, not only
-    UnicodeDecodeError (punycode and undefined raise plain UnicodeError)."""
-    if not encoding:
+def _try_decode(body: bytes, codec: str | None) -> tuple[str, str] | None:
+    """``body`` in ``codec`` (charsets.codec_for's), and the codec; None when it
+    cannot decode it."""
+    if codec is None:
         return None
     try:
-        codec = codecs.lookup(encoding)
-        if not codec._is_text_encoding:
-            return None
-        return body.decode(encoding), codec.name
-    except (LookupError, ValueError):  # UnicodeError is a ValueError
+        return body.decode(codec), codec
+    except UnicodeError:
         return None
 
 
@@ -119,27 +121,29 @@ def decode_html(body: bytes, header_charset: str | None) -> str:
     return _decoded(body, header_charset)[0]
 
 
-def _decoded(body: bytes, header_charset: str | None) -> tuple[str, bool]:
-    """The page's text, and whether the body itself is that text in UTF-8 (no BOM, no NUL)."""
-    for bom, encoding in _BOMS:
+def _decoded(body: bytes, header_charset: str | None) -> tuple[str, str, bool]:
+    """The page's text, its character set (as charsets.codec_for names it), and
+    whether the body itself is that text in UTF-8 (no BOM, no NUL)."""
+    for bom, encoding, codec in _BOMS:
         if body.startswith(bom):
-            return body.decode(encoding, errors="replace"), False
-    decoded = _try_decode(body, header_charset)
+            return body.decode(encoding, errors="replace"), codec, False
+    decoded = _try_decode(body, codec_for(header_charset) if header_charset else None)
     if decoded is None:
         declared = _META_CHARSET.search(body[:1024])
-        decoded = _try_decode(body, declared.group(1).decode("ascii") if declared else None)
+        label = declared.group(1).decode("ascii") if declared else None
+        decoded = _try_decode(body, codec_for(label, in_page=True) if label else None)
     if decoded is None:
         decoded = _try_decode(body, "utf-8")
     if decoded is None:
         import charset_normalizer  # only for the rare page that declares no charset
 
         guess = charset_normalizer.from_bytes(body[:_DETECT_BYTES]).best()
-        encoding = guess.encoding if guess is not None else "utf-8"
-        decoded = body.decode(encoding, errors="replace"), ""
+        encoding = (codec_for(guess.encoding) if guess is not None else None) or "utf-8"
+        decoded = body.decode(encoding, errors="replace"), encoding
     text, codec = decoded
     if "\x00" in text:  # HTML §13.2.5: a NUL in text is a parse error replaced by U+FFFD.
-        return text.replace("\x00", "\ufffd"), False
-    return text, codec == "utf-8"
+        return text.replace("\x00", "\ufffd"), codec, False
+    return text, codec, codec == "utf-8"
 
 
 def _directive_words(content: str) -> set[str]:
@@ -162,8 +166,9 @@ def header_directives(value: str | None) -> set[str]:
     return directives
 
 
-def _tree(body: bytes, header_charset: str | None) -> etree._Element | None:
-    text, utf8 = _decoded(body, header_charset)
+def _tree(body: bytes, text: str, utf8: bool) -> etree._Element | None:
+    """The page's tree (``text``: the page decoded; ``utf8``: the body is that text in
+    UTF-8); None if nothing parses."""
     # lxml refuses str input that declares an encoding; the text is decoded already.
     if not utf8 and text.startswith("<?xml"):
         text = _XML_DECLARATION.sub("", text, count=1)
@@ -219,12 +224,11 @@ class _Shallow:
         return self._builder.close()
 
 
-def _stream(body: bytes, header_charset: str | None) -> Iterator[etree._Element]:
+def _stream(body: bytes, text: str, utf8: bool) -> Iterator[etree._Element]:
     """A big page's elements as each ends (complete: its attributes, its text), each
     dropped once its next sibling ends, so no more than a path of the tree (and the
     last sibling at each level) is held. An element is never emptied itself: with an
     older libxml2, a title's text can be inside its child elements."""
-    text, utf8 = _decoded(body, header_charset)
     if not utf8:
         body = _XML_DECLARATION.sub("", text, count=1).encode("utf-8", "surrogatepass")
     del text  # not held while the stream is read: the page's size again, or 4 times it
@@ -259,7 +263,7 @@ def parse_html(
 ) -> ParsedPage:
     """Parse one page (with ``refs``: what crawler check reads too). Never raises on any bytes."""
     reader = refs(body, len(body) >= STREAM_BYTES) if refs is not None else None
-    elements = _elements(body, header_charset, every=reader is not None)
+    elements, codec = _elements(body, header_charset, every=reader is not None)
     if elements is None:
         return ParsedPage(None, url, (), False, False)
     title, base, directives, links = None, None, set(), []
@@ -290,29 +294,24 @@ def parse_html(
                 base = _join_base(url, href)
     nofollow = honour_nofollow and "nofollow" in directives
     found, anchors = reader.result() if reader is not None else ((), "")
-    return ParsedPage(
-        title,
-        base or url,
-        () if nofollow else tuple(links),
-        nofollow,
-        "noindex" in directives,
-        found,
-        anchors,
-    )
+    kept = () if nofollow else tuple(links)
+    page = (title, base or url, kept, nofollow, "noindex" in directives, found, anchors)
+    return ParsedPage(*page, query_codec(codec))
 
 
 def _elements(
     body: bytes, header_charset: str | None, *, every: bool
-) -> Iterable[etree._Element] | None:
+) -> tuple[Iterable[etree._Element] | None, str]:
     """The elements parse_html reads (``every`` one, for a reader): from the whole
-    tree, or from the stream of a big page; None if nothing parses."""
+    tree, or from the stream of a big page; None if nothing parses. And the page's
+    character set."""
+    text, codec, utf8 = _decoded(body, header_charset)
     if len(body) >= STREAM_BYTES:
-        return _stream(body, header_charset)
-    root = _tree(body, header_charset)
+        return _stream(body, text, utf8), codec
+    root = _tree(body, text, utf8)
     if root is None:
-        return None
-    elements: Iterable[etree._Element] = root.iter() if every else root.iter(*_PAGE_TAGS)
-    return elements
+        return None, codec
+    return (root.iter() if every else root.iter(*_PAGE_TAGS)), codec
 
 
 def _join_base(url: str, href: str) -> str:
