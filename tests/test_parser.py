@@ -101,6 +101,16 @@ def test_a_charset_label_is_read_as_browsers_read_it(label: str, title: str, wri
         assert parse_html(header, URL, label).title == title
 
 
+def test_a_meta_refresh_is_a_link_to_follow() -> None:
+    """As wget and Scrapy follow it, and a browser goes there: a site whose home page
+    is a refresh to /home is crawled past it."""
+    refresh = b'<meta http-equiv="Refresh" content="0; url=/home"><a href=/a>a</a>'
+    assert parse_html(refresh, URL, None).links == ("/home", "/a")
+    assert parse_html(b'<meta http-equiv=refresh content="30">', URL, None).links == ()
+    nofollow = b'<meta name=robots content=nofollow><meta http-equiv=refresh content="0;/x">'
+    assert parse_html(nofollow, URL, None).links == ()
+
+
 def test_links_are_found_in_shift_jis_and_utf16_pages() -> None:
     sjis = "<meta charset='shift_jis'><title>日本語</title><a href='/ページ'>x</a>".encode(
         "shift_jis"

@@ -55,6 +55,15 @@ def test_css_urls_with_their_lines_and_no_comment() -> None:
         ("3, http://a/", "http://a/"),
         ("10", None),
         ("", None),
+        # HTML's declarative refresh: a time first (digits, or a dot), or no refresh
+        ("url=/no-time", None),
+        ("5x; url=/bad-time", None),
+        (".5;url=/dot", "/dot"),
+        ("0 url=/a;b", "/a;b"),
+        ("0; url=/it's", "/it's"),  # a quote ends only a quoted URL
+        ('1;url="/quoted"trail', "/quoted"),
+        ("0;urlx=/y", "urlx=/y"),  # "url" without "=" is the URL itself
+        ("0; url=", None),
     ],
 )
 def test_meta_refresh(content: str, target: str | None) -> None:
@@ -116,8 +125,9 @@ def test_every_kind_of_requisite_with_its_line() -> None:
         ("fe.png", "image", 19),
     }
     assert page.anchors == "\0top\0n1\0d1\0"
-    # The crawl still honours nofollow; it follows an SVG link as a browser does.
-    assert page.links == ("area.html", "f.html", "svg-a.html")
+    # The crawl still honours nofollow; it follows an SVG link and a refresh as a
+    # browser does.
+    assert page.links == ("next.html", "area.html", "f.html", "svg-a.html")
 
 
 def test_without_a_reader_nothing_more_is_read() -> None:

@@ -146,6 +146,27 @@ def _decoded(body: bytes, header_charset: str | None) -> tuple[str, str, bool]:
     return text, codec, codec == "utf-8"
 
 
+_WHITESPACE = "\t\n\x0c\r "
+# A refresh's time, what may follow it, and "url=" (HTML's declarative refresh).
+_REFRESH = re.compile(
+    r"[\t\n\x0c\r ]*(?:[0-9]+|(?=\.))[0-9.]*(?:[\t\n\x0c\r ;,]|$)[\t\n\x0c\r ]*[;,]?"
+    r"[\t\n\x0c\r ]*(?:url[\t\n\x0c\r ]*=[\t\n\x0c\r ]*)?",
+    re.IGNORECASE,
+)
+
+
+def refresh_target(content: str) -> str | None:
+    """The URL of a ``meta http-equiv=refresh`` content ("5; url=/next"), if any, as
+    browsers read it: a time first, or no refresh at all; a quote ends a quoted URL."""
+    match = _REFRESH.match(content)
+    if match is None:
+        return None
+    target = content[match.end() :]
+    if target[:1] in ("'", '"'):
+        target = target[1:].partition(target[0])[0]
+    return target.strip(_WHITESPACE) or None
+
+
 def _directive_words(content: str) -> set[str]:
     directives = {part.strip() for part in content.lower().split(",")}
     if "none" in directives:
@@ -283,9 +304,13 @@ def parse_html(
             if rel and honour_nofollow and "nofollow" in rel.lower().split():
                 continue
             links.append(value)
-        elif tag == "meta":
+        elif tag == "meta":  # robots directives, or a refresh: a link to follow
             if str(element.get("name", "")).lower() == "robots":
                 directives |= _directive_words(element.get("content", ""))
+            elif str(element.get("http-equiv", "")).lower() == "refresh" and (
+                target := refresh_target(str(element.get("content", "")))
+            ):
+                links.append(target)
         elif tag == "title":
             title = title or _text(element)[:MAX_TITLE_CHARS] or None
         else:  # base

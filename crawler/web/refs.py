@@ -31,6 +31,8 @@ from typing import overload
 
 from lxml import etree
 
+from crawler.web.parser import refresh_target
+
 # Kinds a crawl may follow as pages when they are in scope; every other kind is
 # a requisite, requested only to see whether it works.
 NAVIGATION = frozenset({"link", "frame", "refresh"})
@@ -81,7 +83,6 @@ _CSS_URL = re.compile(
 )
 # ``@import "x.css"``: a stylesheet named by a string, without url().
 _CSS_IMPORT = re.compile(r"""@import\s++(?:"([^"\n]*+)"|'([^'\n]*+)')""", re.IGNORECASE)
-_REFRESH = re.compile(r"""^\s*[\d.]*\s*[;,]?\s*(?:url\s*=\s*)?["']?([^"']*)["']?""", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,13 +226,6 @@ def _without_comments(text: str) -> str:
         position = stop
     pieces.append(text[position:])
     return "".join(pieces)
-
-
-def refresh_target(content: str) -> str | None:
-    """The URL of a ``meta http-equiv=refresh`` content ("5; url=/next"), if any."""
-    match = _REFRESH.match(content)
-    target = match.group(1).strip() if match else ""
-    return target or None
 
 
 def _lxml_line(element: etree._Element) -> int:
