@@ -162,6 +162,8 @@ _LISTS += ("exclude", "include", "render_allow", "render_block")
 _PATHS = ("output_dir", "warc", "cookies", "input_file", "browser")
 # Headers the crawler sets itself (or that would break its requests).
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# What a header's value cannot hold (RFC 9110 §5.5): control characters but the tab.
+_CONTROL = frozenset(chr(code) for code in (*range(0x09), *range(0x0A, 0x20), 0x7F))
 
 
 def _check_requests(config: CrawlConfig) -> None:
@@ -169,8 +171,13 @@ def _check_requests(config: CrawlConfig) -> None:
         name, colon, _ = header.partition(":")
         if not colon or not name.strip() or any(c in name for c in " \t\r\n"):
             raise ConfigError(f"header wants 'Name: value', not {header!r}", setting="header")
-        if name.strip().lower() in _OWN_HEADERS or "\n" in header or "\r" in header:
+        if name.strip().lower() in _OWN_HEADERS or not _CONTROL.isdisjoint(header):
             raise ConfigError(f"header {name.strip()!r} cannot be set", setting="header")
+    if not _CONTROL.isdisjoint(config.user_agent):
+        raise ConfigError(
+            f"user_agent is sent as a header: one line of text, not {config.user_agent!r}",
+            setting="user_agent",
+        )
     if config.auth is not None and ":" not in config.auth:
         raise ConfigError("auth wants USER:PASSWORD", setting="auth")
     if config.proxy is not None:
@@ -274,6 +281,11 @@ _NON_NEGATIVE: tuple[str, ...] = ("max_depth", "delay", "retries", "max_retry_af
 _NON_NEGATIVE += ("max_redirects", "cache_age", "render_wait", "render_scroll")
 
 
+# Processes a CPU may run: more only share the same CPUs, each with its own memory
+# (and 10,000 by a slip of the finger would take the machine's).
+PROCESSES_PER_CPU = 4
+
+
 def _check_ranges(config: CrawlConfig) -> None:
     for name in (*_POSITIVE, *_NON_NEGATIVE):
         value = getattr(config, name)
@@ -288,6 +300,13 @@ def _check_ranges(config: CrawlConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 0:
             raise ConfigError(f"{name} must not be negative, not {value}", setting=name)
+    cpus = len(os.sched_getaffinity(0))
+    if config.processes > PROCESSES_PER_CPU * cpus:
+        raise ConfigError(
+            f"processes must be at most {PROCESSES_PER_CPU * cpus} ({PROCESSES_PER_CPU} for"
+            f" each of the {cpus} CPUs this process may use), not {config.processes}",
+            setting="processes",
+        )
 
 
 _KINDS: dict[str, tuple[str, tuple[type, ...]]] = {

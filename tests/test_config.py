@@ -36,6 +36,12 @@ def test_repository_config_toml_lists_every_setting_with_its_default() -> None:
         ({"seeds": ("ftp://a.org/",)}, r"not an http\(s\) URL"),
         ({"format": "xml"}, "format must be one of"),
         ({"allow_domain": "a.org"}, "allow_domain must be a list"),
+        # A slip of the finger that would spawn 10,000 processes, each with its memory.
+        ({"processes": 10_000}, r"processes must be at most \d+ \(4 for each of the \d+ CPUs"),
+        # Sent as headers: a line break or NUL would fail every request, as "connection".
+        ({"user_agent": "bot\r\nX-Evil: 1"}, "user_agent is sent as a header: one line"),
+        ({"user_agent": "bot\x00"}, "user_agent is sent as a header"),
+        ({"header": ("X-A: a\x01b",)}, "header 'X-A' cannot be set"),
     ],
 )
 def test_bad_values_are_config_errors(values: dict[str, Any], message: str) -> None:
