@@ -239,7 +239,11 @@ def _check_seed(seed: str) -> None:
     if normalize(seed) is not None:
         return
     guess = "http://" + seed
-    if "://" not in seed and normalize(guess) is not None and "." in seed.split("/")[0]:
+    first = seed.split("/")[0]
+    host = first.partition(":")[0].lower()
+    # A host name, with a port or not ("mailto:a@b.org" is none).
+    hostlike = "@" not in first and ("." in host or host == "localhost" or host[:1] == "[")
+    if "://" not in seed and normalize(guess) is not None and hostlike:
         raise ConfigError(f"not an http(s) URL: {seed!r} (did you mean {guess}?)", "seeds")
     raise ConfigError(f"not an http(s) URL: {seed!r}", setting="seeds")
 

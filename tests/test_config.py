@@ -34,6 +34,8 @@ def test_repository_config_toml_lists_every_setting_with_its_default() -> None:
         ({"max_pages": True}, "max_pages must be a whole number"),
         ({"timeout": "fast"}, "timeout must be a number"),
         ({"seeds": ("ftp://a.org/",)}, r"not an http\(s\) URL"),
+        ({"seeds": ("localhost:8080/",)}, r"did you mean http://localhost:8080/\?"),
+        ({"seeds": ("mailto:a@b.org",)}, r"not an http\(s\) URL: 'mailto:a@b.org'$"),
         ({"format": "xml"}, "format must be one of"),
         ({"allow_domain": "a.org"}, "allow_domain must be a list"),
         # A slip of the finger that would spawn 10,000 processes, each with its memory.
