@@ -543,8 +543,11 @@ async def test_a_page_sent_without_a_media_type_is_read_as_a_browser_reads_it(
         ),
         b"/a": (
             b"Content-Type: */*\r\n",
-            b"<a href=/nosniff>.</a><a href=/plain>.</a><a href=/pdf>.",
+            b"<a href=/nosniff>.</a><a href=/plain>.</a><a href=/pdf>.</a><a href=/typo>.",
         ),
+        # No valid type: sniffed. Of two, the last valid one (Fetch), as Chromium reads them.
+        b"/typo": (b"Content-Type: text/html charset=utf-8\r\n", page % (b"typo", b"two")),
+        b"/two": (b"Content-Type: text/html, text/plain\r\n", page % (b"two", b"hidden3")),
         b"/nosniff": (b"X-Content-Type-Options: NoSniff\r\n", page % (b"nosniff", b"hidden1")),
         b"/plain": (b"Content-Type: text/plain\r\n", page % (b"plain", b"hidden2")),
         b"/pdf": (b"", binary),
@@ -585,9 +588,11 @@ async def test_a_page_sent_without_a_media_type_is_read_as_a_browser_reads_it(
         "/unknown#gone": ("broken", "fragment-missing"),
     }
     records = records_by_path(site, tmp_path / "out")
-    assert set(records) == {"/", "/unknown", "/a", "/nosniff", "/plain", "/pdf"}
+    assert set(records) == {"/", "/unknown", "/a", "/nosniff", "/plain", "/pdf", "/typo", "/two"}
+    assert (records["/typo"]["content_type"], records["/typo"]["title"]) == ("text/html", "typo")
+    assert (records["/two"]["content_type"], records["/two"]["links"]) == ("text/plain", 0)
     assert (records["/"]["content_type"], records["/"]["title"]) == ("text/html", "none")
-    assert records["/unknown"]["title"] == "u" and records["/a"]["links"] == 3
+    assert records["/unknown"]["title"] == "u" and records["/a"]["links"] == 4
     for path in ("/nosniff", "/plain"):
         assert records[path]["links"] == 0 and records[path]["title"] is None
     assert records["/nosniff"]["content_type"] is None

@@ -4,6 +4,7 @@ the read cut at ``max_bytes`` of decoded bytes, however the body was compressed.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,13 +33,21 @@ _HTML_OPENINGS = tuple(
     )
 )  # fmt: skip
 _WHITESPACE = b"\t\n\x0c\r "
+_TOKEN = r"[!#$%&'*+.^_`|~0-9a-z-]+"  # RFC 9110's token, in lower case
+_ESSENCE = re.compile(f"{_TOKEN}/{_TOKEN}")
+
+
+def is_media_type(text: str) -> bool:
+    """Whether ``text`` (lower case) is a valid type/subtype (MIME Sniffing §4.4)."""
+    return _ESSENCE.fullmatch(text) is not None
 
 
 def sniffable(media_type: str | None, headers: Mapping[str, str]) -> bool:
     """Whether a browser sniffs a body sent with this media type (the type in lower
-    case, without parameters): one that says nothing, unless the server says
-    X-Content-Type-Options: nosniff (Fetch §3.5: its first value, in any case)."""
-    if media_type not in UNKNOWN_TYPES:
+    case, without parameters): one that says nothing, or is no valid type ("text/html
+    charset=utf-8"), unless the server says X-Content-Type-Options: nosniff (Fetch
+    §3.5: its first value, in any case)."""
+    if media_type is not None and media_type not in UNKNOWN_TYPES and is_media_type(media_type):
         return False
     option = headers.get("X-Content-Type-Options", "")
     return option.split(",", 1)[0].strip().lower() != "nosniff"

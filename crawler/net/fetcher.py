@@ -30,7 +30,14 @@ from aiohttp.resolver import AsyncResolver
 from yarl import URL
 
 from crawler.net.addresses import AddressPolicy, GuardedResolver, PrivateAddress, address_kind
-from crawler.net.bodies import UNWANTED, BadEncoding, read_capped, sniffable, sniffs_as_html
+from crawler.net.bodies import (
+    UNWANTED,
+    BadEncoding,
+    is_media_type,
+    read_capped,
+    sniffable,
+    sniffs_as_html,
+)
 from crawler.net.deadlines import Deadlines
 from crawler.net.identity import CookieJar, Identity
 from crawler.net.lookups import Lookups
@@ -123,9 +130,14 @@ def failure_reason(error: BaseException) -> str:
 
 
 def _media_type(header: str | None) -> str | None:
+    """The media type of a Content-Type header (lower case, without parameters), as
+    Fetch extracts it: of values joined by commas, the last valid one but */*. With
+    none valid, the first as written, for the record (bodies.sniffable: unknown)."""
     if not header:
         return None
-    return header_text(header.split(";", 1)[0].strip().lower()) or None
+    values = [value.split(";", 1)[0].strip().lower() for value in header.split(",")]
+    valid = [value for value in values if is_media_type(value) and value != "*/*"]
+    return valid[-1] if valid else header_text(values[0]) or None
 
 
 # aiohttp keeps a header's bytes that are not UTF-8 as lone surrogates, which no
