@@ -19,8 +19,15 @@ from typing import Any
 
 from crawler.errors import ConfigError
 from crawler.extract import Extractor, LinkFilter, LinkRules
-from crawler.values import accepted_statuses, duration, proxy_url, render_problem
-from crawler.web.urls import domain_problem, normalize
+from crawler.values import (
+    accepted_statuses,
+    check_headers,
+    check_seed,
+    duration,
+    proxy_url,
+    render_problem,
+)
+from crawler.web.urls import domain_problem
 
 DEFAULT_USER_AGENT = "crawler/0.1 (polite asyncio crawler; obeys robots.txt)"
 FORMATS = ("jsonl", "csv")
@@ -128,7 +135,7 @@ class CrawlConfig:
         _check_types(self)
         _check_ranges(self)
         for seed in self.seeds:
-            _check_seed(seed)
+            check_seed(seed)
         _check_seed_list(self)
         for domain in self.allow_domain:
             if (problem := domain_problem(domain)) is not None:
@@ -160,24 +167,10 @@ class CrawlConfig:
 _LISTS: tuple[str, ...] = ("seeds", "seed_hosts", "allow_domain", "allow", "deny", "header")
 _LISTS += ("exclude", "include", "render_allow", "render_block")
 _PATHS = ("output_dir", "warc", "cookies", "input_file", "browser")
-# Headers the crawler sets itself (or that would break its requests).
-_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-# What a header's value cannot hold (RFC 9110 §5.5): control characters but the tab.
-_CONTROL = frozenset(chr(code) for code in (*range(0x09), *range(0x0A, 0x20), 0x7F))
 
 
 def _check_requests(config: CrawlConfig) -> None:
-    for header in config.header:
-        name, colon, _ = header.partition(":")
-        if not colon or not name.strip() or any(c in name for c in " \t\r\n"):
-            raise ConfigError(f"header wants 'Name: value', not {header!r}", setting="header")
-        if name.strip().lower() in _OWN_HEADERS or not _CONTROL.isdisjoint(header):
-            raise ConfigError(f"header {name.strip()!r} cannot be set", setting="header")
-    if not _CONTROL.isdisjoint(config.user_agent):
-        raise ConfigError(
-            f"user_agent is sent as a header: one line of text, not {config.user_agent!r}",
-            setting="user_agent",
-        )
+    check_headers(config.header, config.user_agent)
     if config.auth is not None and ":" not in config.auth:
         raise ConfigError("auth wants USER:PASSWORD", setting="auth")
     if config.proxy is not None:
@@ -233,19 +226,6 @@ def _unreadable(path: Path) -> str | None:
     if not path.exists():
         return "does not exist"
     return "is not a file" if not path.is_file() else "cannot be read"
-
-
-def _check_seed(seed: str) -> None:
-    if normalize(seed) is not None:
-        return
-    guess = "http://" + seed
-    first = seed.split("/")[0]
-    host = first.partition(":")[0].lower()
-    # A host name, with a port or not ("mailto:a@b.org" is none).
-    hostlike = "@" not in first and ("." in host or host == "localhost" or host[:1] == "[")
-    if "://" not in seed and normalize(guess) is not None and hostlike:
-        raise ConfigError(f"not an http(s) URL: {seed!r} (did you mean {guess}?)", "seeds")
-    raise ConfigError(f"not an http(s) URL: {seed!r}", setting="seeds")
 
 
 def _check_frontier(config: CrawlConfig) -> None:

@@ -1,5 +1,6 @@
 """Values of settings as people write them: durations ("12h"), status ranges
-("200..299,403") and proxy URLs ("host:port"), each checked into what the crawl uses.
+("200..299,403"), proxy URLs ("host:port"), headers and seeds, each checked into
+what the crawl uses.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from crawler.errors import ConfigError
-from crawler.web.urls import redact_url
+from crawler.web.urls import normalize, redact_url
 
 
 def proxy_url(value: str, name: str) -> str:
@@ -26,6 +27,41 @@ def proxy_url(value: str, name: str) -> str:
             f"{name}: only http:// proxies are supported, not {redact_url(value)!r}", setting=name
         )
     return text
+
+
+# Headers the crawler sets itself (or that would break its requests).
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# What a header's value cannot hold (RFC 9110 §5.5): control characters but the tab.
+_CONTROL = frozenset(chr(code) for code in (*range(0x09), *range(0x0A, 0x20), 0x7F))
+
+
+def check_headers(headers: tuple[str, ...], user_agent: str) -> None:
+    """Refuse a header ("Name: value") or user agent that cannot be sent as one."""
+    for header in headers:
+        name, colon, _ = header.partition(":")
+        if not colon or not name.strip() or any(c in name for c in " \t\r\n"):
+            raise ConfigError(f"header wants 'Name: value', not {header!r}", setting="header")
+        if name.strip().lower() in _OWN_HEADERS or not _CONTROL.isdisjoint(header):
+            raise ConfigError(f"header {name.strip()!r} cannot be set", setting="header")
+    if not _CONTROL.isdisjoint(user_agent):
+        raise ConfigError(
+            f"user_agent is sent as a header: one line of text, not {user_agent!r}",
+            setting="user_agent",
+        )
+
+
+def check_seed(seed: str) -> None:
+    """Refuse a seed that is no http(s) URL, suggesting the URL a host name means."""
+    if normalize(seed) is not None:
+        return
+    guess = "http://" + seed
+    first = seed.split("/")[0]
+    host = first.partition(":")[0].lower()
+    # A host name, with a port or not ("mailto:a@b.org" is none).
+    hostlike = "@" not in first and ("." in host or host == "localhost" or host[:1] == "[")
+    if "://" not in seed and normalize(guess) is not None and hostlike:
+        raise ConfigError(f"not an http(s) URL: {seed!r} (did you mean {guess}?)", "seeds")
+    raise ConfigError(f"not an http(s) URL: {seed!r}", setting="seeds")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

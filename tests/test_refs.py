@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 
 from crawler.loop.parsing import page_refs
-from crawler.web.parser import STREAM_BYTES, parse_html
-from crawler.web.refs import (
-    PageAnchors,
-    Ref,
-    Refs,
-    css_refs,
-    refresh_target,
-    srcset_urls,
-)
+from crawler.web.parser import STREAM_BYTES, parse_html, refresh_target
+from crawler.web.refs import PageAnchors, Ref, Refs, css_refs, srcset_urls
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from crawler.config import CrawlConfig
 from crawler.extract import CheckRules, LinkFilter, LinkRules
 from crawler.records import CHECK_KINDS, Entry
 from crawler.stats import Tally
+from crawler.web.charsets import written_in
 from crawler.web.urls import Scope, host_of, is_trap, link_facts, normalize, resolver
 
 FOLLOWED = "followed"
@@ -68,7 +69,7 @@ class LinkGate:
         query_codec: str | None = None,
     ) -> Sorted:
         """Judge ``links`` (as written on a page at ``base``, their queries in
-        ``query_codec``: urls.resolver); count nothing. A link to ``own``, the page's
+        ``query_codec``: charsets.written_in); count nothing. A link to ``own``, the page's
         own URL (``#top``, say), is neither followed nor refused: the page is fetched
         already."""
         result = Sorted([])
@@ -77,7 +78,7 @@ class LinkGate:
         # A page's own URL is normalised already: its links resolve against it (no <base>).
         page = own if base == own else normalize(base, sort_query=sort_query)
         if page is not None:
-            resolve = resolver(page, sort_query=sort_query, query_codec=query_codec)
+            resolve = written_in(resolver(page, sort_query=sort_query), query_codec)
             # Links to the page's own origin (most of them) are on the page's host,
             # judged once for them all.
             origin = page[: page.find("/", page.find("://") + 3) + 1] or page + "/"

@@ -39,6 +39,7 @@ from crawler.loop.ledger import Ledger, Result
 from crawler.output.check_cache import unpack_refs
 from crawler.records import BROKEN_ERRORS, TOO_LARGE, Entry, LinkCheck, PageRecord
 from crawler.values import accepted_statuses
+from crawler.web.charsets import written_in
 from crawler.web.refs import NAVIGATION, Ref
 from crawler.web.urls import normalize, resolver
 
@@ -141,13 +142,13 @@ class LinkBook:
         query_codec: str | None = None,
     ) -> list[Found]:
         """A page's links (as written, its base URL, the character set of their queries:
-        urls.resolver) resolved (rules 1 and 2); a URL the page ``followed`` is that
+        charsets.written_in) resolved (rules 1 and 2); a URL the page ``followed`` is that
         very string, not a copy of it."""
         same = (followed or Followed()).same
         found = []
         page = normalize(base, sort_query=self._sort_query)
         if page is not None:
-            join = resolver(page, sort_query=self._sort_query, query_codec=query_codec)
+            join = written_in(resolver(page, sort_query=self._sort_query), query_codec)
         else:
             join = functools.partial(normalize, base=base, sort_query=self._sort_query)
         for ref in refs:

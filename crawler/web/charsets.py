@@ -1,110 +1,29 @@
-"""A page's character set label as a browser reads it (the WHATWG Encoding Standard),
-named as Python's codecs name it.
-
-Python's codecs know other labels than browsers do, and decode some labels to
-other character sets. A browser decodes "iso-8859-1" and "us-ascii" as
-windows-1252 (whose curly quotes and euro sign Latin-1 reads as control
-characters), "shift_jis" as Microsoft's superset of it, "gb2312" as GB18030,
-"euc-kr" as windows-949 and "big5" with its Hong Kong extension: a page in one
-of those labels, made on Windows, most often uses characters only the
-superset has. A label no browser knows ("utf-7", "utf-32", an EBCDIC code
-page) is no label, and a <meta> that says UTF-16 means UTF-8 (the page was read
-as ASCII bytes to find it).
+"""A link's query in its page's character set, as browsers write it (WHATWG URL:
+a special URL's query is encoded in its document's encoding, the path and the
+fragment in UTF-8): ``?q=café`` on a windows-1252 page is ``?q=caf%E9``, another
+URL than ``?q=caf%C3%A9`` to a server that reads Latin-1.
 """
 
 from __future__ import annotations
 
-import codecs
-import functools
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
-# The encodings of the Encoding Standard, by their Python codec names (its
-# "x-user-defined" and "replacement" are left out: no page is read that way).
-_BROWSERS = frozenset(
-    {
-        "utf-8", "cp866", "iso8859-2", "iso8859-3", "iso8859-4", "iso8859-5", "iso8859-6",
-        "iso8859-7", "iso8859-8", "iso8859-10", "iso8859-13", "iso8859-14", "iso8859-15",
-        "iso8859-16", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874", "cp1250",
-        "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258",
-        "gb18030", "big5hkscs", "euc_jp", "iso2022_jp", "cp932", "cp949", "utf-16-be",
-        "utf-16-le",
-    }
-)  # fmt: skip
-# Python's decoding of a label, where a browser decodes it as a superset.
-_SUPERSETS = {
-    "ascii": "cp1252",
-    "iso8859-1": "cp1252",
-    "iso8859-9": "cp1254",
-    "iso8859-11": "cp874",
-    "tis-620": "cp874",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "euc_kr": "cp949",
-    "shift_jis": "cp932",
-    "big5": "big5hkscs",
-    "utf-16": "utf-16-le",
-}
-# Browsers' labels Python does not know.
-_LABELS = {
-    "unicode-1-1-utf-8": "utf-8",
-    "unicode11utf8": "utf-8",
-    "unicode20utf8": "utf-8",
-    "x-unicode20utf8": "utf-8",
-    "windows-874": "cp874",
-    "dos-874": "cp874",
-    "iso885911": "cp874",
-    "iso-8859-8-i": "iso8859-8",
-    "csiso88598i": "iso8859-8",
-    "csiso88598e": "iso8859-8",
-    "logical": "iso8859-8",
-    "visual": "iso8859-8",
-    "iso-8859-6-i": "iso8859-6",
-    "iso-8859-6-e": "iso8859-6",
-    "csiso88596i": "iso8859-6",
-    "csiso88596e": "iso8859-6",
-    "x-mac-cyrillic": "mac-cyrillic",
-    "x-mac-ukrainian": "mac-cyrillic",
-    "x-mac-roman": "mac-roman",
-    "x-sjis": "cp932",
-    "windows-31j": "cp932",
-    "ms_kanji": "cp932",
-    "csshiftjis": "cp932",
-    "x-gbk": "gb18030",
-    "chinese": "gb18030",
-    "csgb2312": "gb18030",
-    "x-x-big5": "big5hkscs",
-    "cn-big5": "big5hkscs",
-    "csbig5": "big5hkscs",
-    "x-euc-jp": "euc_jp",
-    "windows-949": "cp949",
-    "korean": "cp949",
-    "ksc5601": "cp949",
-    "ksc_5601": "cp949",
-    **{f"x-cp125{digit}": f"cp125{digit}" for digit in range(9)},
-}
+T = TypeVar("T")
 
 
-@functools.lru_cache(maxsize=256)
-def codec_for(label: str, *, in_page: bool = False) -> str | None:
-    """The Python codec a browser's reading of ``label`` is (``in_page``: a <meta>'s),
-    or None when browsers know no such label."""
-    label = label.strip().lower()
-    name = _LABELS.get(label)
-    if name is None:
-        try:
-            name = codecs.lookup(label).name
-        except (LookupError, ValueError):  # ValueError: a NUL in the label
-            return None
-        name = _SUPERSETS.get(name, name)
-    if in_page and name.startswith("utf-16"):
-        return "utf-8"
-    return name if name in _BROWSERS else None
+def written_in(resolve: Callable[[str], T], codec: str | None) -> Callable[[str], T]:
+    """``resolve`` for the links of a page whose queries are in ``codec``
+    (parser.ParsedPage.query_codec): each link as query_in writes it; ``resolve``
+    itself for a UTF-8 page (None)."""
+    if codec is None:
+        return resolve
 
+    def resolve_written(link: str) -> T:
+        return resolve(link if link.isascii() else query_in(link, codec))
 
-def query_codec(codec: str) -> str | None:
-    """The character set a page in ``codec`` writes its links' queries in, when it is
-    not UTF-8 (WHATWG URL: a page's own encoding, and UTF-8 for UTF-16's)."""
-    return None if codec == "utf-8" or codec.startswith("utf-16") else codec
+    return resolve_written
 
 
 # What a browser leaves as it is of the bytes of a query in a page's character set:

@@ -8,13 +8,14 @@ BeautifulSoup tree is for users' extractors, built only when one asks.
 The character set comes from, in order: a byte-order mark, the Content-Type
 header, the document's own <meta> (prescanned in the first 1024 bytes, as
 browsers do), strict UTF-8, and finally detection by charset-normalizer; a
-label is read as browsers read it (charsets.py).
+label is read as browsers read it (codec_for).
 Links are returned as written, with the base URL they resolve against.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,8 +23,6 @@ from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from lxml import etree
-
-from crawler.web.charsets import codec_for, query_codec
 
 
 class ElementReader(Protocol):
@@ -37,8 +36,8 @@ class ElementReader(Protocol):
     def result(self) -> tuple[Sequence[Any], str]: ...
 
 
-# Made with the page's bytes (where a tag starts is read from them).
-# Made from the page and whether it is streamed (its elements shown as each ends).
+# Made from the page's bytes (where a tag starts is read from them) and whether it
+# is streamed (its elements shown as each ends).
 RefsReader = Callable[[bytes, bool], ElementReader]
 # A page this big is parsed as a stream, each element dropped once read: its tree
 # would cost about 14 times its size (a 10 MB page of 225,000 links: 139 MB).
@@ -57,12 +56,9 @@ _PAGE_TAG_SET = frozenset(_PAGE_TAGS)
 # every link past that point is lost: 300 unclosed <font> or <div> tags, or 85
 # nested tables, are enough. A tree deeper still is read again (_flat_tree).
 _PARSING: dict[str, Any] = {
-    "recover": True,
-    "no_network": True,
-    "remove_comments": True,
-    "collect_ids": False,
+    "recover": True, "no_network": True, "remove_comments": True, "collect_ids": False,
     "huge_tree": True,
-}
+}  # fmt: skip
 _HTML_PARSER = etree.HTMLParser(**_PARSING)
 # A UTF-8 body is parsed as bytes, its encoding given (it wins over a <meta>):
 # a str of any character past Latin-1 costs lxml a conversion back to UTF-8
@@ -83,6 +79,63 @@ _BOMS = (
 _DETECT_BYTES = 64 * 1024
 
 
+# The encodings of the Encoding Standard, as Python's codecs name them (but its
+# x-user-defined and replacement, which no page is read as).
+_BROWSERS = frozenset(
+    {
+        "utf-8", "cp866", "iso8859-2", "iso8859-3", "iso8859-4", "iso8859-5", "iso8859-6",
+        "iso8859-7", "iso8859-8", "iso8859-10", "iso8859-13", "iso8859-14", "iso8859-15",
+        "iso8859-16", "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "cp874", "cp1250",
+        "cp1251", "cp1252", "cp1253", "cp1254", "cp1255", "cp1256", "cp1257", "cp1258",
+        "gb18030", "big5hkscs", "euc_jp", "iso2022_jp", "cp932", "cp949", "utf-16-be",
+        "utf-16-le",
+    }
+)  # fmt: skip
+# Python's reading of a label, where a browser reads the label as a superset: a
+# page made on Windows most often uses characters only the superset has (Latin-1's
+# curly quotes and euro sign are windows-1252's; Latin-1 reads them as controls).
+_SUPERSETS = {"ascii": "cp1252", "iso8859-1": "cp1252", "iso8859-9": "cp1254", "big5": "big5hkscs"}
+_SUPERSETS |= {"iso8859-11": "cp874", "tis-620": "cp874", "gbk": "gb18030", "utf-16": "utf-16-le"}
+_SUPERSETS |= {"gb2312": "gb18030", "euc_kr": "cp949", "shift_jis": "cp932"}
+# Browsers' labels that Python does not know, by the codec each is.
+_LABELS = {
+    label: codec
+    for codec, labels in {
+        "utf-8": "unicode-1-1-utf-8 unicode11utf8 unicode20utf8 x-unicode20utf8",
+        "cp874": "windows-874 dos-874 iso885911",
+        "iso8859-8": "iso-8859-8-i csiso88598i csiso88598e logical visual",
+        "iso8859-6": "iso-8859-6-i iso-8859-6-e csiso88596i csiso88596e",
+        "mac-cyrillic": "x-mac-cyrillic x-mac-ukrainian",
+        "mac-roman": "x-mac-roman",
+        "cp932": "x-sjis windows-31j ms_kanji csshiftjis",
+        "gb18030": "x-gbk chinese csgb2312",
+        "big5hkscs": "x-x-big5 cn-big5 csbig5",
+        "euc_jp": "x-euc-jp",
+        "cp949": "windows-949 korean ksc5601 ksc_5601",
+        **{f"cp125{digit}": f"x-cp125{digit}" for digit in range(9)},
+    }.items()
+    for label in labels.split()
+}
+
+
+@functools.lru_cache(maxsize=256)
+def codec_for(label: str, *, in_page: bool = False) -> str | None:
+    """The Python codec of a browser's reading of a charset label (the WHATWG Encoding
+    Standard; ``in_page``: a <meta>'s, where UTF-16 means UTF-8, since the page was
+    read as ASCII to find it), or None for a label no browser knows (utf-7, utf-32)."""
+    label = label.strip().lower()
+    name = _LABELS.get(label)
+    if name is None:
+        try:
+            name = codecs.lookup(label).name
+        except (LookupError, ValueError):  # ValueError: a NUL in the label
+            return None
+        name = _SUPERSETS.get(name, name)
+    if in_page and name.startswith("utf-16"):
+        return "utf-8"
+    return name if name in _BROWSERS else None
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedPage:
     """What the crawler needs from one HTML page."""
@@ -96,8 +149,8 @@ class ParsedPage:
     # line, nofollow or not (refs.Ref), and the page's anchors.
     refs: Sequence[Any] = ()
     anchors: str = ""
-    # The character set its links' queries are written in (charsets.query_codec);
-    # None for UTF-8.
+    # The character set its links' queries are written in (WHATWG URL: the page's,
+    # but UTF-8 for a UTF-16 page); None for UTF-8.
     query_codec: str | None = None
 
 
@@ -106,8 +159,7 @@ def is_html(content_type: str | None) -> bool:
 
 
 def _try_decode(body: bytes, codec: str | None) -> tuple[str, str] | None:
-    """``body`` in ``codec`` (charsets.codec_for's), and the codec; None when it
-    cannot decode it."""
+    """``body`` in ``codec`` (codec_for's), and the codec; None if it cannot decode it."""
     if codec is None:
         return None
     try:
@@ -122,7 +174,7 @@ def decode_html(body: bytes, header_charset: str | None) -> str:
 
 
 def _decoded(body: bytes, header_charset: str | None) -> tuple[str, str, bool]:
-    """The page's text, its character set (as charsets.codec_for names it), and
+    """The page's text, its character set (as codec_for names it), and
     whether the body itself is that text in UTF-8 (no BOM, no NUL)."""
     for bom, encoding, codec in _BOMS:
         if body.startswith(bom):
@@ -147,10 +199,11 @@ def _decoded(body: bytes, header_charset: str | None) -> tuple[str, str, bool]:
 
 
 _WHITESPACE = "\t\n\x0c\r "
+_SPACES = r"[\t\n\x0c\r ]*"
 # A refresh's time, what may follow it, and "url=" (HTML's declarative refresh).
 _REFRESH = re.compile(
-    r"[\t\n\x0c\r ]*(?:[0-9]+|(?=\.))[0-9.]*(?:[\t\n\x0c\r ;,]|$)[\t\n\x0c\r ]*[;,]?"
-    r"[\t\n\x0c\r ]*(?:url[\t\n\x0c\r ]*=[\t\n\x0c\r ]*)?",
+    rf"{_SPACES}(?:[0-9]+|(?=\.))[0-9.]*(?:[{_WHITESPACE};,]|$){_SPACES}[;,]?{_SPACES}"
+    rf"(?:url{_SPACES}={_SPACES})?",
     re.IGNORECASE,
 )
 
@@ -293,6 +346,8 @@ def parse_html(
         attribute = _LINK_ATTRIBUTES.get(tag)
         if (value := element.get(attribute) if attribute else None) is None and tag == "a":
             value = element.get("xlink:href")  # an SVG link (SVG 2: href first)
+        elif tag == "meta" and str(element.get("http-equiv", "")).lower() == "refresh":
+            value = refresh_target(str(element.get("content", "")))  # a link to follow
         if reader is not None:  # its link as this very string: a big page's are many
             reader.element(element, value)
         if tag not in _PAGE_TAG_SET:
@@ -304,13 +359,11 @@ def parse_html(
             if rel and honour_nofollow and "nofollow" in rel.lower().split():
                 continue
             links.append(value)
-        elif tag == "meta":  # robots directives, or a refresh: a link to follow
+        elif tag == "meta":  # robots directives, or a refresh's URL
             if str(element.get("name", "")).lower() == "robots":
                 directives |= _directive_words(element.get("content", ""))
-            elif str(element.get("http-equiv", "")).lower() == "refresh" and (
-                target := refresh_target(str(element.get("content", "")))
-            ):
-                links.append(target)
+            elif value:
+                links.append(value)
         elif tag == "title":
             title = title or _text(element)[:MAX_TITLE_CHARS] or None
         else:  # base
@@ -321,7 +374,8 @@ def parse_html(
     found, anchors = reader.result() if reader is not None else ((), "")
     kept = () if nofollow else tuple(links)
     page = (title, base or url, kept, nofollow, "noindex" in directives, found, anchors)
-    return ParsedPage(*page, query_codec(codec))
+    utf8_queries = codec == "utf-8" or codec.startswith("utf-16")
+    return ParsedPage(*page, None if utf8_queries else codec)
 
 
 def _elements(

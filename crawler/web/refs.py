@@ -31,8 +31,6 @@ from typing import overload
 
 from lxml import etree
 
-from crawler.web.parser import refresh_target
-
 # Kinds a crawl may follow as pages when they are in scope; every other kind is
 # a requisite, requested only to see whether it works.
 NAVIGATION = frozenset({"link", "frame", "refresh"})
@@ -245,7 +243,8 @@ class PageRefs:
 
     def element(self, element: etree._Element, link: str | None = None) -> None:
         """``link``: the element's href (``a``, ``area``) or src (``frame``, ``iframe``)
-        as the parser read it, kept as that very string rather than read again."""
+        as the parser read it, kept as that very string rather than read again, or
+        the URL of a ``meta`` refresh."""
         if not isinstance(element.tag, str):
             return  # a processing instruction or an entity
         anchor = element.get("id")
@@ -306,9 +305,8 @@ def _element_refs(
         _add(refs, get("background"), line, "image")
     elif tag in _CITE_TAGS:
         _add(refs, get("cite"), line, "link")
-    elif tag == "meta":
-        if str(get("http-equiv", "")).lower() == "refresh":
-            _add(refs, refresh_target(str(get("content", ""))), line, "refresh")
+    elif tag == "meta":  # a refresh's URL, as the parser read it
+        _add(refs, link, line, "refresh")
     elif tag == "style":
         refs.extend(css_refs(element.text or "", line))
     elif tag == "object":

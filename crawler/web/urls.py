@@ -28,8 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ada_url import join_url, normalize_url
 
-from crawler.web.charsets import query_in
-
 SCHEMES = frozenset({"http", "https"})
 MAX_URL_LENGTH = 2048
 # A path segment repeated more often than this is a trap (/a/a/a/a/...).
@@ -99,13 +97,10 @@ _SIMPLE_LINK = re.compile(r"(?![A-Za-z][A-Za-z0-9+.-]*:)(?!//)[A-Za-z0-9._~!$&'(
 _SIMPLE_QUERY = re.compile(r"[A-Za-z0-9._~!$&()*+,;=:@/?-]*")
 
 
-def resolver(
-    base: str, *, sort_query: bool = True, query_codec: str | None = None
-) -> Callable[[str], str | None]:
+def resolver(base: str, *, sort_query: bool = True) -> Callable[[str], str | None]:
     """``normalize(link, base)`` for each link found on the page at ``base`` (a
     normalised URL): the same answer, sooner for the links real pages are made of;
-    what it needs of ``base`` is worked out once. ``query_codec``: the character set
-    the page writes its links' queries in, when it is not UTF-8 (query_in)."""
+    what it needs of ``base`` is worked out once."""
     start = base.find("/", base.find("://") + 3)
     origin, base_path = (base, "/") if start == -1 else (base[:start], base[start:])
     base_path = base_path.partition("?")[0]
@@ -119,8 +114,6 @@ def resolver(
     def resolve_one(link: str) -> str | None:
         if link.startswith("#"):  # this page itself (``base`` has no fragment)
             return base
-        if query_codec is not None and not link.isascii():
-            link = query_in(link, query_codec)
         relative = link[cut:] if link.startswith(same_origin) else link
         fragment = relative.find("#")
         path, mark, query = (relative if fragment == -1 else relative[:fragment]).partition("?")
