@@ -258,6 +258,7 @@ async def test_three_nights_on_a_site_that_answers_304(serve: SiteFactory, tmp_p
     assert site.count("/a") == 3 and site.count("/missing") >= 3
     for code, text, _ in nights:
         assert code == 1
+        text = text.replace(site.url, "")  # its port may hold "404" or "304" (port 40475)
         assert "1 broken" in text and text.count("404") == 1 and "304" not in text
     for night in (2, 3):
         assert nights[night - 1][1].splitlines()[-1] == nights[0][1].splitlines()[-1]
