@@ -18,7 +18,7 @@ pure (it touches no tally), so a big page's links can be judged in a thread.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from crawler.config import CrawlConfig
@@ -27,6 +27,20 @@ from crawler.records import CHECK_KINDS, Entry
 from crawler.stats import Tally
 from crawler.web.charsets import written_in
 from crawler.web.urls import Scope, host_of, is_trap, link_facts, normalize, resolver
+
+
+def link_resolver(
+    page: str | None, base: str, *, sort_query: bool, query_codec: str | None
+) -> Callable[[str], str | None]:
+    """How a page's links resolve: against ``page``, its base normalised (None when
+    ``base`` does not normalise: then by the full parse against ``base`` itself), the
+    queries written in ``query_codec`` (charsets.written_in)."""
+    if page is not None:
+        resolve = resolver(page, sort_query=sort_query)
+    else:
+        resolve = functools.partial(normalize, base=base, sort_query=sort_query)
+    return written_in(resolve, query_codec)
+
 
 FOLLOWED = "followed"
 DROPPED = "dropped"
@@ -77,14 +91,13 @@ class LinkGate:
         sort_query, scope, rules = self._sort_query, self.scope, self._rules
         # A page's own URL is normalised already: its links resolve against it (no <base>).
         page = own if base == own else normalize(base, sort_query=sort_query)
+        resolve = link_resolver(page, base, sort_query=sort_query, query_codec=query_codec)
         if page is not None:
-            resolve = written_in(resolver(page, sort_query=sort_query), query_codec)
             # Links to the page's own origin (most of them) are on the page's host,
             # judged once for them all.
             origin = page[: page.find("/", page.find("://") + 3) + 1] or page + "/"
             on_site = scope.allows(host_of(page))
         else:
-            resolve = functools.partial(normalize, base=base, sort_query=sort_query)
             origin, on_site = "\0", False
         for link in links:
             url = resolve(link)

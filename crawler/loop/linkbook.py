@@ -25,7 +25,6 @@ Rules, in order, for a link as written:
 from __future__ import annotations
 
 import bisect
-import functools
 import re
 from array import array
 from collections.abc import Container, Iterable, Iterator
@@ -34,14 +33,13 @@ from urllib.parse import unquote
 
 from crawler.config import CrawlConfig
 from crawler.extract import CheckRules
-from crawler.loop.gate import DROPPED, OFFSITE, LinkGate
+from crawler.loop.gate import DROPPED, OFFSITE, LinkGate, link_resolver
 from crawler.loop.ledger import Ledger, Result
 from crawler.output.check_cache import unpack_refs
 from crawler.records import BROKEN_ERRORS, TOO_LARGE, Entry, LinkCheck, PageRecord
 from crawler.values import accepted_statuses
-from crawler.web.charsets import written_in
 from crawler.web.refs import NAVIGATION, Ref
-from crawler.web.urls import normalize, resolver
+from crawler.web.urls import normalize
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 UNSUPPORTED = "unsupported"
@@ -147,10 +145,7 @@ class LinkBook:
         same = (followed or Followed()).same
         found = []
         page = normalize(base, sort_query=self._sort_query)
-        if page is not None:
-            join = written_in(resolver(page, sort_query=self._sort_query), query_codec)
-        else:
-            join = functools.partial(normalize, base=base, sort_query=self._sort_query)
+        join = link_resolver(page, base, sort_query=self._sort_query, query_codec=query_codec)
         for ref in refs:
             written, _, fragment = ref.written.partition("#")
             scheme = _SCHEME.match(written)
